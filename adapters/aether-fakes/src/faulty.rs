@@ -1,0 +1,158 @@
+//! Fault injection around any session API: latency, errors before the call, and dropped replies
+//! (the call takes effect but the caller sees `UNAVAILABLE`, as after a lost response).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aether_domain::{Error, Result};
+use aether_ports::*;
+
+/// What to do to one operation.
+#[derive(Debug, Clone, Default)]
+pub struct Fault {
+    pub latency: Option<Duration>,
+    /// Fail before reaching the inner API.
+    pub error: Option<Error>,
+    /// Let the call happen, then report `UNAVAILABLE` instead of its reply.
+    pub drop_reply: bool,
+    /// How many calls this applies to; `None` for every call.
+    pub times: Option<u32>,
+}
+
+/// Faults by operation name (the trait method name, e.g. `write_file`; `*` for every operation).
+#[derive(Debug, Clone, Default)]
+pub struct FaultPlan {
+    faults: Arc<Mutex<HashMap<String, Fault>>>,
+}
+
+impl FaultPlan {
+    pub fn set(&self, op: &str, fault: Fault) {
+        if let Ok(mut f) = self.faults.lock() {
+            f.insert(op.to_owned(), fault);
+        }
+    }
+
+    pub fn clear(&self) {
+        if let Ok(mut f) = self.faults.lock() {
+            f.clear();
+        }
+    }
+
+    /// Takes the fault for `op` (or `*`), counting down limited ones.
+    fn take(&self, op: &str) -> Option<Fault> {
+        let mut faults = self.faults.lock().ok()?;
+        let key = if faults.contains_key(op) { op } else { "*" };
+        let fault = faults.get_mut(key)?;
+        match &mut fault.times {
+            Some(0) => None,
+            Some(n) => {
+                *n -= 1;
+                Some(fault.clone())
+            }
+            None => Some(fault.clone()),
+        }
+    }
+}
+
+/// Wraps an API with a [`FaultPlan`].
+#[derive(Clone)]
+pub struct Faulty<A> {
+    inner: A,
+    plan: FaultPlan,
+}
+
+impl<A> Faulty<A> {
+    pub fn new(inner: A, plan: FaultPlan) -> Self {
+        Faulty { inner, plan }
+    }
+
+    pub fn plan(&self) -> &FaultPlan {
+        &self.plan
+    }
+
+    async fn before(&self, op: &str) -> Result<Option<Fault>> {
+        let Some(fault) = self.plan.take(op) else {
+            return Ok(None);
+        };
+        if let Some(d) = fault.latency {
+            tokio::time::sleep(d).await;
+        }
+        if let Some(e) = &fault.error {
+            return Err(e.clone());
+        }
+        Ok(Some(fault))
+    }
+
+    fn after<T>(fault: Option<Fault>, op: &str, result: Result<T>) -> Result<T> {
+        match fault {
+            Some(f) if f.drop_reply => Err(Error::unavailable(format!(
+                "reply to {op} was dropped (injected fault)"
+            ))),
+            _ => result,
+        }
+    }
+}
+
+macro_rules! faulty_methods {
+    ($($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
+        $(
+            async fn $name(&self, ctx: &Ctx, $($arg: $ty),*) -> Result<$ret> {
+                let fault = self.before(stringify!($name)).await?;
+                let result = self.inner.$name(ctx, $($arg),*).await;
+                Self::after(fault, stringify!($name), result)
+            }
+        )*
+    };
+}
+
+impl<A: SessionsApi> SessionsApi for Faulty<A> {
+    faulty_methods! {
+        create_session(req: CreateSessionRequest) -> Session;
+        list_sessions(req: ListSessionsRequest) -> Page<Session>;
+        get_session(session_id: &str) -> Session;
+        delete_session(session_id: &str) -> ();
+        archive_session(session_id: &str) -> Session;
+        reactivate_session(session_id: &str) -> Session;
+        fork_session(session_id: &str, req: ForkSessionRequest) -> Session;
+        create_checkpoint(session_id: &str, req: CreateCheckpointRequest) -> Checkpoint;
+        list_checkpoints(session_id: &str, page: PageRequest) -> Page<Checkpoint>;
+        restore_checkpoint(session_id: &str, req: RestoreRequest) -> Session;
+    }
+}
+
+impl<A: FilesystemApi> FilesystemApi for Faulty<A> {
+    faulty_methods! {
+        manifest(session_id: &str, req: ManifestRequest) -> Manifest;
+        mkdir(session_id: &str, req: MkdirRequest) -> Entry;
+        rmdir(session_id: &str, req: RmdirRequest) -> ();
+        delete_file(session_id: &str, req: DeleteFileRequest) -> ();
+        rename(session_id: &str, req: RenameRequest) -> ();
+        link(session_id: &str, req: LinkRequest) -> Entry;
+        unlink(session_id: &str, req: PathRequest) -> ();
+        symlink(session_id: &str, req: SymlinkRequest) -> Entry;
+        read_symlink(session_id: &str, path: &str) -> SymlinkTarget;
+        set_xattr(session_id: &str, req: SetXattrRequest) -> ();
+        get_xattr(session_id: &str, req: XattrRequest) -> XattrValue;
+        list_xattrs(session_id: &str, req: PathRequest) -> XattrNames;
+        remove_xattr(session_id: &str, req: XattrRequest) -> ();
+        set_attributes(session_id: &str, req: SetAttributesRequest) -> Entry;
+        mknod(session_id: &str, req: MknodRequest) -> Entry;
+        batch(session_id: &str, req: BatchRequest) -> BatchResponse;
+    }
+}
+
+impl<A: ContentApi> ContentApi for Faulty<A> {
+    faulty_methods! {
+        read_file(session_id: &str, req: ReadFileRequest) -> FileContent;
+        write_file(session_id: &str, req: WriteFileRequest) -> Entry;
+        patch_segments(session_id: &str, req: PatchSegmentsRequest) -> Entry;
+    }
+}
+
+impl<A: EventsApi> EventsApi for Faulty<A> {
+    faulty_methods! {
+        list_events(session_id: &str, req: ListEventsRequest) -> Page<Event>;
+        follow_events(session_id: &str, after_sequence: u64) -> EventStream;
+    }
+}

@@ -1,0 +1,445 @@
+//! In-memory metadata and blob stores. Trees are `Arc`-shared maps: a fork or checkpoint shares
+//! the map and the first write after sharing copies it (a different COW strategy from SQLite's
+//! layers, which is what makes running one conformance suite over both worthwhile).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+use aether_domain::{
+    CheckpointId, Entry, Error, Result, SessionId, SessionPath, SessionStatus, TenantId,
+};
+use aether_ports::store::*;
+use aether_ports::{Checkpoint, Event};
+
+type Tree = Arc<BTreeMap<SessionPath, Entry>>;
+
+struct StoredSession {
+    rec: SessionRecord,
+    tree: Tree,
+    checkpoints: BTreeMap<String, (Checkpoint, Tree)>,
+    events: Vec<Event>,
+}
+
+#[derive(Default)]
+struct State {
+    sessions: BTreeMap<SessionId, StoredSession>,
+    idempotency: HashMap<(String, String, String), Outcome>,
+}
+
+#[derive(Clone, Default)]
+pub struct MemoryMetadataStore {
+    state: Arc<Mutex<State>>,
+}
+
+impl MemoryMetadataStore {
+    fn with<R>(&self, f: impl FnOnce(&mut State) -> Result<R>) -> Result<R> {
+        let mut state = self
+            .state
+            .lock()
+            .map_err(|_| Error::internal("in-memory store poisoned"))?;
+        f(&mut state)
+    }
+}
+
+fn session_mut<'a>(
+    state: &'a mut State,
+    tenant: &TenantId,
+    id: &SessionId,
+) -> Result<&'a mut StoredSession> {
+    state
+        .sessions
+        .get_mut(id)
+        .filter(|s| &s.rec.tenant == tenant)
+        .ok_or_else(|| Error::not_found(format!("session {id} not found")))
+}
+
+fn append(s: &mut StoredSession, events: Vec<NewEvent>) {
+    for e in events {
+        let sequence = s.events.last().map_or(1, |l| l.sequence + 1);
+        s.events.push(Event {
+            sequence,
+            session_id: s.rec.id.as_str().to_owned(),
+            kind: e.kind,
+            path: e.path,
+            to_path: e.to_path,
+            principal: e.principal,
+            generation: e.generation,
+            time: e.time,
+        });
+    }
+}
+
+fn remember(state: &mut State, tenant: &TenantId, scope: &str, idem: Option<IdempotencyRecord>) {
+    if let Some(i) = idem {
+        state.idempotency.insert(
+            (tenant.as_str().to_owned(), scope.to_owned(), i.key),
+            i.outcome,
+        );
+    }
+}
+
+fn tree_of(state: &State, tree: &TreeRef) -> Result<Tree> {
+    match tree {
+        TreeRef::Session { tenant, session } => state
+            .sessions
+            .get(session)
+            .filter(|s| &s.rec.tenant == tenant)
+            .map(|s| s.tree.clone())
+            .ok_or_else(|| Error::not_found(format!("session {session} not found"))),
+        TreeRef::Checkpoint {
+            tenant,
+            session,
+            checkpoint,
+        } => state
+            .sessions
+            .get(session)
+            .filter(|s| &s.rec.tenant == tenant)
+            .and_then(|s| s.checkpoints.get(checkpoint.as_str()))
+            .map(|(_, t)| t.clone())
+            .ok_or_else(|| Error::not_found(format!("checkpoint {checkpoint} not found"))),
+    }
+}
+
+impl MetadataStore for MemoryMetadataStore {
+    async fn insert_session(
+        &self,
+        rec: &SessionRecord,
+        root: &Entry,
+        event: NewEvent,
+        idem: Option<IdempotencyRecord>,
+    ) -> Result<()> {
+        self.with(|state| {
+            let mut tree = BTreeMap::new();
+            tree.insert(root.path.clone(), root.clone());
+            let mut s = StoredSession {
+                rec: rec.clone(),
+                tree: Arc::new(tree),
+                checkpoints: BTreeMap::new(),
+                events: Vec::new(),
+            };
+            append(&mut s, vec![event]);
+            state.sessions.insert(rec.id.clone(), s);
+            remember(state, &rec.tenant, "", idem);
+            Ok(())
+        })
+    }
+
+    async fn session(&self, tenant: &TenantId, id: &SessionId) -> Result<Option<SessionRecord>> {
+        self.with(|state| {
+            Ok(state
+                .sessions
+                .get(id)
+                .filter(|s| &s.rec.tenant == tenant)
+                .map(|s| s.rec.clone()))
+        })
+    }
+
+    async fn list_sessions(
+        &self,
+        tenant: &TenantId,
+        filter: &SessionFilter,
+        after: Option<&SessionId>,
+        limit: usize,
+    ) -> Result<Vec<SessionRecord>> {
+        self.with(|state| {
+            Ok(state
+                .sessions
+                .values()
+                .map(|s| &s.rec)
+                .filter(|r| &r.tenant == tenant && after.is_none_or(|a| &r.id > a))
+                .filter(|r| filter.status.is_none_or(|st| r.status == st))
+                .filter(|r| {
+                    filter
+                        .tag
+                        .as_ref()
+                        .is_none_or(|(k, v)| r.tags.get(k) == Some(v))
+                })
+                .filter(|r| {
+                    filter
+                        .source_id
+                        .as_ref()
+                        .is_none_or(|id| r.source_ref.as_ref().is_some_and(|s| &s.source_id == id))
+                })
+                .take(limit)
+                .cloned()
+                .collect())
+        })
+    }
+
+    async fn delete_session(&self, tenant: &TenantId, id: &SessionId) -> Result<bool> {
+        self.with(|state| {
+            let exists = state
+                .sessions
+                .get(id)
+                .is_some_and(|s| &s.rec.tenant == tenant);
+            if exists {
+                state.sessions.remove(id);
+                state
+                    .idempotency
+                    .retain(|(_, scope, _), _| scope != id.as_str());
+            }
+            Ok(exists)
+        })
+    }
+
+    async fn set_status(
+        &self,
+        tenant: &TenantId,
+        id: &SessionId,
+        from: SessionStatus,
+        to: SessionStatus,
+        event: NewEvent,
+        idem: Option<IdempotencyRecord>,
+    ) -> Result<bool> {
+        self.with(|state| {
+            let s = session_mut(state, tenant, id)?;
+            if s.rec.status != from {
+                return Ok(false);
+            }
+            s.rec.status = to;
+            s.rec.last_activity_at = event.time;
+            append(s, vec![event]);
+            remember(state, tenant, id.as_str(), idem);
+            Ok(true)
+        })
+    }
+
+    async fn fork_session(
+        &self,
+        origin: &SessionRecord,
+        fork: &SessionRecord,
+        origin_event: NewEvent,
+        fork_event: NewEvent,
+        idem: Option<IdempotencyRecord>,
+    ) -> Result<()> {
+        self.with(|state| {
+            let o = session_mut(state, &origin.tenant, &origin.id)?;
+            let tree = o.tree.clone();
+            append(o, vec![origin_event]);
+            let mut s = StoredSession {
+                rec: fork.clone(),
+                tree,
+                checkpoints: BTreeMap::new(),
+                events: Vec::new(),
+            };
+            append(&mut s, vec![fork_event]);
+            state.sessions.insert(fork.id.clone(), s);
+            remember(state, &origin.tenant, origin.id.as_str(), idem);
+            Ok(())
+        })
+    }
+
+    async fn create_checkpoint(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        checkpoint: &Checkpoint,
+        event: NewEvent,
+        idem: Option<IdempotencyRecord>,
+    ) -> Result<()> {
+        self.with(|state| {
+            let s = session_mut(state, tenant, session)?;
+            let tree = s.tree.clone();
+            s.checkpoints
+                .insert(checkpoint.id.clone(), (checkpoint.clone(), tree));
+            append(s, vec![event]);
+            remember(state, tenant, session.as_str(), idem);
+            Ok(())
+        })
+    }
+
+    async fn checkpoint(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        id: &CheckpointId,
+    ) -> Result<Option<Checkpoint>> {
+        self.with(|state| {
+            Ok(state
+                .sessions
+                .get(session)
+                .filter(|s| &s.rec.tenant == tenant)
+                .and_then(|s| s.checkpoints.get(id.as_str()))
+                .map(|(c, _)| c.clone()))
+        })
+    }
+
+    async fn list_checkpoints(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        after: Option<&CheckpointId>,
+        limit: usize,
+    ) -> Result<Vec<Checkpoint>> {
+        self.with(|state| {
+            let s = session_mut(state, tenant, session)?;
+            Ok(s.checkpoints
+                .values()
+                .filter(|(c, _)| after.is_none_or(|a| c.id.as_str() > a.as_str()))
+                .take(limit)
+                .map(|(c, _)| c.clone())
+                .collect())
+        })
+    }
+
+    async fn restore_tree(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        checkpoint: &CheckpointId,
+        expected_generation: u64,
+        event: NewEvent,
+        idem: Option<IdempotencyRecord>,
+    ) -> Result<CommitOutcome> {
+        self.with(|state| {
+            let s = session_mut(state, tenant, session)?;
+            if s.rec.generation != expected_generation {
+                return Ok(CommitOutcome::GenerationMoved {
+                    current: s.rec.generation,
+                });
+            }
+            let tree = s
+                .checkpoints
+                .get(checkpoint.as_str())
+                .map(|(_, t)| t.clone())
+                .ok_or_else(|| Error::not_found(format!("checkpoint {checkpoint} not found")))?;
+            s.tree = tree;
+            s.rec.generation += 1;
+            s.rec.last_activity_at = event.time;
+            let generation = s.rec.generation;
+            append(s, vec![event]);
+            remember(state, tenant, session.as_str(), idem);
+            Ok(CommitOutcome::Committed { generation })
+        })
+    }
+
+    async fn entry(&self, tree: &TreeRef, path: &SessionPath) -> Result<Option<Entry>> {
+        self.with(|state| Ok(tree_of(state, tree)?.get(path).cloned()))
+    }
+
+    async fn list(&self, tree: &TreeRef, q: &ListQuery) -> Result<(Vec<Entry>, bool)> {
+        let tree = self.with(|state| tree_of(state, tree))?;
+        let start = q.after.clone().unwrap_or_else(|| q.dir.clone());
+        // Descendants are contiguous in byte order from `<dir>/`, but siblings such as `/b-c`
+        // sort between `/b` and `/b/…`, so skip those before taking the run.
+        let prefix = q.dir.descendant_prefix();
+        let mut out: Vec<Entry> = tree
+            .range(start..)
+            .map(|(_, e)| e)
+            .filter(|e| Some(&e.path) != q.after.as_ref() && e.path != q.dir)
+            .skip_while(|e| !q.dir.is_ancestor_of(&e.path) && e.path.as_str() < prefix.as_str())
+            .take_while(|e| q.dir.is_ancestor_of(&e.path))
+            .filter(|e| q.recursive || e.path.parent() == q.dir)
+            .take(q.limit + 1)
+            .cloned()
+            .collect();
+        let more = out.len() > q.limit;
+        out.truncate(q.limit);
+        Ok((out, more))
+    }
+
+    async fn commit(&self, commit: TreeCommit) -> Result<CommitOutcome> {
+        self.with(|state| {
+            let s = session_mut(state, &commit.tenant, &commit.session)?;
+            if s.rec.generation != commit.expected_generation {
+                return Ok(CommitOutcome::GenerationMoved {
+                    current: s.rec.generation,
+                });
+            }
+            let tree = Arc::make_mut(&mut s.tree);
+            for c in commit.changes {
+                match c.entry {
+                    Some(e) => tree.insert(c.path, e),
+                    None => tree.remove(&c.path),
+                };
+            }
+            s.rec.generation += 1;
+            s.rec.last_activity_at = commit.time;
+            let generation = s.rec.generation;
+            append(s, commit.events);
+            remember(
+                state,
+                &commit.tenant,
+                commit.session.as_str(),
+                commit.idempotency,
+            );
+            Ok(CommitOutcome::Committed { generation })
+        })
+    }
+
+    async fn idempotent_outcome(
+        &self,
+        tenant: &TenantId,
+        session: &str,
+        key: &str,
+    ) -> Result<Option<Outcome>> {
+        self.with(|state| {
+            Ok(state
+                .idempotency
+                .get(&(
+                    tenant.as_str().to_owned(),
+                    session.to_owned(),
+                    key.to_owned(),
+                ))
+                .cloned())
+        })
+    }
+
+    async fn events(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        q: &EventQuery,
+    ) -> Result<Vec<Event>> {
+        self.with(|state| {
+            let s = session_mut(state, tenant, session)?;
+            Ok(s.events
+                .iter()
+                .filter(|e| e.sequence > q.after_sequence)
+                .filter(|e| {
+                    q.since.is_none_or(|t| e.time >= t) && q.until.is_none_or(|t| e.time < t)
+                })
+                .filter(|e| q.types.is_empty() || q.types.contains(&e.kind))
+                .take(q.limit)
+                .cloned()
+                .collect())
+        })
+    }
+
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Blobs in a hash map.
+#[derive(Clone, Default)]
+pub struct MemoryBlobStore {
+    blobs: Arc<Mutex<HashMap<String, Bytes>>>,
+}
+
+impl BlobStore for MemoryBlobStore {
+    async fn put(&self, data: Bytes) -> Result<String> {
+        let hash = aether_domain::tree::content_hash(&data);
+        self.blobs
+            .lock()
+            .map_err(|_| Error::internal("in-memory blob store poisoned"))?
+            .insert(hash.clone(), data);
+        Ok(hash)
+    }
+
+    async fn get(&self, hash: &str, range: Option<(u64, u64)>) -> Result<Bytes> {
+        let blobs = self
+            .blobs
+            .lock()
+            .map_err(|_| Error::internal("in-memory blob store poisoned"))?;
+        let b = blobs
+            .get(hash)
+            .ok_or_else(|| Error::internal(format!("blob {hash} is missing")))?;
+        Ok(match range {
+            Some((s, e)) => b.slice(s as usize..e as usize),
+            None => b.clone(),
+        })
+    }
+}

@@ -1,0 +1,18 @@
+//! SQLite (WAL) metadata store and file-system CAS blob store (adapter layer): implements the
+//! `MetadataStore` and `BlobStore` ports for the embedded default deployment.
+
+mod blobs;
+mod db;
+mod meta;
+mod rows;
+mod schema;
+
+pub use blobs::FileBlobStore;
+pub use meta::SqliteMetadataStore;
+
+use aether_domain::Error;
+
+/// Maps a SQLite failure to the API's error: the caller learns the store failed, not why in SQL.
+fn backend(context: &str, e: impl std::fmt::Display) -> Error {
+    Error::internal(format!("metadata store failed to {context}: {e}"))
+}

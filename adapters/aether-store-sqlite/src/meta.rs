@@ -1,0 +1,848 @@
+//! `MetadataStore` on SQLite: sessions as chains of copy-on-write layers, events, checkpoints
+//! and idempotency records, each mutation one IMMEDIATE transaction.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rusqlite::{
+    Connection, OptionalExtension, Transaction, TransactionBehavior, params, params_from_iter,
+};
+
+use aether_domain::overlay::{LayerPage, merge_pages};
+use aether_domain::tree::Change;
+use aether_domain::{
+    CheckpointId, Entry, Error, Result, SessionId, SessionPath, SessionStatus, TenantId, Timestamp,
+};
+use aether_ports::store::*;
+use aether_ports::{Checkpoint, Event};
+
+use crate::backend;
+use crate::db::Db;
+use crate::rows::*;
+
+/// The embedded metadata store. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteMetadataStore {
+    db: Arc<Db>,
+}
+
+impl SqliteMetadataStore {
+    /// Opens (creating if needed) the database at `path` with `readers` reader threads.
+    pub fn open(path: &Path, readers: usize) -> Result<Self> {
+        let db = Db::open(path, readers, crate::schema::init)?;
+        Ok(SqliteMetadataStore { db: Arc::new(db) })
+    }
+}
+
+/// Maps a rusqlite error, unwrapping domain errors that row decoders smuggled through it.
+fn sql_err(context: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
+    move |e| match e {
+        rusqlite::Error::ToSqlConversionFailure(inner) => match inner.downcast::<Error>() {
+            Ok(e) => *e,
+            Err(other) => backend(context, other),
+        },
+        e => backend(context, e),
+    }
+}
+
+fn immediate(conn: &mut Connection) -> Result<Transaction<'_>> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql_err("begin a transaction"))
+}
+
+fn session_not_found(id: &SessionId) -> Error {
+    Error::not_found(format!("session {id} not found"))
+}
+
+fn load_session(
+    conn: &Connection,
+    tenant: &TenantId,
+    id: &SessionId,
+) -> Result<Option<(SessionRecord, Vec<i64>)>> {
+    conn.query_row(
+        &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1 AND tenant = ?2"),
+        params![id.as_str(), tenant.as_str()],
+        session_from_row,
+    )
+    .optional()
+    .map_err(sql_err("read a session"))
+}
+
+fn chain_of(conn: &Connection, tree: &TreeRef) -> Result<Vec<i64>> {
+    match tree {
+        TreeRef::Session { tenant, session } => conn
+            .query_row(
+                "SELECT chain FROM sessions WHERE id = ?1 AND tenant = ?2",
+                params![session.as_str(), tenant.as_str()],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map_err(sql_err("read a session's layers"))?
+            .ok_or_else(|| session_not_found(session))
+            .and_then(|c| parse_chain(&c)),
+        TreeRef::Checkpoint {
+            tenant,
+            session,
+            checkpoint,
+        } => conn
+            .query_row(
+                "SELECT chain FROM checkpoints WHERE id = ?1 AND session = ?2 AND tenant = ?3",
+                params![checkpoint.as_str(), session.as_str(), tenant.as_str()],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map_err(sql_err("read a checkpoint's layers"))?
+            .ok_or_else(|| Error::not_found(format!("checkpoint {checkpoint} not found")))
+            .and_then(|c| parse_chain(&c)),
+    }
+}
+
+fn lookup(conn: &Connection, chain: &[i64], path: &SessionPath) -> Result<Option<Entry>> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM entries WHERE layer = ?1 AND path = ?2"
+        ))
+        .map_err(sql_err("prepare a lookup"))?;
+    for layer in chain {
+        let found = stmt
+            .query_row(params![layer, path.as_str()], entry_from_row)
+            .optional()
+            .map_err(sql_err("look up an entry"))?;
+        if let Some((_, entry)) = found {
+            return Ok(entry);
+        }
+    }
+    Ok(None)
+}
+
+/// The exclusive upper bound of the paths below `prefix` (which ends in `/`): `/` + 1 is `0`.
+fn upper_bound(prefix: &str) -> String {
+    format!("{}0", &prefix[..prefix.len() - 1])
+}
+
+fn list(conn: &Connection, chain: &[i64], q: &ListQuery) -> Result<(Vec<Entry>, bool)> {
+    let recursive_sql = format!(
+        "SELECT {ENTRY_COLUMNS} FROM entries WHERE layer = ?1 AND path >= ?2 AND path < ?3 AND path > ?4 ORDER BY path LIMIT ?5"
+    );
+    let children_sql = format!(
+        "SELECT {ENTRY_COLUMNS} FROM entries WHERE layer = ?1 AND parent = ?2 AND path > ?4 AND ?3 = ?3 ORDER BY path LIMIT ?5"
+    );
+    let mut stmt = conn
+        .prepare_cached(if q.recursive {
+            &recursive_sql
+        } else {
+            &children_sql
+        })
+        .map_err(sql_err("prepare a listing"))?;
+    let prefix = q.dir.descendant_prefix();
+    let (lo, hi) = if q.recursive {
+        (prefix.clone(), upper_bound(&prefix))
+    } else {
+        (q.dir.as_str().to_owned(), String::new())
+    };
+    let mut after = q
+        .after
+        .as_ref()
+        .map_or_else(|| q.dir.as_str().to_owned(), |p| p.as_str().to_owned());
+    let mut out: Vec<Entry> = Vec::new();
+    loop {
+        let want = q.limit + 1 - out.len();
+        let mut pages = Vec::with_capacity(chain.len());
+        for layer in chain {
+            let rows = stmt
+                .query_map(params![layer, lo, hi, after, want as i64], entry_from_row)
+                .map_err(sql_err("list entries"))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(sql_err("list entries"))?;
+            let truncated = rows.len() >= want;
+            pages.push(LayerPage { rows, truncated });
+        }
+        let (visible, bound) = merge_pages(pages);
+        out.extend(visible.into_iter().map(|(_, e)| e));
+        if out.len() > q.limit {
+            out.truncate(q.limit);
+            return Ok((out, true));
+        }
+        match bound {
+            Some(b) => after = b,
+            None => return Ok((out, false)),
+        }
+    }
+}
+
+fn blob_ref(tx: &Transaction<'_>, hash: &str, delta: i64) -> Result<()> {
+    tx.prepare_cached("INSERT INTO blobs (hash, refs) VALUES (?1, ?2) ON CONFLICT(hash) DO UPDATE SET refs = refs + excluded.refs")
+        .and_then(|mut s| s.execute(params![hash, delta]))
+        .map(|_| ())
+        .map_err(sql_err("count a blob reference"))
+}
+
+fn put_entry(tx: &Transaction<'_>, layer: i64, e: &Entry) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO entries (layer, path, parent, present, kind, mode, uid, gid, size, hash, target, rdev, nlink, atime, mtime, ctime, version, xattrs) \
+         VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            layer,
+            e.path.as_str(),
+            e.path.parent().as_str(),
+            kind_code(e.kind),
+            e.mode,
+            e.uid,
+            e.gid,
+            e.size as i64,
+            e.content_hash,
+            e.target,
+            e.rdev as i64,
+            e.nlink,
+            e.atime.nanos(),
+            e.mtime.nanos(),
+            e.ctime.nanos(),
+            e.version as i64,
+            encode_xattrs(&e.xattrs),
+        ])
+    })
+    .map(|_| ())
+    .map_err(sql_err("write an entry"))
+}
+
+fn apply_change(tx: &Transaction<'_>, chain: &[i64], change: &Change) -> Result<()> {
+    let top = chain[0];
+    let old_hash: Option<Option<String>> = tx
+        .prepare_cached("SELECT hash FROM entries WHERE layer = ?1 AND path = ?2")
+        .and_then(|mut s| {
+            s.query_row(params![top, change.path.as_str()], |r| r.get(0))
+                .optional()
+        })
+        .map_err(sql_err("read an entry"))?;
+    match &change.entry {
+        Some(e) => {
+            put_entry(tx, top, e)?;
+            if let Some(h) = &e.content_hash {
+                blob_ref(tx, h, 1)?;
+            }
+        }
+        None if chain.len() > 1 => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO entries (layer, path, parent, present, kind, mode, uid, gid, size, rdev, nlink, atime, mtime, ctime, version) \
+                 VALUES (?1, ?2, ?3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)",
+            )
+            .and_then(|mut s| s.execute(params![top, change.path.as_str(), change.path.parent().as_str()]))
+            .map_err(sql_err("write a whiteout"))?;
+        }
+        None => {
+            tx.prepare_cached("DELETE FROM entries WHERE layer = ?1 AND path = ?2")
+                .and_then(|mut s| s.execute(params![top, change.path.as_str()]))
+                .map_err(sql_err("delete an entry"))?;
+        }
+    }
+    if let Some(Some(h)) = old_hash {
+        blob_ref(tx, &h, -1)?;
+    }
+    Ok(())
+}
+
+fn append_events(tx: &Transaction<'_>, session: &SessionId, events: &[NewEvent]) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let first: i64 = tx
+        .query_row(
+            "SELECT next_event FROM sessions WHERE id = ?1",
+            params![session.as_str()],
+            |r| r.get(0),
+        )
+        .map_err(sql_err("read the event counter"))?;
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO events (session, seq, kind, path, to_path, principal, generation, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .map_err(sql_err("prepare an event insert"))?;
+    for (i, e) in events.iter().enumerate() {
+        stmt.execute(params![
+            session.as_str(),
+            first + i as i64,
+            e.kind,
+            e.path,
+            e.to_path,
+            e.principal,
+            e.generation as i64,
+            e.time.nanos()
+        ])
+        .map_err(sql_err("append an event"))?;
+    }
+    tx.execute(
+        "UPDATE sessions SET next_event = ?1 WHERE id = ?2",
+        params![first + events.len() as i64, session.as_str()],
+    )
+    .map_err(sql_err("advance the event counter"))?;
+    Ok(())
+}
+
+fn remember(
+    tx: &Transaction<'_>,
+    tenant: &TenantId,
+    scope: &str,
+    idem: &Option<IdempotencyRecord>,
+) -> Result<()> {
+    let Some(idem) = idem else { return Ok(()) };
+    let outcome = serde_json::to_string(&idem.outcome)
+        .map_err(|e| backend("encode an idempotent outcome", e))?;
+    tx.execute(
+        "INSERT OR REPLACE INTO idempotency (tenant, scope, key, outcome, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![tenant.as_str(), scope, idem.key, outcome, idem.time.nanos()],
+    )
+    .map(|_| ())
+    .map_err(sql_err("record an idempotency key"))
+}
+
+fn new_layer(tx: &Transaction<'_>, parent: Option<i64>) -> Result<i64> {
+    tx.execute(
+        "INSERT INTO layers (parent, refs) VALUES (?1, 1)",
+        params![parent],
+    )
+    .map_err(sql_err("create a layer"))?;
+    let id = tx.last_insert_rowid();
+    if let Some(p) = parent {
+        tx.execute(
+            "UPDATE layers SET refs = refs + 1 WHERE id = ?1",
+            params![p],
+        )
+        .map_err(sql_err("reference a layer"))?;
+    }
+    Ok(id)
+}
+
+/// Drops one reference to `layer`; a layer nobody references is deleted with its rows, and its
+/// parent loses a reference in turn.
+fn release_layer(tx: &Transaction<'_>, mut layer: i64) -> Result<()> {
+    loop {
+        let (refs, parent): (i64, Option<i64>) = tx
+            .query_row(
+                "UPDATE layers SET refs = refs - 1 WHERE id = ?1 RETURNING refs, parent",
+                params![layer],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(sql_err("release a layer"))?;
+        if refs > 0 {
+            return Ok(());
+        }
+        tx.execute(
+            "UPDATE blobs SET refs = refs - (SELECT count(*) FROM entries e WHERE e.layer = ?1 AND e.present = 1 AND e.hash = blobs.hash) \
+             WHERE hash IN (SELECT hash FROM entries WHERE layer = ?1 AND present = 1 AND hash IS NOT NULL)",
+            params![layer],
+        )
+        .map_err(sql_err("release blob references"))?;
+        tx.execute("DELETE FROM entries WHERE layer = ?1", params![layer])
+            .map_err(sql_err("delete a layer's entries"))?;
+        tx.execute("DELETE FROM layers WHERE id = ?1", params![layer])
+            .map_err(sql_err("delete a layer"))?;
+        match parent {
+            Some(p) => layer = p,
+            None => return Ok(()),
+        }
+    }
+}
+
+fn insert_session_row(tx: &Transaction<'_>, rec: &SessionRecord, chain: &[i64]) -> Result<()> {
+    let source_ref = rec
+        .source_ref
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| backend("encode a source ref", e))?;
+    let tags = serde_json::to_string(&rec.tags).map_err(|e| backend("encode tags", e))?;
+    tx.execute(
+        &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
+        params![
+            rec.id.as_str(),
+            rec.tenant.as_str(),
+            rec.base_fingerprint,
+            source_ref,
+            rec.status.as_str(),
+            tags,
+            rec.generation as i64,
+            rec.created_at.nanos(),
+            rec.last_activity_at.nanos(),
+            policy_text(&rec.approval_policy),
+            format_chain(chain)
+        ],
+    )
+    .map(|_| ())
+    .map_err(sql_err("insert a session"))
+}
+
+fn set_chain(tx: &Transaction<'_>, id: &SessionId, chain: &[i64]) -> Result<()> {
+    tx.execute(
+        "UPDATE sessions SET chain = ?1 WHERE id = ?2",
+        params![format_chain(chain), id.as_str()],
+    )
+    .map(|_| ())
+    .map_err(sql_err("update a session's layers"))
+}
+
+fn commit_tx(tx: Transaction<'_>) -> Result<()> {
+    tx.commit().map_err(sql_err("commit a transaction"))
+}
+
+impl MetadataStore for SqliteMetadataStore {
+    async fn insert_session(
+        &self,
+        rec: &SessionRecord,
+        root: &Entry,
+        event: NewEvent,
+        idem: Option<IdempotencyRecord>,
+    ) -> Result<()> {
+        let (rec, root) = (rec.clone(), root.clone());
+        self.db
+            .write(move |conn| {
+                let tx = immediate(conn)?;
+                let layer = new_layer(&tx, None)?;
+                put_entry(&tx, layer, &root)?;
+                insert_session_row(&tx, &rec, &[layer])?;
+                append_events(&tx, &rec.id, &[event])?;
+                remember(&tx, &rec.tenant, "", &idem)?;
+                commit_tx(tx)
+            })
+            .await
+    }
+
+    async fn session(&self, tenant: &TenantId, id: &SessionId) -> Result<Option<SessionRecord>> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.db
+            .read(move |conn| Ok(load_session(conn, &tenant, &id)?.map(|(r, _)| r)))
+            .await
+    }
+
+    async fn list_sessions(
+        &self,
+        tenant: &TenantId,
+        filter: &SessionFilter,
+        after: Option<&SessionId>,
+        limit: usize,
+    ) -> Result<Vec<SessionRecord>> {
+        let (tenant, filter) = (tenant.clone(), filter.clone());
+        let after = after.map_or_else(String::new, |a| a.as_str().to_owned());
+        self.db
+            .read(move |conn| {
+                let mut sql =
+                    format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE tenant = ?1 AND id > ?2");
+                let mut args: Vec<String> = vec![tenant.as_str().to_owned(), after];
+                if let Some(s) = filter.status {
+                    args.push(s.as_str().to_owned());
+                    sql.push_str(&format!(" AND status = ?{}", args.len()));
+                }
+                if let Some((k, v)) = &filter.tag {
+                    args.push(format!("$.\"{k}\""));
+                    sql.push_str(&format!(" AND json_extract(tags, ?{}) = ", args.len()));
+                    args.push(v.clone());
+                    sql.push_str(&format!("?{}", args.len()));
+                }
+                if let Some(src) = &filter.source_id {
+                    args.push(src.clone());
+                    sql.push_str(&format!(
+                        " AND json_extract(source_ref, '$.sourceId') = ?{}",
+                        args.len()
+                    ));
+                }
+                sql.push_str(&format!(" ORDER BY id LIMIT {limit}"));
+                let mut stmt = conn
+                    .prepare_cached(&sql)
+                    .map_err(sql_err("prepare a session listing"))?;
+                let rows = stmt
+                    .query_map(params_from_iter(args.iter()), session_from_row)
+                    .map_err(sql_err("list sessions"))?
+                    .map(|r| r.map(|(rec, _)| rec))
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(sql_err("list sessions"))?;
+                Ok(rows)
+            })
+            .await
+    }
+
+    async fn delete_session(&self, tenant: &TenantId, id: &SessionId) -> Result<bool> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.db
+            .write(move |conn| {
+                let tx = immediate(conn)?;
+                let Some((_, chain)) = load_session(&tx, &tenant, &id)? else {
+                    return Ok(false);
+                };
+                release_layer(&tx, chain[0])?;
+                let ckpt_layers = tx
+                    .prepare("SELECT layer FROM checkpoints WHERE session = ?1")
+                    .and_then(|mut s| {
+                        s.query_map(params![id.as_str()], |r| r.get::<_, i64>(0))?
+                            .collect::<rusqlite::Result<Vec<_>>>()
+                    })
+                    .map_err(sql_err("list checkpoints"))?;
+                for layer in ckpt_layers {
+                    release_layer(&tx, layer)?;
+                }
+                for stmt in [
+                    "DELETE FROM checkpoints WHERE session = ?1",
+                    "DELETE FROM events WHERE session = ?1",
+                    "DELETE FROM idempotency WHERE scope = ?1",
+                    "DELETE FROM sessions WHERE id = ?1",
+                ] {
+                    tx.execute(stmt, params![id.as_str()])
+                        .map_err(sql_err("delete a session"))?;
+                }
+                commit_tx(tx)?;
+                Ok(true)
+            })
+            .await
+    }
+
+    async fn set_status(
+        &self,
+        tenant: &TenantId,
+        id: &SessionId,
+        from: SessionStatus,
+        to: SessionStatus,
+        event: NewEvent,
+        idem: Option<IdempotencyRecord>,
+    ) -> Result<bool> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.db
+            .write(move |conn| {
+                let tx = immediate(conn)?;
+                let changed = tx
+                    .execute(
+                        "UPDATE sessions SET status = ?1, last_activity_at = ?2 WHERE id = ?3 AND tenant = ?4 AND status = ?5",
+                        params![to.as_str(), event.time.nanos(), id.as_str(), tenant.as_str(), from.as_str()],
+                    )
+                    .map_err(sql_err("change a session's status"))?;
+                if changed == 0 {
+                    return Ok(false);
+                }
+                append_events(&tx, &id, &[event])?;
+                remember(&tx, &tenant, id.as_str(), &idem)?;
+                commit_tx(tx)?;
+                Ok(true)
+            })
+            .await
+    }
+
+    async fn fork_session(
+        &self,
+        origin: &SessionRecord,
+        fork: &SessionRecord,
+        origin_event: NewEvent,
+        fork_event: NewEvent,
+        idem: Option<IdempotencyRecord>,
+    ) -> Result<()> {
+        let (origin, fork) = (origin.clone(), fork.clone());
+        self.db
+            .write(move |conn| {
+                let tx = immediate(conn)?;
+                let (_, chain) = load_session(&tx, &origin.tenant, &origin.id)?
+                    .ok_or_else(|| session_not_found(&origin.id))?;
+                let frozen = chain[0];
+                let origin_top = new_layer(&tx, Some(frozen))?;
+                let fork_top = new_layer(&tx, Some(frozen))?;
+                // The origin no longer owns `frozen` directly; its reference moves to the new top.
+                release_layer(&tx, frozen)?;
+                let mut origin_chain = vec![origin_top];
+                origin_chain.extend(&chain);
+                let mut fork_chain = vec![fork_top];
+                fork_chain.extend(&chain);
+                set_chain(&tx, &origin.id, &origin_chain)?;
+                insert_session_row(&tx, &fork, &fork_chain)?;
+                append_events(&tx, &origin.id, &[origin_event])?;
+                append_events(&tx, &fork.id, &[fork_event])?;
+                remember(&tx, &origin.tenant, origin.id.as_str(), &idem)?;
+                commit_tx(tx)
+            })
+            .await
+    }
+
+    async fn create_checkpoint(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        checkpoint: &Checkpoint,
+        event: NewEvent,
+        idem: Option<IdempotencyRecord>,
+    ) -> Result<()> {
+        let (tenant, session, checkpoint) = (tenant.clone(), session.clone(), checkpoint.clone());
+        self.db
+            .write(move |conn| {
+                let tx = immediate(conn)?;
+                let (_, chain) = load_session(&tx, &tenant, &session)?.ok_or_else(|| session_not_found(&session))?;
+                let frozen = chain[0];
+                let top = new_layer(&tx, Some(frozen))?;
+                // `new_layer` counted the new top's reference to `frozen`; the session's old
+                // reference to it now belongs to the checkpoint.
+                tx.execute(
+                    "INSERT INTO checkpoints (id, tenant, session, name, generation, created_at, layer, chain) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![
+                        checkpoint.id,
+                        tenant.as_str(),
+                        session.as_str(),
+                        checkpoint.name,
+                        checkpoint.generation as i64,
+                        checkpoint.created_at.nanos(),
+                        frozen,
+                        format_chain(&chain)
+                    ],
+                )
+                .map_err(sql_err("insert a checkpoint"))?;
+                let mut new_chain = vec![top];
+                new_chain.extend(&chain);
+                set_chain(&tx, &session, &new_chain)?;
+                append_events(&tx, &session, &[event])?;
+                remember(&tx, &tenant, session.as_str(), &idem)?;
+                commit_tx(tx)
+            })
+            .await
+    }
+
+    async fn checkpoint(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        id: &CheckpointId,
+    ) -> Result<Option<Checkpoint>> {
+        let (tenant, session, id) = (tenant.clone(), session.clone(), id.clone());
+        self.db
+            .read(move |conn| {
+                conn.query_row(
+                    "SELECT id, session, name, generation, created_at FROM checkpoints WHERE id = ?1 AND session = ?2 AND tenant = ?3",
+                    params![id.as_str(), session.as_str(), tenant.as_str()],
+                    checkpoint_from_row,
+                )
+                .optional()
+                .map_err(sql_err("read a checkpoint"))
+            })
+            .await
+    }
+
+    async fn list_checkpoints(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        after: Option<&CheckpointId>,
+        limit: usize,
+    ) -> Result<Vec<Checkpoint>> {
+        let (tenant, session) = (tenant.clone(), session.clone());
+        let after = after.map_or_else(String::new, |a| a.as_str().to_owned());
+        self.db
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT id, session, name, generation, created_at FROM checkpoints WHERE session = ?1 AND tenant = ?2 AND id > ?3 ORDER BY id LIMIT ?4",
+                )
+                .and_then(|mut s| {
+                    s.query_map(params![session.as_str(), tenant.as_str(), after, limit as i64], checkpoint_from_row)?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(sql_err("list checkpoints"))
+            })
+            .await
+    }
+
+    async fn restore_tree(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        checkpoint: &CheckpointId,
+        expected_generation: u64,
+        event: NewEvent,
+        idem: Option<IdempotencyRecord>,
+    ) -> Result<CommitOutcome> {
+        let (tenant, session, checkpoint) = (tenant.clone(), session.clone(), checkpoint.clone());
+        self.db
+            .write(move |conn| {
+                let tx = immediate(conn)?;
+                let (rec, chain) = load_session(&tx, &tenant, &session)?
+                    .ok_or_else(|| session_not_found(&session))?;
+                if rec.generation != expected_generation {
+                    return Ok(CommitOutcome::GenerationMoved {
+                        current: rec.generation,
+                    });
+                }
+                let (layer, ckpt_chain): (i64, String) = tx
+                    .query_row(
+                        "SELECT layer, chain FROM checkpoints WHERE id = ?1 AND session = ?2",
+                        params![checkpoint.as_str(), session.as_str()],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()
+                    .map_err(sql_err("read a checkpoint"))?
+                    .ok_or_else(|| {
+                        Error::not_found(format!("checkpoint {checkpoint} not found"))
+                    })?;
+                let top = new_layer(&tx, Some(layer))?;
+                release_layer(&tx, chain[0])?;
+                let mut new_chain = vec![top];
+                new_chain.extend(parse_chain(&ckpt_chain)?);
+                set_chain(&tx, &session, &new_chain)?;
+                let generation = expected_generation + 1;
+                tx.execute(
+                    "UPDATE sessions SET generation = ?1, last_activity_at = ?2 WHERE id = ?3",
+                    params![generation as i64, event.time.nanos(), session.as_str()],
+                )
+                .map_err(sql_err("advance the generation"))?;
+                append_events(&tx, &session, &[event])?;
+                remember(&tx, &tenant, session.as_str(), &idem)?;
+                commit_tx(tx)?;
+                Ok(CommitOutcome::Committed { generation })
+            })
+            .await
+    }
+
+    async fn entry(&self, tree: &TreeRef, path: &SessionPath) -> Result<Option<Entry>> {
+        let (tree, path) = (tree.clone(), path.clone());
+        self.db
+            .read(move |conn| {
+                let tx = conn.transaction().map_err(sql_err("begin a read"))?;
+                let chain = chain_of(&tx, &tree)?;
+                lookup(&tx, &chain, &path)
+            })
+            .await
+    }
+
+    async fn list(&self, tree: &TreeRef, query: &ListQuery) -> Result<(Vec<Entry>, bool)> {
+        let (tree, query) = (tree.clone(), query.clone());
+        self.db
+            .read(move |conn| {
+                let tx = conn.transaction().map_err(sql_err("begin a read"))?;
+                let chain = chain_of(&tx, &tree)?;
+                list(&tx, &chain, &query)
+            })
+            .await
+    }
+
+    async fn commit(&self, commit: TreeCommit) -> Result<CommitOutcome> {
+        self.db
+            .write(move |conn| {
+                let tx = immediate(conn)?;
+                let (rec, chain) = load_session(&tx, &commit.tenant, &commit.session)?
+                    .ok_or_else(|| session_not_found(&commit.session))?;
+                if rec.generation != commit.expected_generation {
+                    return Ok(CommitOutcome::GenerationMoved {
+                        current: rec.generation,
+                    });
+                }
+                for change in &commit.changes {
+                    apply_change(&tx, &chain, change)?;
+                }
+                let generation = commit.expected_generation + 1;
+                tx.execute(
+                    "UPDATE sessions SET generation = ?1, last_activity_at = ?2 WHERE id = ?3",
+                    params![
+                        generation as i64,
+                        commit.time.nanos(),
+                        commit.session.as_str()
+                    ],
+                )
+                .map_err(sql_err("advance the generation"))?;
+                append_events(&tx, &commit.session, &commit.events)?;
+                remember(
+                    &tx,
+                    &commit.tenant,
+                    commit.session.as_str(),
+                    &commit.idempotency,
+                )?;
+                commit_tx(tx)?;
+                Ok(CommitOutcome::Committed { generation })
+            })
+            .await
+    }
+
+    async fn idempotent_outcome(
+        &self,
+        tenant: &TenantId,
+        session: &str,
+        key: &str,
+    ) -> Result<Option<Outcome>> {
+        let (tenant, scope, key) = (tenant.clone(), session.to_owned(), key.to_owned());
+        self.db
+            .read(move |conn| {
+                let raw: Option<String> = conn
+                    .query_row(
+                        "SELECT outcome FROM idempotency WHERE tenant = ?1 AND scope = ?2 AND key = ?3",
+                        params![tenant.as_str(), scope, key],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(sql_err("read an idempotency key"))?;
+                raw.map(|r| serde_json::from_str(&r).map_err(|e| backend("decode an idempotent outcome", e))).transpose()
+            })
+            .await
+    }
+
+    async fn events(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        query: &EventQuery,
+    ) -> Result<Vec<Event>> {
+        let (tenant, session, query) = (tenant.clone(), session.clone(), query.clone());
+        self.db
+            .read(move |conn| {
+                let mut sql = String::from(
+                    "SELECT e.seq, e.kind, e.path, e.to_path, e.principal, e.generation, e.time FROM events e \
+                     JOIN sessions s ON s.id = e.session AND s.tenant = ?1 WHERE e.session = ?2 AND e.seq > ?3",
+                );
+                let mut args: Vec<rusqlite::types::Value> =
+                    vec![tenant.as_str().to_owned().into(), session.as_str().to_owned().into(), (query.after_sequence as i64).into()];
+                if let Some(t) = query.since {
+                    args.push(t.nanos().into());
+                    sql.push_str(&format!(" AND e.time >= ?{}", args.len()));
+                }
+                if let Some(t) = query.until {
+                    args.push(t.nanos().into());
+                    sql.push_str(&format!(" AND e.time < ?{}", args.len()));
+                }
+                if !query.types.is_empty() {
+                    let mut marks = Vec::new();
+                    for t in &query.types {
+                        args.push(t.clone().into());
+                        marks.push(format!("?{}", args.len()));
+                    }
+                    sql.push_str(&format!(" AND e.kind IN ({})", marks.join(", ")));
+                }
+                sql.push_str(&format!(" ORDER BY e.seq LIMIT {}", query.limit));
+                let sid = session.as_str().to_owned();
+                conn.prepare_cached(&sql)
+                    .and_then(|mut s| {
+                        s.query_map(params_from_iter(args.iter()), |r| {
+                            Ok(Event {
+                                sequence: r.get::<_, i64>(0)? as u64,
+                                session_id: sid.clone(),
+                                kind: r.get(1)?,
+                                path: r.get(2)?,
+                                to_path: r.get(3)?,
+                                principal: r.get(4)?,
+                                generation: r.get::<_, i64>(5)? as u64,
+                                time: Timestamp(r.get(6)?),
+                            })
+                        })?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                    })
+                    .map_err(sql_err("read events"))
+            })
+            .await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.db
+            .read(|conn| {
+                conn.query_row("SELECT 1", [], |_| Ok(()))
+                    .map_err(sql_err("answer a ping"))
+            })
+            .await
+    }
+}
+
+fn checkpoint_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Checkpoint> {
+    Ok(Checkpoint {
+        id: r.get(0)?,
+        session_id: r.get(1)?,
+        name: r.get(2)?,
+        generation: r.get::<_, i64>(3)? as u64,
+        created_at: Timestamp(r.get(4)?),
+    })
+}

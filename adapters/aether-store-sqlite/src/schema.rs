@@ -1,0 +1,98 @@
+//! The SQLite schema. A session's tree is a chain of layers (top first); layers below the top
+//! are frozen and may be shared by forks and checkpoints.
+
+use rusqlite::Connection;
+
+use aether_domain::Result;
+
+use crate::backend;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    base_fingerprint TEXT NOT NULL,
+    source_ref TEXT,
+    status TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_activity_at INTEGER NOT NULL,
+    approval_policy TEXT NOT NULL,
+    chain TEXT NOT NULL,
+    next_event INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX IF NOT EXISTS sessions_by_tenant ON sessions(tenant, id);
+
+CREATE TABLE IF NOT EXISTS layers (
+    id INTEGER PRIMARY KEY,
+    parent INTEGER,
+    refs INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS entries (
+    layer INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    parent TEXT NOT NULL,
+    present INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    mode INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    gid INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    hash TEXT,
+    target TEXT,
+    rdev INTEGER NOT NULL,
+    nlink INTEGER NOT NULL,
+    atime INTEGER NOT NULL,
+    mtime INTEGER NOT NULL,
+    ctime INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    xattrs BLOB,
+    PRIMARY KEY (layer, path)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entries_by_parent ON entries(layer, parent, path);
+
+CREATE TABLE IF NOT EXISTS checkpoints (
+    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    session TEXT NOT NULL,
+    name TEXT,
+    generation INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    layer INTEGER NOT NULL,
+    chain TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS checkpoints_by_session ON checkpoints(session, id);
+
+CREATE TABLE IF NOT EXISTS events (
+    session TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    path TEXT,
+    to_path TEXT,
+    principal TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    time INTEGER NOT NULL,
+    PRIMARY KEY (session, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS idempotency (
+    tenant TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, scope, key)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS blobs (
+    hash TEXT PRIMARY KEY,
+    refs INTEGER NOT NULL
+) WITHOUT ROWID;
+"#;
+
+pub(crate) fn init(conn: &Connection) -> Result<()> {
+    conn.execute_batch(SCHEMA)
+        .map_err(|e| backend("create the schema", e))
+}

@@ -1,0 +1,15 @@
+//! Reusable contract checks of the session API (conformance layer): each `check_*` is one
+//! clause of SPEC §4, written once and run against every implementation.
+
+mod content;
+mod events;
+mod filesystem;
+mod harness;
+mod sessions;
+
+pub use harness::{Harness, Report, run_all};
+
+pub use content::*;
+pub use events::*;
+pub use filesystem::*;
+pub use sessions::*;

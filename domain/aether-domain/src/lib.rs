@@ -1,0 +1,17 @@
+//! Pure model of AetherFS (domain layer): ids, paths, entries, session state machine, copy-on-write
+//! overlay resolution and tree-mutation rules. No I/O, no clock reads, no async runtime.
+
+pub mod error;
+pub mod ids;
+pub mod overlay;
+pub mod path;
+pub mod session;
+pub mod time;
+pub mod tree;
+
+pub use error::{Code, Error, Reason, Result};
+pub use ids::{CheckpointId, Principal, Scope, SessionId, TenantId};
+pub use path::SessionPath;
+pub use session::{Action, SessionStatus};
+pub use time::Timestamp;
+pub use tree::{Entry, EntryKind};

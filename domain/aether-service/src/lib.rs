@@ -1,0 +1,181 @@
+//! The afs-server core (domain layer, use cases): implements the session API over the metadata
+//! store, blob store and environment ports. No I/O of its own, no spawning, no clock reads.
+
+mod events;
+mod filesystem;
+mod mutate;
+mod reader;
+mod sessions;
+
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, broadcast};
+
+use aether_domain::{Error, Principal, Result, Scope, SessionId, TenantId};
+use aether_ports::store::{BlobStore, Environment, MetadataStore, NewEvent, SessionRecord};
+use aether_ports::{Ctx, Outcome};
+
+/// Limits the service enforces regardless of transport.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest file a `patchSegments` may produce (the patch is applied in memory).
+    pub max_file_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_file_bytes: 1 << 30,
+        }
+    }
+}
+
+/// The service: cheap to clone, shared by every request.
+pub struct Service<M, B, E> {
+    inner: Arc<Inner<M, B, E>>,
+}
+
+impl<M, B, E> Clone for Service<M, B, E> {
+    fn clone(&self) -> Self {
+        Service {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<M, B, E> {
+    meta: M,
+    blobs: B,
+    env: E,
+    limits: Limits,
+    /// Wakes changefeed followers; carries the session whose log grew.
+    appended: broadcast::Sender<SessionId>,
+    /// Serialises mutations per session (sharded) so concurrent writers queue instead of retrying.
+    write_locks: Vec<Mutex<()>>,
+}
+
+const WRITE_LOCK_SHARDS: usize = 64;
+
+impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
+    pub fn new(meta: M, blobs: B, env: E, limits: Limits) -> Self {
+        let (appended, _) = broadcast::channel(1024);
+        let write_locks = (0..WRITE_LOCK_SHARDS).map(|_| Mutex::new(())).collect();
+        Service {
+            inner: Arc::new(Inner {
+                meta,
+                blobs,
+                env,
+                limits,
+                appended,
+                write_locks,
+            }),
+        }
+    }
+
+    pub fn metadata(&self) -> &M {
+        &self.inner.meta
+    }
+
+    /// `/readyz`: the metadata store answers.
+    pub async fn ready(&self) -> Result<()> {
+        self.inner.meta.ping().await
+    }
+
+    /// Loads a session of the caller's tenant; other tenants' sessions are indistinguishable
+    /// from missing ones.
+    async fn load(&self, principal: &Principal, session_id: &str) -> Result<SessionRecord> {
+        let id = SessionId::parse(session_id)?;
+        self.inner
+            .meta
+            .session(&principal.tenant, &id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("session {session_id} not found")))
+    }
+
+    async fn authorize(&self, ctx: &Ctx, scope: Scope, session_id: &str) -> Result<SessionRecord> {
+        ctx.principal.require(scope)?;
+        self.load(&ctx.principal, session_id).await
+    }
+
+    fn event(&self, ctx: &Ctx, kind: &str, generation: u64) -> NewEvent {
+        NewEvent {
+            kind: kind.to_owned(),
+            path: None,
+            to_path: None,
+            principal: ctx.principal.name.clone(),
+            generation,
+            time: self.inner.env.now(),
+        }
+    }
+
+    fn idempotency(
+        &self,
+        ctx: &Ctx,
+        outcome: Outcome,
+    ) -> Option<aether_ports::store::IdempotencyRecord> {
+        ctx.idempotency_key
+            .as_ref()
+            .map(|key| aether_ports::store::IdempotencyRecord {
+                key: key.clone(),
+                outcome,
+                time: self.inner.env.now(),
+            })
+    }
+
+    /// A previously recorded outcome for this key, if the request is a retry.
+    async fn replay(&self, ctx: &Ctx, session_scope: &str) -> Result<Option<Outcome>> {
+        match &ctx.idempotency_key {
+            Some(key) => {
+                validate_idempotency_key(key)?;
+                self.inner
+                    .meta
+                    .idempotent_outcome(&ctx.principal.tenant, session_scope, key)
+                    .await
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn notify(&self, session: &SessionId) {
+        // No receiver just means nobody follows the changefeed right now.
+        let _ = self.inner.appended.send(session.clone());
+    }
+}
+
+pub fn validate_idempotency_key(key: &str) -> Result<()> {
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::invalid(
+            "Idempotency-Key must be 1-255 visible ASCII characters",
+        ));
+    }
+    Ok(())
+}
+
+/// 40 hex characters identifying a session's base.
+fn fingerprint(parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(h.finalize())[..40].to_owned()
+}
+
+fn tenant_of(ctx: &Ctx) -> &TenantId {
+    &ctx.principal.tenant
+}
+
+/// Unwraps a replayed outcome of the expected shape; another shape means the key was reused for
+/// a different request, which the caller must hear about.
+macro_rules! replayed {
+    ($outcome:expr, $variant:ident) => {
+        match $outcome {
+            aether_ports::Outcome::$variant(v) => Ok(v),
+            _ => Err(aether_domain::Error::invalid(
+                "Idempotency-Key was already used for a different kind of request",
+            )),
+        }
+    };
+}
+pub(crate) use replayed;

@@ -1,0 +1,237 @@
+//! The session API traits. Every implementation (service, HTTP client, fake) must behave
+//! identically; the conformance suite holds them to it.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use futures::Stream;
+
+use aether_domain::Principal;
+
+use crate::Result;
+use crate::model::*;
+
+/// Per-call context: who is calling and, for mutations, the idempotency key to replay on retry.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub principal: Principal,
+    pub idempotency_key: Option<String>,
+}
+
+impl Ctx {
+    pub fn new(principal: Principal) -> Self {
+        Ctx {
+            principal,
+            idempotency_key: None,
+        }
+    }
+
+    pub fn with_idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+}
+
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<Event>> + Send + 'static>>;
+
+/// Session lifecycle: create, list, fork, checkpoints, restore, archive.
+pub trait SessionsApi: Send + Sync {
+    fn create_session(
+        &self,
+        ctx: &Ctx,
+        req: CreateSessionRequest,
+    ) -> impl Future<Output = Result<Session>> + Send;
+    fn list_sessions(
+        &self,
+        ctx: &Ctx,
+        req: ListSessionsRequest,
+    ) -> impl Future<Output = Result<Page<Session>>> + Send;
+    fn get_session(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+    ) -> impl Future<Output = Result<Session>> + Send;
+    fn delete_session(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn archive_session(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+    ) -> impl Future<Output = Result<Session>> + Send;
+    fn reactivate_session(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+    ) -> impl Future<Output = Result<Session>> + Send;
+    fn fork_session(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: ForkSessionRequest,
+    ) -> impl Future<Output = Result<Session>> + Send;
+    fn create_checkpoint(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: CreateCheckpointRequest,
+    ) -> impl Future<Output = Result<Checkpoint>> + Send;
+    fn list_checkpoints(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        page: PageRequest,
+    ) -> impl Future<Output = Result<Page<Checkpoint>>> + Send;
+    fn restore_checkpoint(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: RestoreRequest,
+    ) -> impl Future<Output = Result<Session>> + Send;
+}
+
+/// The namespace of a session: listing, directories, renames, links, xattrs, batches.
+pub trait FilesystemApi: Send + Sync {
+    fn manifest(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: ManifestRequest,
+    ) -> impl Future<Output = Result<Manifest>> + Send;
+    fn mkdir(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: MkdirRequest,
+    ) -> impl Future<Output = Result<Entry>> + Send;
+    fn rmdir(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: RmdirRequest,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn delete_file(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: DeleteFileRequest,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn rename(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: RenameRequest,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn link(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: LinkRequest,
+    ) -> impl Future<Output = Result<Entry>> + Send;
+    fn unlink(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: PathRequest,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn symlink(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: SymlinkRequest,
+    ) -> impl Future<Output = Result<Entry>> + Send;
+    fn read_symlink(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        path: &str,
+    ) -> impl Future<Output = Result<SymlinkTarget>> + Send;
+    fn set_xattr(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: SetXattrRequest,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn get_xattr(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: XattrRequest,
+    ) -> impl Future<Output = Result<XattrValue>> + Send;
+    fn list_xattrs(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: PathRequest,
+    ) -> impl Future<Output = Result<XattrNames>> + Send;
+    fn remove_xattr(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: XattrRequest,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn set_attributes(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: SetAttributesRequest,
+    ) -> impl Future<Output = Result<Entry>> + Send;
+    fn mknod(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: MknodRequest,
+    ) -> impl Future<Output = Result<Entry>> + Send;
+    fn batch(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: BatchRequest,
+    ) -> impl Future<Output = Result<BatchResponse>> + Send;
+}
+
+/// File content: ranged reads, whole-file writes, partial patches.
+pub trait ContentApi: Send + Sync {
+    fn read_file(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: ReadFileRequest,
+    ) -> impl Future<Output = Result<FileContent>> + Send;
+    fn write_file(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: WriteFileRequest,
+    ) -> impl Future<Output = Result<Entry>> + Send;
+    fn patch_segments(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: PatchSegmentsRequest,
+    ) -> impl Future<Output = Result<Entry>> + Send;
+}
+
+/// The durable activity log and its live changefeed.
+pub trait EventsApi: Send + Sync {
+    fn list_events(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: ListEventsRequest,
+    ) -> impl Future<Output = Result<Page<Event>>> + Send;
+    /// Events after `after_sequence`, then new ones as they are appended, until dropped.
+    fn follow_events(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        after_sequence: u64,
+    ) -> impl Future<Output = Result<EventStream>> + Send;
+}
+
+/// Everything a session offers; implemented automatically for any type with all four parts.
+pub trait SessionApi: SessionsApi + FilesystemApi + ContentApi + EventsApi {}
+
+impl<T: SessionsApi + FilesystemApi + ContentApi + EventsApi> SessionApi for T {}

@@ -1,0 +1,14 @@
+//! The AetherFS API as traits (ports layer): request/response types with their JSON shape, the
+//! session API traits implemented by the service, the HTTP client and the fake, and the store and
+//! environment ports the service core is generic over.
+
+pub mod api;
+pub mod model;
+pub mod plan;
+pub mod serde_helpers;
+pub mod store;
+
+pub use aether_domain::{Code, Error as ApiError, Principal, Reason, Result};
+pub use api::{ContentApi, Ctx, EventStream, EventsApi, FilesystemApi, SessionApi, SessionsApi};
+pub use model::*;
+pub use store::Outcome;

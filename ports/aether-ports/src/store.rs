@@ -1,0 +1,255 @@
+//! Ports the service core is generic over: metadata store, content-addressed blob store, and the
+//! environment (clock and id randomness). Adapters implement them with one technology each.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use aether_domain::tree::Change;
+use aether_domain::{
+    Action, CheckpointId, Entry, SessionId, SessionPath, SessionStatus, TenantId, Timestamp,
+};
+
+use crate::Result;
+use crate::model::{BatchResponse, Checkpoint, Event, Session, SourceRef};
+
+/// A session as stored, with the fields the API derives its view from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id: SessionId,
+    pub tenant: TenantId,
+    pub base_fingerprint: String,
+    pub source_ref: Option<SourceRef>,
+    pub status: SessionStatus,
+    pub tags: BTreeMap<String, String>,
+    pub generation: u64,
+    pub created_at: Timestamp,
+    pub last_activity_at: Timestamp,
+    pub approval_policy: Vec<Action>,
+}
+
+/// An event to append; the store assigns the sequence number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub kind: String,
+    pub path: Option<String>,
+    pub to_path: Option<String>,
+    pub principal: String,
+    pub generation: u64,
+    pub time: Timestamp,
+}
+
+/// A successful outcome remembered under an idempotency key and replayed on retry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value")]
+pub enum Outcome {
+    Done,
+    Entry(crate::model::Entry),
+    Session(Session),
+    Checkpoint(Checkpoint),
+    Batch(BatchResponse),
+}
+
+/// Remembers an outcome in the same transaction as the change it describes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub key: String,
+    pub outcome: Outcome,
+    pub time: Timestamp,
+}
+
+/// Which tree to read: a session's live tree or one of its checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TreeRef {
+    Session {
+        tenant: TenantId,
+        session: SessionId,
+    },
+    Checkpoint {
+        tenant: TenantId,
+        session: SessionId,
+        checkpoint: CheckpointId,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    pub dir: SessionPath,
+    /// Everything below `dir`, or only its direct children.
+    pub recursive: bool,
+    /// Continue strictly after this path.
+    pub after: Option<SessionPath>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionFilter {
+    pub status: Option<SessionStatus>,
+    pub tag: Option<(String, String)>,
+    pub source_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventQuery {
+    pub after_sequence: u64,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    pub types: Vec<String>,
+    pub limit: usize,
+}
+
+/// An atomic change of a session tree, accepted only if the session is still at
+/// `expected_generation`; on success the session is at `expected_generation + 1`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeCommit {
+    pub tenant: TenantId,
+    pub session: SessionId,
+    pub expected_generation: u64,
+    pub changes: Vec<Change>,
+    pub events: Vec<NewEvent>,
+    pub idempotency: Option<IdempotencyRecord>,
+    pub time: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitOutcome {
+    Committed {
+        generation: u64,
+    },
+    /// Someone else committed first; re-plan against the new state.
+    GenerationMoved {
+        current: u64,
+    },
+}
+
+/// Sessions, trees (layered copy-on-write), checkpoints, events and idempotency records.
+pub trait MetadataStore: Send + Sync + 'static {
+    fn insert_session(
+        &self,
+        rec: &SessionRecord,
+        root: &Entry,
+        event: NewEvent,
+        idem: Option<IdempotencyRecord>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn session(
+        &self,
+        tenant: &TenantId,
+        id: &SessionId,
+    ) -> impl Future<Output = Result<Option<SessionRecord>>> + Send;
+    fn list_sessions(
+        &self,
+        tenant: &TenantId,
+        filter: &SessionFilter,
+        after: Option<&SessionId>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<SessionRecord>>> + Send;
+    /// Deletes the session with its checkpoints, events and idempotency records; false if absent.
+    fn delete_session(
+        &self,
+        tenant: &TenantId,
+        id: &SessionId,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Changes status only if it is still `from`; false when it moved meanwhile.
+    fn set_status(
+        &self,
+        tenant: &TenantId,
+        id: &SessionId,
+        from: SessionStatus,
+        to: SessionStatus,
+        event: NewEvent,
+        idem: Option<IdempotencyRecord>,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Creates `fork` sharing `origin`'s tree as it is now, in O(1) of the tree size.
+    fn fork_session(
+        &self,
+        origin: &SessionRecord,
+        fork: &SessionRecord,
+        origin_event: NewEvent,
+        fork_event: NewEvent,
+        idem: Option<IdempotencyRecord>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn create_checkpoint(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        checkpoint: &Checkpoint,
+        event: NewEvent,
+        idem: Option<IdempotencyRecord>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn checkpoint(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        id: &CheckpointId,
+    ) -> impl Future<Output = Result<Option<Checkpoint>>> + Send;
+    fn list_checkpoints(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        after: Option<&CheckpointId>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Checkpoint>>> + Send;
+    /// Replaces the whole tree with the checkpoint's, as one new generation.
+    fn restore_tree(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        checkpoint: &CheckpointId,
+        expected_generation: u64,
+        event: NewEvent,
+        idem: Option<IdempotencyRecord>,
+    ) -> impl Future<Output = Result<CommitOutcome>> + Send;
+    fn entry(
+        &self,
+        tree: &TreeRef,
+        path: &SessionPath,
+    ) -> impl Future<Output = Result<Option<Entry>>> + Send;
+    /// Entries of `query`, sorted by path, and whether more follow.
+    fn list(
+        &self,
+        tree: &TreeRef,
+        query: &ListQuery,
+    ) -> impl Future<Output = Result<(Vec<Entry>, bool)>> + Send;
+    fn commit(&self, commit: TreeCommit) -> impl Future<Output = Result<CommitOutcome>> + Send;
+    fn idempotent_outcome(
+        &self,
+        tenant: &TenantId,
+        session: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Outcome>>> + Send;
+    fn events(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        query: &EventQuery,
+    ) -> impl Future<Output = Result<Vec<Event>>> + Send;
+    /// Liveness of the backing database, for `/readyz`.
+    fn ping(&self) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Content-addressed blobs keyed by SHA-256 hex.
+pub trait BlobStore: Send + Sync + 'static {
+    /// Stores `data` (idempotently) and returns its hash.
+    fn put(&self, data: Bytes) -> impl Future<Output = Result<String>> + Send;
+    /// Reads `[start, end)` of a blob, or all of it.
+    fn get(
+        &self,
+        hash: &str,
+        range: Option<(u64, u64)>,
+    ) -> impl Future<Output = Result<Bytes>> + Send;
+}
+
+/// The outside world as the service sees it: time and randomness.
+pub trait Environment: Send + Sync + 'static {
+    fn now(&self) -> Timestamp;
+    /// A fresh id suffix that sorts after every earlier one (time-ordered, then random).
+    fn id_suffix(&self) -> String;
+}
+
+/// Builds a time-ordered id suffix: 12 hex digits of milliseconds, then 16 of randomness.
+pub fn time_ordered_suffix(now: Timestamp, random: u64) -> String {
+    let millis = (now.nanos().max(0) / 1_000_000) as u64;
+    format!("{millis:012x}{random:016x}")
+}
