@@ -1,1 +1,44 @@
-//! placeholder
+//! Exposes any session API implementation as `/v1` over HTTP with axum (adapter layer): auth,
+//! the SPEC's error body, strict input extraction, content streaming and the SSE changefeed.
+
+mod auth;
+mod error;
+mod extract;
+mod routes;
+
+use std::sync::Arc;
+
+pub use auth::{AuthMode, TokenTable};
+pub use error::HttpError;
+pub use routes::router;
+
+/// Transport limits with safe defaults.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Largest JSON request body.
+    pub max_json_bytes: usize,
+    /// Largest raw file body of `PUT .../files`.
+    pub max_file_bytes: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_json_bytes: 8 << 20,
+            max_file_bytes: 256 << 20,
+        }
+    }
+}
+
+/// What the router needs besides the API.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub auth: AuthMode,
+    pub limits: HttpLimits,
+}
+
+#[derive(Clone)]
+pub(crate) struct AppState<A> {
+    pub(crate) api: A,
+    pub(crate) config: Arc<HttpConfig>,
+}

@@ -1,1 +1,42 @@
-fn main() {}
+//! afs-server: the AetherFS HTTP server (composition root only).
+
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Parser;
+
+use afs_server::config::{Flags, ServerConfig};
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let flags = Flags::parse();
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let cfg = ServerConfig::load(&flags, &env)?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| cfg.log_level.clone().into()),
+        )
+        .init();
+    let server = afs_server::start(&cfg).await?;
+    tracing::info!(addr = %server.addr, data_dir = %cfg.data_dir.display(), auth = %cfg.auth, "afs-server listening");
+    println!("afs-server listening on http://{}", server.addr);
+    shutdown_signal().await;
+    tracing::info!("shutting down: draining in-flight requests");
+    server
+        .stop(Duration::from_secs(cfg.shutdown_grace_secs))
+        .await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

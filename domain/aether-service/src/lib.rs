@@ -76,11 +76,6 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
         &self.inner.meta
     }
 
-    /// `/readyz`: the metadata store answers.
-    pub async fn ready(&self) -> Result<()> {
-        self.inner.meta.ping().await
-    }
-
     /// Loads a session of the caller's tenant; other tenants' sessions are indistinguishable
     /// from missing ones.
     async fn load(&self, principal: &Principal, session_id: &str) -> Result<SessionRecord> {
@@ -179,3 +174,10 @@ macro_rules! replayed {
     };
 }
 pub(crate) use replayed;
+
+impl<M: MetadataStore, B: BlobStore, E: Environment> aether_ports::Readiness for Service<M, B, E> {
+    /// Ready when the metadata store answers.
+    async fn ready(&self) -> Result<()> {
+        self.inner.meta.ping().await
+    }
+}

@@ -235,3 +235,8 @@ pub trait EventsApi: Send + Sync {
 pub trait SessionApi: SessionsApi + FilesystemApi + ContentApi + EventsApi {}
 
 impl<T: SessionsApi + FilesystemApi + ContentApi + EventsApi> SessionApi for T {}
+
+/// Whether the implementation can serve requests (its storage answers), for `/readyz`.
+pub trait Readiness: Send + Sync {
+    fn ready(&self) -> impl Future<Output = Result<()>> + Send;
+}

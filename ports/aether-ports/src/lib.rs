@@ -9,6 +9,8 @@ pub mod serde_helpers;
 pub mod store;
 
 pub use aether_domain::{Code, Error as ApiError, Principal, Reason, Result};
-pub use api::{ContentApi, Ctx, EventStream, EventsApi, FilesystemApi, SessionApi, SessionsApi};
+pub use api::{
+    ContentApi, Ctx, EventStream, EventsApi, FilesystemApi, Readiness, SessionApi, SessionsApi,
+};
 pub use model::*;
 pub use store::Outcome;

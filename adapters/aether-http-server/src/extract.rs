@@ -1,0 +1,134 @@
+//! Request extractors that turn every malformed input into the SPEC's error body (axum's own
+//! rejections answer plain text).
+
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+use aether_domain::Error;
+use aether_ports::Ctx;
+
+use crate::AppState;
+use crate::error::HttpError;
+
+/// The authenticated caller and its idempotency key.
+pub(crate) struct Caller(pub(crate) Ctx);
+
+impl<A: Send + Sync> FromRequestParts<AppState<A>> for Caller {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState<A>) -> Result<Self, HttpError> {
+        let auth = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .map(|v| {
+                v.to_str().map_err(|_| {
+                    Error::unauthenticated("Authorization header is not visible ASCII")
+                })
+            })
+            .transpose()?;
+        let principal = state.config.auth.authenticate(auth)?;
+        let key = parts
+            .headers
+            .get("idempotency-key")
+            .map(|v| {
+                v.to_str()
+                    .map(str::to_owned)
+                    .map_err(|_| Error::invalid("Idempotency-Key header is not visible ASCII"))
+            })
+            .transpose()?;
+        Ok(Caller(Ctx {
+            principal,
+            idempotency_key: key,
+        }))
+    }
+}
+
+/// A single path segment (the session id, possibly with a `:verb` suffix).
+pub(crate) struct Segment(pub(crate) String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Segment {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, HttpError> {
+        let Path(v) = Path::<Vec<String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| Error::invalid(format!("invalid path parameter: {e}")))?;
+        v.into_iter()
+            .next()
+            .map(Segment)
+            .ok_or_else(|| Error::invalid("missing path parameter").into())
+    }
+}
+
+/// Query parameters, strictly parsed (unknown names rejected where the type says so).
+pub(crate) struct Query<T>(pub(crate) T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, HttpError> {
+        let raw = parts.uri.query().unwrap_or("");
+        serde_urlencoded::from_str(raw)
+            .map(Query)
+            .map_err(|e| Error::invalid(format!("invalid query string: {e}")).into())
+    }
+}
+
+fn too_large(limit: usize) -> HttpError {
+    HttpError::with_status(
+        Error::invalid(format!("request body exceeds the limit of {limit} bytes")),
+        StatusCode::PAYLOAD_TOO_LARGE,
+    )
+}
+
+/// Reads the whole body, refusing more than `limit` bytes with 413.
+pub(crate) async fn body_bytes(req: Request, limit: usize) -> Result<Bytes, HttpError> {
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if len > limit {
+            return Err(too_large(limit));
+        }
+    }
+    axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|_| too_large(limit))
+}
+
+/// A JSON body of at most the configured size; an empty body reads as `{}`.
+pub(crate) struct JsonBody<T>(pub(crate) T);
+
+impl<T: DeserializeOwned, A: Send + Sync> FromRequest<AppState<A>> for JsonBody<T> {
+    type Rejection = HttpError;
+
+    async fn from_request(req: Request, state: &AppState<A>) -> Result<Self, HttpError> {
+        let bytes = body_bytes(req, state.config.limits.max_json_bytes).await?;
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        serde_json::from_slice(bytes)
+            .map(JsonBody)
+            .map_err(|e| Error::invalid(format!("invalid JSON body: {e}")).into())
+    }
+}
+
+/// A raw body for file content, up to the file size limit.
+pub(crate) struct RawBody(pub(crate) Bytes);
+
+impl<A: Send + Sync> FromRequest<AppState<A>> for RawBody {
+    type Rejection = HttpError;
+
+    async fn from_request(req: Request, state: &AppState<A>) -> Result<Self, HttpError> {
+        Ok(RawBody(
+            body_bytes(req, state.config.limits.max_file_bytes).await?,
+        ))
+    }
+}

@@ -1,0 +1,205 @@
+//! Server configuration: built-in defaults < `afs-server.toml` < `AFS_SERVER_*` environment <
+//! command-line flags. Unknown keys are errors that name their source.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use clap::Parser;
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Directory holding the embedded stores.
+    pub data_dir: PathBuf,
+    /// `dev` (trust `<tenant-uuid>:<principal>` tokens) or `static` (tokens file).
+    pub auth: String,
+    pub tokens_file: Option<PathBuf>,
+    /// `sqlite://PATH`; defaults to `<data_dir>/metadata.db`.
+    pub metadata: Option<String>,
+    /// `file://PATH`; defaults to `<data_dir>/blobs`.
+    pub blobs: Option<String>,
+    pub max_json_bytes: usize,
+    pub max_file_bytes: usize,
+    /// fsync blobs before acknowledging writes (power-loss durability).
+    pub fsync: bool,
+    pub sqlite_readers: usize,
+    pub shutdown_grace_secs: u64,
+    pub log_level: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./aether-data"),
+            auth: "dev".into(),
+            tokens_file: None,
+            metadata: None,
+            blobs: None,
+            max_json_bytes: 8 << 20,
+            max_file_bytes: 256 << 20,
+            fsync: false,
+            sqlite_readers: 4,
+            shutdown_grace_secs: 30,
+            log_level: "info".into(),
+        }
+    }
+}
+
+/// Command-line flags; each overrides the same key from the file or environment.
+#[derive(Debug, Parser, Serialize)]
+#[command(
+    name = "afs-server",
+    version,
+    about = "AetherFS server: sessions, filesystem API and event log over HTTP"
+)]
+pub struct Flags {
+    /// Configuration file (default: ./afs-server.toml if present; also AFS_SERVER_CONFIG).
+    #[arg(long)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long, value_parser = ["dev", "static"])]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<String>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_file: Option<PathBuf>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<String>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blobs: Option<String>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_json_bytes: Option<usize>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_file_bytes: Option<usize>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fsync: Option<bool>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+}
+
+impl ServerConfig {
+    /// Resolves every layer; `env` is the process environment (injected for tests).
+    pub fn load(flags: &Flags, env: &[(String, String)]) -> Result<ServerConfig> {
+        let file = match (
+            &flags.config,
+            env.iter().find(|(k, _)| k == "AFS_SERVER_CONFIG"),
+        ) {
+            (Some(p), _) => Some((p.clone(), true)),
+            (None, Some((_, p))) => Some((PathBuf::from(p), true)),
+            (None, None) => Some((PathBuf::from("afs-server.toml"), false)),
+        };
+        let mut fig = Figment::from(Serialized::defaults(ServerConfig::default()));
+        if let Some((path, explicit)) = file {
+            if path.exists() {
+                fig = fig.merge(Toml::file_exact(&path));
+            } else if explicit {
+                bail!(
+                    "ConfigFileNotFound: configuration file {} does not exist",
+                    path.display()
+                );
+            }
+        }
+        let vars: Vec<(String, String)> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("AFS_SERVER_") && k != "AFS_SERVER_CONFIG")
+            .cloned()
+            .collect();
+        fig = fig.merge(EnvSnapshot(vars));
+        fig = fig.merge(Serialized::defaults(flags));
+        let cfg: ServerConfig = fig
+            .extract()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.max_json_bytes == 0 || self.max_file_bytes == 0 {
+            bail!("max_json_bytes and max_file_bytes: value must be greater than zero");
+        }
+        if self.sqlite_readers == 0 {
+            bail!("sqlite_readers: value must be greater than zero");
+        }
+        if !["dev", "static"].contains(&self.auth.as_str()) {
+            bail!(
+                "auth: {:?} is not valid; expected one of dev, static",
+                self.auth
+            );
+        }
+        self.metadata_path()?;
+        self.blobs_path()?;
+        Ok(())
+    }
+
+    pub fn metadata_path(&self) -> Result<PathBuf> {
+        match &self.metadata {
+            None => Ok(self.data_dir.join("metadata.db")),
+            Some(url) => match url.strip_prefix("sqlite://") {
+                Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
+                _ if url.starts_with("postgres://") => {
+                    bail!("metadata: postgres:// is not available in this build; use sqlite://PATH")
+                }
+                _ => bail!("metadata: {url:?} is not valid; expected sqlite://PATH"),
+            },
+        }
+    }
+
+    pub fn blobs_path(&self) -> Result<PathBuf> {
+        match &self.blobs {
+            None => Ok(self.data_dir.join("blobs")),
+            Some(url) => match url.strip_prefix("file://") {
+                Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
+                _ if url.starts_with("s3://") => {
+                    bail!("blobs: s3:// is not available in this build; use file://PATH")
+                }
+                _ => bail!("blobs: {url:?} is not valid; expected file://PATH"),
+            },
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+/// `AFS_SERVER_*` variables from a captured environment, keys lower-cased without the prefix,
+/// tagged so errors name the variable.
+struct EnvSnapshot(Vec<(String, String)>);
+
+impl figment::Provider for EnvSnapshot {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named("environment variable(s) AFS_SERVER_*")
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        let mut dict = figment::value::Dict::new();
+        for (k, v) in &self.0 {
+            let key = k["AFS_SERVER_".len()..].to_ascii_lowercase();
+            let value: figment::value::Value = v
+                .parse()
+                .unwrap_or_else(|_| figment::value::Value::from(v.clone()));
+            dict.insert(key, value);
+        }
+        Ok(figment::Profile::Default.collect(dict))
+    }
+}

@@ -1,0 +1,158 @@
+//! afs-server composition root (app layer): configuration, wiring of the service over the
+//! SQLite metadata store and file blob store, and the HTTP listener.
+
+pub mod config;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use tokio::net::TcpListener;
+
+use aether_domain::Timestamp;
+use aether_http_server::{AuthMode, HttpConfig, HttpLimits, TokenTable};
+use aether_ports::store::{Environment, time_ordered_suffix};
+use aether_service::{Limits, Service};
+use aether_store_sqlite::{FileBlobStore, SqliteMetadataStore};
+
+pub use config::ServerConfig;
+
+/// The real world: the system clock and OS randomness. Ids minted within one millisecond
+/// continue from the previous one, so ids sort in creation order within a process.
+pub struct SystemEnvironment {
+    last: std::sync::Mutex<(u64, u64)>,
+}
+
+impl Default for SystemEnvironment {
+    fn default() -> Self {
+        SystemEnvironment {
+            last: std::sync::Mutex::new((0, 0)),
+        }
+    }
+}
+
+impl Environment for SystemEnvironment {
+    fn now(&self) -> Timestamp {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+    }
+
+    fn id_suffix(&self) -> String {
+        let now = self.now();
+        let millis = (now.nanos().max(0) / 1_000_000) as u64;
+        let random = uuid::Uuid::new_v4().as_u64_pair().0 >> 1;
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let next = if millis <= last.0 {
+            (last.0, last.1.wrapping_add(1))
+        } else {
+            (millis, random)
+        };
+        *last = next;
+        time_ordered_suffix(Timestamp(next.0 as i64 * 1_000_000), next.1)
+    }
+}
+
+/// The service as deployed by default: SQLite metadata, file blobs, system environment.
+pub type EmbeddedService = Service<SqliteMetadataStore, FileBlobStore, SystemEnvironment>;
+
+/// Opens the stores named by the configuration and builds the service.
+pub fn build_service(cfg: &ServerConfig) -> Result<EmbeddedService> {
+    let meta_path = cfg.metadata_path()?;
+    let blob_path = cfg.blobs_path()?;
+    if let Some(dir) = meta_path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("create data directory {}", dir.display()))?;
+    }
+    let meta = SqliteMetadataStore::open(&meta_path, cfg.sqlite_readers).map_err(|e| {
+        anyhow::anyhow!("open metadata store {}: {}", meta_path.display(), e.message)
+    })?;
+    let blobs = FileBlobStore::open(&blob_path, cfg.fsync)
+        .map_err(|e| anyhow::anyhow!("open blob store {}: {}", blob_path.display(), e.message))?;
+    Ok(Service::new(
+        meta,
+        blobs,
+        SystemEnvironment::default(),
+        Limits {
+            max_file_bytes: cfg.max_file_bytes as u64,
+        },
+    ))
+}
+
+/// Reads the auth mode; static mode loads and validates the tokens file.
+pub fn auth_mode(cfg: &ServerConfig) -> Result<AuthMode> {
+    match cfg.auth.as_str() {
+        "dev" => Ok(AuthMode::Dev),
+        "static" => {
+            let Some(path) = &cfg.tokens_file else {
+                bail!("auth = static needs tokens_file (--tokens-file)")
+            };
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("read tokens file {}", path.display()))?;
+            let table = TokenTable::parse_toml(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message))?;
+            if table.is_empty() {
+                bail!("{}: no tokens defined", path.display());
+            }
+            Ok(AuthMode::Static(table))
+        }
+        other => bail!("auth {other:?} is not supported; expected one of dev, static"),
+    }
+}
+
+/// The HTTP application for `cfg` (routes, auth, limits).
+pub fn app(service: EmbeddedService, cfg: &ServerConfig) -> Result<axum::Router> {
+    let http = HttpConfig {
+        auth: auth_mode(cfg)?,
+        limits: HttpLimits {
+            max_json_bytes: cfg.max_json_bytes,
+            max_file_bytes: cfg.max_file_bytes,
+        },
+    };
+    Ok(aether_http_server::router(service, http))
+}
+
+/// A running server: its address and a handle to stop it.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// Stops accepting, drains in-flight requests for up to `grace`, then returns.
+    pub async fn stop(self, grace: Duration) {
+        let _ = self.shutdown.send(true);
+        let _ = tokio::time::timeout(grace, self.task).await;
+    }
+}
+
+/// Binds `cfg.listen` and serves until [`RunningServer::stop`].
+pub async fn start(cfg: &ServerConfig) -> Result<RunningServer> {
+    let service = build_service(cfg)?;
+    let router = app(service, cfg)?;
+    let listener = TcpListener::bind(&cfg.listen)
+        .await
+        .with_context(|| format!("bind {}", cfg.listen))?;
+    let addr = listener.local_addr().context("read the bound address")?;
+    let (tx, mut rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    Ok(RunningServer {
+        addr,
+        shutdown: tx,
+        task,
+    })
+}
+
+/// Creates `dir` (and parents) if missing.
+pub fn ensure_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))
+}

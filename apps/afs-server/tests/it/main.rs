@@ -1,0 +1,9 @@
+//! afs-server integration tests: the conformance suite against the embedded service directly,
+//! over HTTP on loopback, and against `AETHER_TEST_ENDPOINT`; the bad-input table; the model
+//! property test; configuration layering.
+
+mod bad_input;
+mod config;
+mod conformance;
+mod model;
+mod support;
