@@ -71,6 +71,19 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, HttpError> {
         let raw = parts.uri.query().unwrap_or("");
+        // serde_urlencoded replaces invalid UTF-8 with U+FFFD; a path must never be altered.
+        for pair in raw.split('&') {
+            let name = pair.split('=').next().unwrap_or_default();
+            if percent_encoding::percent_decode_str(&pair.replace('+', " "))
+                .decode_utf8()
+                .is_err()
+            {
+                return Err(Error::invalid(format!(
+                    "query parameter {name:?} is not valid UTF-8 after percent-decoding"
+                ))
+                .into());
+            }
+        }
         serde_urlencoded::from_str(raw)
             .map(Query)
             .map_err(|e| Error::invalid(format!("invalid query string: {e}")).into())
