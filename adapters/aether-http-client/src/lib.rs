@@ -228,7 +228,7 @@ fn code_of_status(s: StatusCode) -> Code {
         409 => Code::Aborted,
         416 => Code::OutOfRange,
         429 => Code::ResourceExhausted,
-        503 | 502 | 504 => Code::Unavailable,
+        502..=504 => Code::Unavailable,
         _ => Code::Internal,
     }
 }

@@ -94,10 +94,9 @@ impl IntoResponse for HttpError {
         if let Some(size) = e
             .resource_size
             .filter(|_| status == StatusCode::RANGE_NOT_SATISFIABLE)
+            && let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}"))
         {
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
-                resp.headers_mut().insert(header::CONTENT_RANGE, v);
-            }
+            resp.headers_mut().insert(header::CONTENT_RANGE, v);
         }
         resp
     }

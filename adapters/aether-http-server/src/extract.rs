@@ -104,10 +104,9 @@ pub(crate) async fn body_bytes(req: Request, limit: usize) -> Result<Bytes, Http
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok())
+        && len > limit
     {
-        if len > limit {
-            return Err(too_large(limit));
-        }
+        return Err(too_large(limit));
     }
     axum::body::to_bytes(req.into_body(), limit)
         .await

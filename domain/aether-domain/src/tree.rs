@@ -931,12 +931,10 @@ impl<R: TreeRead> Txn<'_, R> {
                     .await?;
             }
         }
-        if let Some(top) = entries.iter().find(|e| e.path == *path) {
-            if !path.is_root() {
-                self.ensure_parent(path, true).await?;
-                self.touch_parent(&path.parent(), if top.is_dir() { 1 } else { 0 })
-                    .await?;
-            }
+        if let Some(top) = entries.iter().find(|e| e.path == *path && !path.is_root()) {
+            self.ensure_parent(path, true).await?;
+            self.touch_parent(&path.parent(), if top.is_dir() { 1 } else { 0 })
+                .await?;
         }
         for e in entries {
             let mut e = e.clone();

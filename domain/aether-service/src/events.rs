@@ -29,10 +29,10 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> EventsApi for Service<M, B,
             ),
             None => None,
         };
-        if let (Some(s), Some(u)) = (req.since, req.until) {
-            if s > u {
-                return Err(Error::invalid("since is after until"));
-            }
+        if let (Some(s), Some(u)) = (req.since, req.until)
+            && s > u
+        {
+            return Err(Error::invalid("since is after until"));
         }
         let query = EventQuery {
             after_sequence: from_token.or(req.after_sequence).unwrap_or(0),

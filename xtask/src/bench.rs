@@ -1,0 +1,4 @@
+//! placeholder
+pub(crate) fn run(_: &[String]) -> anyhow::Result<()> {
+    anyhow::bail!("not yet")
+}
