@@ -4,6 +4,7 @@
 mod auth;
 mod error;
 mod extract;
+mod openapi;
 mod routes;
 
 use std::sync::Arc;
@@ -11,6 +12,9 @@ use std::sync::Arc;
 pub use auth::{AuthMode, TokenTable};
 pub use error::HttpError;
 pub use routes::router;
+
+#[doc(hidden)]
+pub use routes::documented_operations;
 
 /// Transport limits with safe defaults.
 #[derive(Debug, Clone)]

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use aether_domain::{EntryKind, SessionStatus, Timestamp};
@@ -41,7 +42,7 @@ pub struct Page<T> {
     pub next_page_token: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SourceRef {
     pub source_id: String,
@@ -49,11 +50,11 @@ pub struct SourceRef {
     pub revision_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Empty {}
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateSessionRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -67,7 +68,7 @@ pub struct CreateSessionRequest {
     pub approval_policy: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Capabilities {
     pub commit: bool,
@@ -75,7 +76,7 @@ pub struct Capabilities {
     pub annotations: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Session {
     pub id: String,
@@ -84,13 +85,16 @@ pub struct Session {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_ref: Option<SourceRef>,
     #[serde(with = "h::session_status")]
+    #[schemars(with = "String")]
     pub status: SessionStatus,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
     pub generation: u64,
     #[serde(with = "h::timestamp")]
+    #[schemars(with = "String")]
     pub created_at: Timestamp,
     #[serde(with = "h::timestamp")]
+    #[schemars(with = "String")]
     pub last_activity_at: Timestamp,
     pub capabilities: Capabilities,
     pub approval_policy: Vec<String>,
@@ -114,21 +118,21 @@ pub struct ListSessionsRequest {
     pub page: PageRequest,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ForkSessionRequest {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub initial_tags: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateCheckpointRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Checkpoint {
     pub id: String,
@@ -137,10 +141,11 @@ pub struct Checkpoint {
     pub name: Option<String>,
     pub generation: u64,
     #[serde(with = "h::timestamp")]
+    #[schemars(with = "String")]
     pub created_at: Timestamp,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RestoreRequest {
     pub checkpoint_id: String,
@@ -150,11 +155,12 @@ pub struct RestoreRequest {
 }
 
 /// One path of a session tree as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Entry {
     pub path: String,
     #[serde(with = "h::entry_kind")]
+    #[schemars(with = "String")]
     pub kind: EntryKind,
     pub mode: u32,
     pub uid: u32,
@@ -168,10 +174,13 @@ pub struct Entry {
     pub rdev: u64,
     pub nlink: u32,
     #[serde(with = "h::timestamp")]
+    #[schemars(with = "String")]
     pub atime: Timestamp,
     #[serde(with = "h::timestamp")]
+    #[schemars(with = "String")]
     pub mtime: Timestamp,
     #[serde(with = "h::timestamp")]
+    #[schemars(with = "String")]
     pub ctime: Timestamp,
     pub version: u64,
 }
@@ -225,7 +234,7 @@ pub struct Manifest {
     pub generation: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MkdirRequest {
     pub path: String,
@@ -235,7 +244,7 @@ pub struct MkdirRequest {
     pub parents: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RmdirRequest {
     pub path: String,
@@ -243,7 +252,7 @@ pub struct RmdirRequest {
     pub recursive: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeleteFileRequest {
     pub path: String,
@@ -251,7 +260,7 @@ pub struct DeleteFileRequest {
     pub expected_hash: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RenameRequest {
     pub from: String,
@@ -262,33 +271,33 @@ pub struct RenameRequest {
     pub exchange: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LinkRequest {
     pub existing_path: String,
     pub new_path: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PathRequest {
     pub path: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SymlinkRequest {
     pub path: String,
     pub target: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SymlinkTarget {
     pub target: String,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum XattrSetMode {
     #[default]
@@ -299,39 +308,41 @@ pub enum XattrSetMode {
     Replace,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SetXattrRequest {
     pub path: String,
     pub name: String,
     #[serde(with = "h::base64_bytes")]
+    #[schemars(with = "String")]
     pub value: Vec<u8>,
     #[serde(default)]
     pub mode: XattrSetMode,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct XattrRequest {
     pub path: String,
     pub name: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct XattrValue {
     #[serde(with = "h::base64_bytes")]
+    #[schemars(with = "String")]
     pub value: Vec<u8>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct XattrNames {
     pub names: Vec<String>,
 }
 
 /// setattr [ours]: `None` leaves a field alone; size changes go through `patchSegments`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SetAttributesRequest {
     pub path: String,
@@ -346,21 +357,24 @@ pub struct SetAttributesRequest {
         skip_serializing_if = "Option::is_none",
         with = "h::opt_timestamp"
     )]
+    #[schemars(with = "Option<String>")]
     pub atime: Option<Timestamp>,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         with = "h::opt_timestamp"
     )]
+    #[schemars(with = "Option<String>")]
     pub mtime: Option<Timestamp>,
 }
 
 /// mknod [ours]: FIFO, socket and device nodes, stored as metadata only.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MknodRequest {
     pub path: String,
     #[serde(with = "h::entry_kind")]
+    #[schemars(with = "String")]
     pub kind: EntryKind,
     #[serde(default)]
     pub mode: u32,
@@ -423,15 +437,16 @@ pub struct WriteFileRequest {
     pub expected_hash: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Segment {
     pub offset: u64,
     #[serde(with = "h::base64_bytes")]
+    #[schemars(with = "String")]
     pub data: Vec<u8>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PatchSegmentsRequest {
     pub path: String,
@@ -447,7 +462,7 @@ pub struct PatchSegmentsRequest {
 }
 
 /// One operation of an atomic batch [ours].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "op", rename_all = "camelCase")]
 pub enum BatchOperation {
     Mkdir(MkdirRequest),
@@ -466,6 +481,7 @@ pub enum BatchOperation {
     WriteFile {
         path: String,
         #[serde(with = "h::base64_bytes")]
+        #[schemars(with = "String")]
         data: Vec<u8>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mode: Option<u32>,
@@ -476,13 +492,13 @@ pub enum BatchOperation {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BatchRequest {
     pub operations: Vec<BatchOperation>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BatchResult {
     /// The entry an operation created or changed, when it has one.
@@ -490,7 +506,7 @@ pub struct BatchResult {
     pub entry: Option<Entry>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BatchResponse {
     pub results: Vec<BatchResult>,
@@ -498,7 +514,7 @@ pub struct BatchResponse {
 }
 
 /// One durable entry of a session's activity log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
     pub sequence: u64,
@@ -512,6 +528,7 @@ pub struct Event {
     pub principal: String,
     pub generation: u64,
     #[serde(with = "h::timestamp")]
+    #[schemars(with = "String")]
     pub time: Timestamp,
 }
 

@@ -11,64 +11,143 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{Method, Uri};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, delete, get, post, put};
+use schemars::{Schema, SchemaGenerator};
 use serde::Deserialize;
 
 use aether_domain::Error;
-use aether_ports::{PageRequest, Readiness, SessionApi};
+use aether_ports::*;
 
 use crate::error::HttpError;
 use crate::{AppState, HttpConfig};
 
-/// Builds the router serving `api` under `/v1`, plus `/healthz` and `/readyz`.
+/// How a route takes or answers a body, for the OpenAPI document.
+#[derive(Clone, Copy)]
+pub(crate) enum Doc {
+    None,
+    Empty,
+    Raw,
+    Json(fn(&mut SchemaGenerator) -> Schema),
+    /// A page: `{"<plural>": [T], "nextPageToken"}`.
+    Page(&'static str, fn(&mut SchemaGenerator) -> Schema),
+}
+
+fn schema<T: schemars::JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+    g.subschema_for::<T>()
+}
+
+/// How a route is served: its own handler, or the `POST /v1/sessions/{id}:verb` dispatcher.
+pub(crate) enum Serve<A> {
+    Handler(Box<MethodRouter<AppState<A>>>),
+    Verb,
+}
+
+/// One documented operation; the router and `/v1/openapi.json` are both built from these.
+pub(crate) struct Route<A> {
+    pub(crate) method: Method,
+    pub(crate) path: &'static str,
+    pub(crate) id: &'static str,
+    pub(crate) summary: &'static str,
+    /// Query parameters: name, type (`string`, `integer`, `boolean`), required.
+    pub(crate) query: &'static [(&'static str, &'static str, bool)],
+    pub(crate) body: Doc,
+    pub(crate) reply: Doc,
+    pub(crate) serve: Serve<A>,
+}
+
+macro_rules! route {
+    ($method:ident $path:literal, $id:literal, $summary:literal, query: $query:expr, body: $body:expr, reply: $reply:expr, $serve:expr) => {
+        Route {
+            method: Method::$method,
+            path: $path,
+            id: $id,
+            summary: $summary,
+            query: $query,
+            body: $body,
+            reply: $reply,
+            serve: $serve,
+        }
+    };
+}
+
+const PAGE: &[(&str, &str, bool)] = &[
+    ("pageSize", "integer", false),
+    ("pageToken", "string", false),
+];
+
+/// Every `/v1` operation.
+pub(crate) fn table<A: SessionApi + Clone + 'static>() -> Vec<Route<A>> {
+    use Doc::*;
+    use Serve::*;
+    vec![
+        route!(POST "/v1/sessions", "createSession", "Create a session (empty base)", query: &[], body: Json(schema::<CreateSessionRequest>), reply: Json(schema::<Session>), Handler(Box::new(post(sessions::create::<A>)))),
+        route!(GET "/v1/sessions", "listSessions", "List sessions of the caller's tenant", query: &[("status", "string", false), ("tag", "string", false), ("sourceId", "string", false), ("pageSize", "integer", false), ("pageToken", "string", false)], body: None, reply: Page("sessions", schema::<Session>), Handler(Box::new(get(sessions::list::<A>)))),
+        route!(GET "/v1/sessions/{id}", "getSession", "Get a session", query: &[], body: None, reply: Json(schema::<Session>), Handler(Box::new(get(sessions::get::<A>)))),
+        route!(DELETE "/v1/sessions/{id}", "deleteSession", "Delete a session with its checkpoints and events", query: &[], body: None, reply: Empty, Handler(Box::new(delete(sessions::delete::<A>)))),
+        route!(POST "/v1/sessions/{id}:archive", "archiveSession", "Archive a session (content kept, writes refused)", query: &[], body: None, reply: Json(schema::<Session>), Verb),
+        route!(POST "/v1/sessions/{id}:reactivate", "reactivateSession", "Reactivate an archived session", query: &[], body: None, reply: Json(schema::<Session>), Verb),
+        route!(POST "/v1/sessions/{id}/fork", "forkSession", "Fork a session in O(1)", query: &[], body: Json(schema::<ForkSessionRequest>), reply: Json(schema::<Session>), Handler(Box::new(post(sessions::fork::<A>)))),
+        route!(POST "/v1/sessions/{id}/checkpoints", "createCheckpoint", "Checkpoint the session's tree", query: &[], body: Json(schema::<CreateCheckpointRequest>), reply: Json(schema::<Checkpoint>), Handler(Box::new(post(sessions::create_checkpoint::<A>)))),
+        route!(GET "/v1/sessions/{id}/checkpoints", "listCheckpoints", "List checkpoints", query: PAGE, body: None, reply: Page("checkpoints", schema::<Checkpoint>), Handler(Box::new(get(sessions::list_checkpoints::<A>)))),
+        route!(POST "/v1/sessions/{id}/restore", "restoreCheckpoint", "Restore the tree (or some paths) from a checkpoint", query: &[], body: Json(schema::<RestoreRequest>), reply: Json(schema::<Session>), Handler(Box::new(post(sessions::restore::<A>)))),
+        route!(GET "/v1/sessions/{id}/manifest", "manifest", "List entries under a path, sorted by path", query: &[("pathPrefix", "string", false), ("recursive", "boolean", false), ("includeCasExtents", "boolean", false), ("pageSize", "integer", false), ("pageToken", "string", false)], body: None, reply: Page("entries", schema::<Entry>), Handler(Box::new(get(filesystem::manifest::<A>)))),
+        route!(POST "/v1/sessions/{id}/dirs", "mkdir", "Create a directory", query: &[], body: Json(schema::<MkdirRequest>), reply: Json(schema::<Entry>), Handler(Box::new(post(filesystem::mkdir::<A>)))),
+        route!(DELETE "/v1/sessions/{id}/dirs", "rmdir", "Remove a directory (empty unless recursive)", query: &[("path", "string", true), ("recursive", "boolean", false)], body: None, reply: Empty, Handler(Box::new(delete(filesystem::rmdir::<A>)))),
+        route!(GET "/v1/sessions/{id}/files", "readFile", "Read a file's bytes (Range honoured)", query: &[("path", "string", true)], body: None, reply: Raw, Handler(Box::new(get(content::read::<A>)))),
+        route!(PUT "/v1/sessions/{id}/files", "writeFile", "Replace a file's content with the raw body", query: &[("path", "string", true), ("mode", "string", false), ("parents", "boolean", false), ("expectedHash", "string", false)], body: Raw, reply: Json(schema::<Entry>), Handler(Box::new(put(content::write::<A>)))),
+        route!(DELETE "/v1/sessions/{id}/files", "deleteFile", "Delete a non-directory entry", query: &[("path", "string", true), ("expectedHash", "string", false)], body: None, reply: Empty, Handler(Box::new(delete(content::delete::<A>)))),
+        route!(POST "/v1/sessions/{id}/patchSegments", "patchSegments", "Write byte ranges of a file", query: &[], body: Json(schema::<PatchSegmentsRequest>), reply: Json(schema::<Entry>), Handler(Box::new(post(content::patch::<A>)))),
+        route!(POST "/v1/sessions/{id}/rename", "rename", "Rename or exchange entries", query: &[], body: Json(schema::<RenameRequest>), reply: Empty, Handler(Box::new(post(filesystem::rename::<A>)))),
+        route!(POST "/v1/sessions/{id}:link", "link", "Create a hard link", query: &[], body: Json(schema::<LinkRequest>), reply: Json(schema::<Entry>), Verb),
+        route!(POST "/v1/sessions/{id}:unlink", "unlink", "Remove a non-directory entry", query: &[], body: Json(schema::<PathRequest>), reply: Empty, Verb),
+        route!(POST "/v1/sessions/{id}/symlinks", "symlink", "Create a symbolic link", query: &[], body: Json(schema::<SymlinkRequest>), reply: Json(schema::<Entry>), Handler(Box::new(post(filesystem::symlink::<A>)))),
+        route!(GET "/v1/sessions/{id}/readSymlink", "readSymlink", "Read a symbolic link's target", query: &[("path", "string", true)], body: None, reply: Json(schema::<SymlinkTarget>), Handler(Box::new(get(filesystem::read_symlink::<A>)))),
+        route!(POST "/v1/sessions/{id}:setXattr", "setXattr", "Set an extended attribute", query: &[], body: Json(schema::<SetXattrRequest>), reply: Empty, Verb),
+        route!(POST "/v1/sessions/{id}:getXattr", "getXattr", "Get an extended attribute", query: &[], body: Json(schema::<XattrRequest>), reply: Json(schema::<XattrValue>), Verb),
+        route!(POST "/v1/sessions/{id}:listXattrs", "listXattrs", "List extended attribute names", query: &[], body: Json(schema::<PathRequest>), reply: Json(schema::<XattrNames>), Verb),
+        route!(POST "/v1/sessions/{id}:removeXattr", "removeXattr", "Remove an extended attribute", query: &[], body: Json(schema::<XattrRequest>), reply: Empty, Verb),
+        route!(POST "/v1/sessions/{id}:setAttributes", "setAttributes", "Change mode, owner or times", query: &[], body: Json(schema::<SetAttributesRequest>), reply: Json(schema::<Entry>), Verb),
+        route!(POST "/v1/sessions/{id}:mknod", "mknod", "Create a FIFO, socket or device node", query: &[], body: Json(schema::<MknodRequest>), reply: Json(schema::<Entry>), Verb),
+        route!(POST "/v1/sessions/{id}/batch", "batch", "Apply mutations atomically", query: &[], body: Json(schema::<BatchRequest>), reply: Json(schema::<BatchResponse>), Handler(Box::new(post(filesystem::batch::<A>)))),
+        route!(GET "/v1/sessions/{id}/events", "listEvents", "The activity log; follow=true streams Server-Sent Events", query: &[("afterSequence", "integer", false), ("since", "string", false), ("until", "string", false), ("types", "string", false), ("pageSize", "integer", false), ("pageToken", "string", false), ("follow", "boolean", false)], body: None, reply: Page("events", schema::<Event>), Handler(Box::new(get(events::events::<A>)))),
+    ]
+}
+
+/// Builds the router serving `api` under `/v1`, plus `/healthz`, `/readyz` and `/v1/openapi.json`.
 pub fn router<A: SessionApi + Readiness + Clone + 'static>(api: A, config: HttpConfig) -> Router {
     let file_limit = config.limits.max_file_bytes;
+    let routes = table::<A>();
+    let openapi = Arc::new(crate::openapi::document(&routes));
     let state = AppState {
         api,
         config: Arc::new(config),
     };
-    let sessions = Router::new()
-        .route(
-            "/v1/sessions",
-            post(sessions::create::<A>).get(sessions::list::<A>),
-        )
-        .route(
-            "/v1/sessions/{id}",
-            get(sessions::get::<A>)
-                .delete(sessions::delete::<A>)
-                .post(sessions::verb::<A>),
-        )
-        .route("/v1/sessions/{id}/fork", post(sessions::fork::<A>))
-        .route(
-            "/v1/sessions/{id}/checkpoints",
-            post(sessions::create_checkpoint::<A>).get(sessions::list_checkpoints::<A>),
-        )
-        .route("/v1/sessions/{id}/restore", post(sessions::restore::<A>))
-        .route("/v1/sessions/{id}/manifest", get(filesystem::manifest::<A>))
-        .route(
-            "/v1/sessions/{id}/dirs",
-            post(filesystem::mkdir::<A>).delete(filesystem::rmdir::<A>),
-        )
-        .route("/v1/sessions/{id}/rename", post(filesystem::rename::<A>))
-        .route("/v1/sessions/{id}/symlinks", post(filesystem::symlink::<A>))
-        .route(
-            "/v1/sessions/{id}/readSymlink",
-            get(filesystem::read_symlink::<A>),
-        )
-        .route("/v1/sessions/{id}/batch", post(filesystem::batch::<A>))
-        .route("/v1/sessions/{id}/patchSegments", post(content::patch::<A>))
-        .route("/v1/sessions/{id}/events", get(events::events::<A>))
-        .route(
-            "/v1/sessions/{id}/files",
-            get(content::read::<A>)
-                .put(content::write::<A>)
-                .delete(content::delete::<A>)
-                .layer(DefaultBodyLimit::max(file_limit)),
-        );
+    let mut v1: Router<AppState<A>> = Router::new();
+    for r in routes {
+        if let Serve::Handler(h) = r.serve {
+            let h = *h;
+            let h = if r.path.ends_with("/files") {
+                h.layer(DefaultBodyLimit::max(file_limit))
+            } else {
+                h
+            };
+            v1 = v1.route(r.path, h);
+        }
+    }
+    v1 = v1.route("/v1/sessions/{id}", post(sessions::verb::<A>));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz::<A>))
-        .merge(sessions)
+        .route(
+            "/v1/openapi.json",
+            get(move || async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    openapi.as_str().to_owned(),
+                )
+            }),
+        )
+        .merge(v1)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -134,4 +213,20 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result
     };
     serde_json::from_slice(bytes)
         .map_err(|e| Error::invalid(format!("invalid JSON body: {e}")).into())
+}
+
+/// (method, path, operationId, served by the `:verb` dispatcher) of every documented operation.
+pub fn documented_operations<A: SessionApi + Clone + 'static>()
+-> Vec<(String, &'static str, &'static str, bool)> {
+    table::<A>()
+        .into_iter()
+        .map(|r| {
+            (
+                r.method.to_string(),
+                r.path,
+                r.id,
+                matches!(r.serve, Serve::Verb),
+            )
+        })
+        .collect()
 }

@@ -1,0 +1,125 @@
+//! Router tests without a socket (`tower::ServiceExt::oneshot`) over the in-memory fake.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+use aether_fakes::FakeApi;
+use aether_http_server::{AuthMode, HttpConfig, HttpLimits, documented_operations, router};
+
+const TOKEN: &str = "Bearer 11111111-1111-1111-1111-111111111111:alice";
+
+fn app() -> axum::Router {
+    router(
+        aether_fakes::fake_api(),
+        HttpConfig {
+            auth: AuthMode::Dev,
+            limits: HttpLimits::default(),
+        },
+    )
+}
+
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    body: &str,
+) -> (StatusCode, serde_json::Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", TOKEN)
+        .body(Body::from(body.to_owned()))
+        .expect("request");
+    let resp = app.clone().oneshot(req).await.expect("response");
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn every_documented_verb_is_dispatched() {
+    let app = app();
+    let (_, s) = call(&app, "POST", "/v1/sessions", "{}").await;
+    let id = s["id"].as_str().expect("id");
+    let verbs: Vec<_> = documented_operations::<FakeApi>()
+        .into_iter()
+        .filter(|(_, _, _, verb)| *verb)
+        .collect();
+    assert!(verbs.len() >= 10, "{verbs:?}");
+    for (method, path, op, _) in verbs {
+        let verb = path.rsplit(':').next().expect("verb");
+        let (status, body) = call(&app, &method, &format!("/v1/sessions/{id}:{verb}"), "{}").await;
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            !message.contains("unknown session method"),
+            "{op} is documented but not dispatched: {status} {body}"
+        );
+    }
+    let (status, body) = call(&app, "POST", &format!("/v1/sessions/{id}:explode"), "{}").await;
+    assert_eq!(
+        (status, body["error"]["status"].as_str()),
+        (StatusCode::NOT_FOUND, Some("NOT_FOUND"))
+    );
+}
+
+#[tokio::test]
+async fn openapi_document_lists_every_operation_with_schemas() {
+    let app = app();
+    let req = Request::builder()
+        .uri("/v1/openapi.json")
+        .body(Body::empty())
+        .expect("request");
+    let resp = app.clone().oneshot(req).await.expect("response");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let doc: serde_json::Value =
+        serde_json::from_slice(&resp.into_body().collect().await.expect("body").to_bytes())
+            .expect("json");
+    assert_eq!(doc["openapi"], "3.0.3");
+    for (method, path, op, _) in documented_operations::<FakeApi>() {
+        let entry = &doc["paths"][path][method.to_ascii_lowercase()];
+        assert_eq!(entry["operationId"], op, "{method} {path}");
+    }
+    let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+    for name in [
+        "Session",
+        "Entry",
+        "Checkpoint",
+        "Event",
+        "BatchRequest",
+        "Error",
+    ] {
+        assert!(schemas.contains_key(name), "missing schema {name}");
+    }
+    let text = serde_json::to_string(&doc).expect("text");
+    for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+        let name = reference.split('"').next().expect("name");
+        assert!(schemas.contains_key(name), "dangling $ref to {name}");
+    }
+    assert_eq!(
+        doc["components"]["schemas"]["Session"]["properties"]["tenantId"]["type"], "string",
+        "camelCase field names"
+    );
+}
+
+#[tokio::test]
+async fn health_and_readiness_need_no_token() {
+    let app = app();
+    for uri in ["/healthz", "/readyz"] {
+        let resp = app
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .uri(uri)
+                    .body(Body::empty())
+                    .expect("req"),
+            )
+            .await
+            .expect("resp");
+        assert_eq!(resp.status(), StatusCode::OK, "{uri}");
+    }
+}
