@@ -1,4 +1,44 @@
-//! placeholder
-pub(crate) fn run(_: &[String]) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+//! `cargo xtask bench <suite>`: builds release binaries and runs a benchmark program that prints
+//! its figures (never a pass/fail on time).
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    let quick = args.iter().any(|a| a == "--quick");
+    match args.first().map(String::as_str) {
+        Some("server") => {
+            for tool in ["wrk", "nginx"] {
+                if Command::new("sh")
+                    .args(["-c", &format!("command -v {tool}")])
+                    .output()
+                    .map(|o| !o.status.success())
+                    .unwrap_or(true)
+                {
+                    eprintln!(
+                        "note: {tool} is missing (apt-get install wrk nginx-light); its row will be incomplete"
+                    );
+                }
+            }
+            cargo(&["build", "--release", "-p", "afs-server"])?;
+            let mut bench = vec!["bench", "-p", "afs-server", "--bench", "server", "--"];
+            if quick {
+                bench.push("--quick");
+            }
+            cargo(&bench)
+        }
+        _ => bail!("usage: cargo xtask bench server [--quick]"),
+    }
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    let status = Command::new(env!("CARGO"))
+        .args(args)
+        .status()
+        .with_context(|| format!("run cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("cargo {} failed", args.join(" "));
+    }
+    Ok(())
 }
