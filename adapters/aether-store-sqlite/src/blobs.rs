@@ -1,10 +1,13 @@
 //! Content-addressed blob directory: `<root>/<aa>/<sha256>`, written via a temp file and an
-//! atomic rename so a reader never sees a partial blob.
+//! atomic rename so a reader never sees a partial blob. Small blobs are read and written on the
+//! calling thread (a few microseconds) and kept in a bounded memory cache, which can never be
+//! stale because a blob's name is its content's hash.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
@@ -21,6 +24,35 @@ struct Inner {
     root: PathBuf,
     /// fsync blobs and their directory before acknowledging (power-loss durability).
     fsync: bool,
+    hot: Mutex<HotBlobs>,
+}
+
+/// Blobs up to this size skip the blocking pool and may be cached in memory.
+const SMALL_BLOB: usize = 64 * 1024;
+const HOT_BYTES: usize = 64 << 20;
+
+#[derive(Default)]
+struct HotBlobs {
+    blobs: HashMap<String, Bytes>,
+    bytes: usize,
+}
+
+impl HotBlobs {
+    fn insert(&mut self, hash: &str, data: &Bytes) {
+        if data.len() > SMALL_BLOB || self.blobs.contains_key(hash) {
+            return;
+        }
+        while self.bytes + data.len() > HOT_BYTES {
+            let Some(victim) = self.blobs.keys().next().cloned() else {
+                break;
+            };
+            if let Some(old) = self.blobs.remove(&victim) {
+                self.bytes -= old.len();
+            }
+        }
+        self.bytes += data.len();
+        self.blobs.insert(hash.to_owned(), data.clone());
+    }
 }
 
 fn io(context: &str, e: std::io::Error) -> Error {
@@ -30,10 +62,15 @@ fn io(context: &str, e: std::io::Error) -> Error {
 impl FileBlobStore {
     pub fn open(root: &Path, fsync: bool) -> Result<Self> {
         fs::create_dir_all(root.join("tmp")).map_err(|e| io("create its directory", e))?;
+        for shard in 0..=255u8 {
+            fs::create_dir_all(root.join(format!("{shard:02x}")))
+                .map_err(|e| io("create a shard directory", e))?;
+        }
         Ok(FileBlobStore {
             inner: Arc::new(Inner {
                 root: root.to_owned(),
                 fsync,
+                hot: Mutex::new(HotBlobs::default()),
             }),
         })
     }
@@ -121,18 +158,41 @@ fn get_blocking(inner: &Inner, hash: &str, range: Option<(u64, u64)>) -> Result<
     }
 }
 
+impl Inner {
+    fn hot(&self) -> std::sync::MutexGuard<'_, HotBlobs> {
+        self.hot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 impl BlobStore for FileBlobStore {
     async fn put(&self, data: Bytes) -> Result<String> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || put_blocking(&inner, &data))
-            .await
-            .map_err(|e| Error::internal(format!("blob write task failed: {e}")))?
+        let hash = if data.len() <= SMALL_BLOB {
+            put_blocking(&inner, &data)?
+        } else {
+            let data = data.clone();
+            tokio::task::spawn_blocking(move || put_blocking(&inner, &data))
+                .await
+                .map_err(|e| Error::internal(format!("blob write task failed: {e}")))??
+        };
+        self.inner.hot().insert(&hash, &data);
+        Ok(hash)
     }
 
     async fn get(&self, hash: &str, range: Option<(u64, u64)>) -> Result<Bytes> {
-        let (inner, hash) = (self.inner.clone(), hash.to_owned());
-        tokio::task::spawn_blocking(move || get_blocking(&inner, &hash, range))
+        if let Some(b) = self.inner.hot().blobs.get(hash) {
+            return Ok(match range {
+                Some((s, e)) => b.slice(s as usize..(e as usize).min(b.len())),
+                None => b.clone(),
+            });
+        }
+        let (inner, key) = (self.inner.clone(), hash.to_owned());
+        let read = tokio::task::spawn_blocking(move || get_blocking(&inner, &key, range))
             .await
-            .map_err(|e| Error::internal(format!("blob read task failed: {e}")))?
+            .map_err(|e| Error::internal(format!("blob read task failed: {e}")))??;
+        if range.is_none() {
+            self.inner.hot().insert(hash, &read);
+        }
+        Ok(read)
     }
 }

@@ -1,5 +1,10 @@
 //! Runs rusqlite on dedicated threads behind channels: one writer, several readers (WAL lets
 //! them proceed concurrently), so async callers never block the runtime on SQLite.
+//!
+//! The writer does group commit: it takes every queued write job, runs each inside its own
+//! SAVEPOINT of one IMMEDIATE transaction (a failing job rolls back only itself), commits once,
+//! and only then runs each job's after-commit step and answers it. Concurrent writers thus share
+//! one WAL commit instead of paying for one each.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
@@ -12,22 +17,71 @@ use aether_domain::{Error, Result};
 
 use crate::backend;
 
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+type ReadJob = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// One write: `run` inside the shared transaction, then `finish` once it committed (or failed).
+trait WriteJob: Send {
+    fn run(&mut self, conn: &Connection) -> bool;
+    fn finish(self: Box<Self>, committed: Result<()>);
+}
+
+struct Typed<R, F, A> {
+    work: Option<F>,
+    after: Option<A>,
+    result: Option<Result<R>>,
+    reply: Option<oneshot::Sender<Result<R>>>,
+}
+
+impl<R, F, A> WriteJob for Typed<R, F, A>
+where
+    R: Send + 'static,
+    F: FnOnce(&Connection) -> Result<R> + Send,
+    A: FnOnce(&R) + Send,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let work = self.work.take().expect("a write job runs once");
+        let result = work(conn);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn finish(mut self: Box<Self>, committed: Result<()>) {
+        let result = match (committed, self.result.take()) {
+            (Ok(()), Some(Ok(r))) => {
+                if let Some(after) = self.after.take() {
+                    after(&r);
+                }
+                Ok(r)
+            }
+            (_, Some(Err(e))) => Err(e),
+            (Err(e), _) => Err(e),
+            (Ok(()), None) => Err(Error::internal("a write job was not run")),
+        };
+        if let Some(reply) = self.reply.take() {
+            let _ = reply.send(result);
+        }
+    }
+}
 
 pub(crate) struct Db {
-    writer: mpsc::Sender<Job>,
-    readers: mpsc::Sender<Job>,
+    writer: mpsc::Sender<Box<dyn WriteJob>>,
+    readers: mpsc::Sender<ReadJob>,
 }
 
 fn open(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path).map_err(|e| backend("open the database", e))?;
     conn.execute_batch(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; \
-         PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY;",
+         PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=4096;",
     )
     .map_err(|e| backend("configure the database", e))?;
+    conn.set_prepared_statement_cache_capacity(128);
     Ok(conn)
 }
+
+/// How many queued writes share one commit at most.
+const MAX_GROUP: usize = 128;
 
 impl Db {
     pub(crate) fn open(
@@ -37,19 +91,18 @@ impl Db {
     ) -> Result<Db> {
         let writer_conn = open(path)?;
         init(&writer_conn)?;
-        let (writer, rx) = mpsc::channel::<Job>();
-        spawn(
-            "aether-sqlite-writer",
-            writer_conn,
-            Arc::new(Mutex::new(rx)),
-        )?;
-        let (readers_tx, rx) = mpsc::channel::<Job>();
+        let (writer, rx) = mpsc::channel::<Box<dyn WriteJob>>();
+        thread::Builder::new()
+            .name("aether-sqlite-writer".to_owned())
+            .spawn(move || write_loop(writer_conn, rx))
+            .map_err(|e| Error::internal(format!("could not start the SQLite writer: {e}")))?;
+        let (readers_tx, rx) = mpsc::channel::<ReadJob>();
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..readers.max(1) {
             let conn = open(path)?;
             conn.execute_batch("PRAGMA query_only=ON;")
                 .map_err(|e| backend("configure a reader", e))?;
-            spawn(&format!("aether-sqlite-reader-{i}"), conn, rx.clone())?;
+            spawn_reader(&format!("aether-sqlite-reader-{i}"), conn, rx.clone())?;
         }
         Ok(Db {
             writer,
@@ -57,12 +110,26 @@ impl Db {
         })
     }
 
-    /// Runs `f` on the writer thread.
-    pub(crate) async fn write<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> Result<R> + Send + 'static,
-    ) -> Result<R> {
-        run(&self.writer, f).await
+    /// Runs `work` in the writer's transaction; after the commit, runs `after` on the writer
+    /// thread (before any later write can begin) and answers.
+    pub(crate) async fn write<R, F, A>(&self, work: F, after: A) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+        A: FnOnce(&R) + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job = Typed {
+            work: Some(work),
+            after: Some(after),
+            result: None,
+            reply: Some(tx),
+        };
+        self.writer
+            .send(Box::new(job))
+            .map_err(|_| Error::unavailable("the metadata store is shut down"))?;
+        rx.await
+            .map_err(|_| Error::internal("the SQLite writer stopped while serving a request"))?
     }
 
     /// Runs `f` on one of the reader threads.
@@ -70,11 +137,67 @@ impl Db {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<R> + Send + 'static,
     ) -> Result<R> {
-        run(&self.readers, f).await
+        let (tx, rx) = oneshot::channel();
+        self.readers
+            .send(Box::new(move |conn| {
+                let _ = tx.send(f(conn));
+            }))
+            .map_err(|_| Error::unavailable("the metadata store is shut down"))?;
+        rx.await.map_err(|_| {
+            Error::internal("a metadata store thread stopped while serving a request")
+        })?
     }
 }
 
-fn spawn(name: &str, mut conn: Connection, rx: Arc<Mutex<mpsc::Receiver<Job>>>) -> Result<()> {
+fn write_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteJob>>) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let committed = run_group(&conn, &mut group);
+        for job in group {
+            job.finish(committed.clone());
+        }
+    }
+}
+
+fn run_group(conn: &Connection, group: &mut [Box<dyn WriteJob>]) -> Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(|e| backend("begin a transaction", e))?;
+    for job in group.iter_mut() {
+        let step = conn
+            .execute_batch("SAVEPOINT job")
+            .map_err(|e| backend("open a savepoint", e))
+            .map(|_| job.run(conn))
+            .and_then(|ok| {
+                let sql = if ok {
+                    "RELEASE job"
+                } else {
+                    "ROLLBACK TO job; RELEASE job"
+                };
+                conn.execute_batch(sql)
+                    .map_err(|e| backend("close a savepoint", e))
+            });
+        if let Err(e) = step {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+    }
+    conn.execute_batch("COMMIT").map_err(|e| {
+        let _ = conn.execute_batch("ROLLBACK");
+        backend("commit a transaction", e)
+    })
+}
+
+fn spawn_reader(
+    name: &str,
+    mut conn: Connection,
+    rx: Arc<Mutex<mpsc::Receiver<ReadJob>>>,
+) -> Result<()> {
     thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
@@ -91,18 +214,4 @@ fn spawn(name: &str, mut conn: Connection, rx: Arc<Mutex<mpsc::Receiver<Job>>>) 
         })
         .map(|_| ())
         .map_err(|e| Error::internal(format!("could not start a SQLite thread: {e}")))
-}
-
-async fn run<R: Send + 'static>(
-    queue: &mpsc::Sender<Job>,
-    f: impl FnOnce(&mut Connection) -> Result<R> + Send + 'static,
-) -> Result<R> {
-    let (tx, rx) = oneshot::channel();
-    queue
-        .send(Box::new(move |conn| {
-            let _ = tx.send(f(conn));
-        }))
-        .map_err(|_| Error::unavailable("the metadata store is shut down"))?;
-    rx.await
-        .map_err(|_| Error::internal("a metadata store thread stopped while serving a request"))?
 }

@@ -2,6 +2,7 @@
 //! `MetadataStore` and `BlobStore` ports for the embedded default deployment.
 
 mod blobs;
+mod cache;
 mod db;
 mod meta;
 mod rows;

@@ -4,9 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rusqlite::{
-    Connection, OptionalExtension, Transaction, TransactionBehavior, params, params_from_iter,
-};
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use aether_domain::overlay::{LayerPage, merge_pages};
 use aether_domain::tree::Change;
@@ -17,6 +15,7 @@ use aether_ports::store::*;
 use aether_ports::{Checkpoint, Event};
 
 use crate::backend;
+use crate::cache::{Mention, ReadCache};
 use crate::db::Db;
 use crate::rows::*;
 
@@ -24,13 +23,17 @@ use crate::rows::*;
 #[derive(Clone)]
 pub struct SqliteMetadataStore {
     db: Arc<Db>,
+    cache: Arc<ReadCache>,
 }
 
 impl SqliteMetadataStore {
     /// Opens (creating if needed) the database at `path` with `readers` reader threads.
     pub fn open(path: &Path, readers: usize) -> Result<Self> {
         let db = Db::open(path, readers, crate::schema::init)?;
-        Ok(SqliteMetadataStore { db: Arc::new(db) })
+        Ok(SqliteMetadataStore {
+            db: Arc::new(db),
+            cache: Arc::new(ReadCache::default()),
+        })
     }
 }
 
@@ -45,9 +48,18 @@ fn sql_err(context: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
     }
 }
 
-fn immediate(conn: &mut Connection) -> Result<Transaction<'_>> {
-    conn.transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(sql_err("begin a transaction"))
+/// `execute` through the statement cache (the plain form re-parses the SQL every time).
+fn exec(conn: &Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(p)
+}
+
+fn query_row<T>(
+    conn: &Connection,
+    sql: &str,
+    p: impl rusqlite::Params,
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.prepare_cached(sql)?.query_row(p, f)
 }
 
 fn session_not_found(id: &SessionId) -> Error {
@@ -59,12 +71,13 @@ fn load_session(
     tenant: &TenantId,
     id: &SessionId,
 ) -> Result<Option<(SessionRecord, Vec<i64>)>> {
-    conn.query_row(
-        &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1 AND tenant = ?2"),
-        params![id.as_str(), tenant.as_str()],
-        session_from_row,
-    )
-    .optional()
+    conn.prepare_cached(&format!(
+        "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1 AND tenant = ?2"
+    ))
+    .and_then(|mut s| {
+        s.query_row(params![id.as_str(), tenant.as_str()], session_from_row)
+            .optional()
+    })
     .map_err(sql_err("read a session"))
 }
 
@@ -97,22 +110,35 @@ fn chain_of(conn: &Connection, tree: &TreeRef) -> Result<Vec<i64>> {
     }
 }
 
-fn lookup(conn: &Connection, chain: &[i64], path: &SessionPath) -> Result<Option<Entry>> {
+/// An entry (if any) and what each visited layer said about its path.
+type Lookup = (Option<Entry>, Vec<(i64, Mention)>);
+
+/// Resolves `path` through `chain`, also returning what each visited layer said (for the cache).
+fn lookup(conn: &Connection, chain: &[i64], path: &SessionPath) -> Result<Lookup> {
     let mut stmt = conn
         .prepare_cached(&format!(
             "SELECT {ENTRY_COLUMNS} FROM entries WHERE layer = ?1 AND path = ?2"
         ))
         .map_err(sql_err("prepare a lookup"))?;
+    let mut seen = Vec::new();
     for layer in chain {
         let found = stmt
             .query_row(params![layer, path.as_str()], entry_from_row)
             .optional()
             .map_err(sql_err("look up an entry"))?;
-        if let Some((_, entry)) = found {
-            return Ok(entry);
+        match found {
+            None => seen.push((*layer, Mention::Nothing)),
+            Some((_, None)) => {
+                seen.push((*layer, Mention::Whiteout));
+                return Ok((None, seen));
+            }
+            Some((_, Some(e))) => {
+                seen.push((*layer, Mention::Entry(e.clone())));
+                return Ok((Some(e), seen));
+            }
         }
     }
-    Ok(None)
+    Ok((None, seen))
 }
 
 /// The exclusive upper bound of the paths below `prefix` (which ends in `/`): `/` + 1 is `0`.
@@ -170,14 +196,14 @@ fn list(conn: &Connection, chain: &[i64], q: &ListQuery) -> Result<(Vec<Entry>, 
     }
 }
 
-fn blob_ref(tx: &Transaction<'_>, hash: &str, delta: i64) -> Result<()> {
+fn blob_ref(tx: &Connection, hash: &str, delta: i64) -> Result<()> {
     tx.prepare_cached("INSERT INTO blobs (hash, refs) VALUES (?1, ?2) ON CONFLICT(hash) DO UPDATE SET refs = refs + excluded.refs")
         .and_then(|mut s| s.execute(params![hash, delta]))
         .map(|_| ())
         .map_err(sql_err("count a blob reference"))
 }
 
-fn put_entry(tx: &Transaction<'_>, layer: i64, e: &Entry) -> Result<()> {
+fn put_entry(tx: &Connection, layer: i64, e: &Entry) -> Result<()> {
     tx.prepare_cached(
         "INSERT OR REPLACE INTO entries (layer, path, parent, present, kind, mode, uid, gid, size, hash, target, rdev, nlink, atime, mtime, ctime, version, xattrs) \
          VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
@@ -207,7 +233,7 @@ fn put_entry(tx: &Transaction<'_>, layer: i64, e: &Entry) -> Result<()> {
     .map_err(sql_err("write an entry"))
 }
 
-fn apply_change(tx: &Transaction<'_>, chain: &[i64], change: &Change) -> Result<()> {
+fn apply_change(tx: &Connection, chain: &[i64], change: &Change) -> Result<()> {
     let top = chain[0];
     let old_hash: Option<Option<String>> = tx
         .prepare_cached("SELECT hash FROM entries WHERE layer = ?1 AND path = ?2")
@@ -243,17 +269,17 @@ fn apply_change(tx: &Transaction<'_>, chain: &[i64], change: &Change) -> Result<
     Ok(())
 }
 
-fn append_events(tx: &Transaction<'_>, session: &SessionId, events: &[NewEvent]) -> Result<()> {
+fn append_events(tx: &Connection, session: &SessionId, events: &[NewEvent]) -> Result<()> {
     if events.is_empty() {
         return Ok(());
     }
-    let first: i64 = tx
-        .query_row(
-            "SELECT next_event FROM sessions WHERE id = ?1",
-            params![session.as_str()],
-            |r| r.get(0),
-        )
-        .map_err(sql_err("read the event counter"))?;
+    let first: i64 = query_row(
+        tx,
+        "SELECT next_event FROM sessions WHERE id = ?1",
+        params![session.as_str()],
+        |r| r.get(0),
+    )
+    .map_err(sql_err("read the event counter"))?;
     let mut stmt = tx
         .prepare_cached(
             "INSERT INTO events (session, seq, kind, path, to_path, principal, generation, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -272,7 +298,8 @@ fn append_events(tx: &Transaction<'_>, session: &SessionId, events: &[NewEvent])
         ])
         .map_err(sql_err("append an event"))?;
     }
-    tx.execute(
+    exec(
+        tx,
         "UPDATE sessions SET next_event = ?1 WHERE id = ?2",
         params![first + events.len() as i64, session.as_str()],
     )
@@ -281,7 +308,7 @@ fn append_events(tx: &Transaction<'_>, session: &SessionId, events: &[NewEvent])
 }
 
 fn remember(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     tenant: &TenantId,
     scope: &str,
     idem: &Option<IdempotencyRecord>,
@@ -289,7 +316,7 @@ fn remember(
     let Some(idem) = idem else { return Ok(()) };
     let outcome = serde_json::to_string(&idem.outcome)
         .map_err(|e| backend("encode an idempotent outcome", e))?;
-    tx.execute(
+    exec(tx,
         "INSERT OR REPLACE INTO idempotency (tenant, scope, key, outcome, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![tenant.as_str(), scope, idem.key, outcome, idem.time.nanos()],
     )
@@ -297,15 +324,17 @@ fn remember(
     .map_err(sql_err("record an idempotency key"))
 }
 
-fn new_layer(tx: &Transaction<'_>, parent: Option<i64>) -> Result<i64> {
-    tx.execute(
+fn new_layer(tx: &Connection, parent: Option<i64>) -> Result<i64> {
+    exec(
+        tx,
         "INSERT INTO layers (parent, refs) VALUES (?1, 1)",
         params![parent],
     )
     .map_err(sql_err("create a layer"))?;
     let id = tx.last_insert_rowid();
     if let Some(p) = parent {
-        tx.execute(
+        exec(
+            tx,
             "UPDATE layers SET refs = refs + 1 WHERE id = ?1",
             params![p],
         )
@@ -316,27 +345,27 @@ fn new_layer(tx: &Transaction<'_>, parent: Option<i64>) -> Result<i64> {
 
 /// Drops one reference to `layer`; a layer nobody references is deleted with its rows, and its
 /// parent loses a reference in turn.
-fn release_layer(tx: &Transaction<'_>, mut layer: i64) -> Result<()> {
+fn release_layer(tx: &Connection, mut layer: i64) -> Result<()> {
     loop {
-        let (refs, parent): (i64, Option<i64>) = tx
-            .query_row(
-                "UPDATE layers SET refs = refs - 1 WHERE id = ?1 RETURNING refs, parent",
-                params![layer],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(sql_err("release a layer"))?;
+        let (refs, parent): (i64, Option<i64>) = query_row(
+            tx,
+            "UPDATE layers SET refs = refs - 1 WHERE id = ?1 RETURNING refs, parent",
+            params![layer],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(sql_err("release a layer"))?;
         if refs > 0 {
             return Ok(());
         }
-        tx.execute(
+        exec(tx,
             "UPDATE blobs SET refs = refs - (SELECT count(*) FROM entries e WHERE e.layer = ?1 AND e.present = 1 AND e.hash = blobs.hash) \
              WHERE hash IN (SELECT hash FROM entries WHERE layer = ?1 AND present = 1 AND hash IS NOT NULL)",
             params![layer],
         )
         .map_err(sql_err("release blob references"))?;
-        tx.execute("DELETE FROM entries WHERE layer = ?1", params![layer])
+        exec(tx, "DELETE FROM entries WHERE layer = ?1", params![layer])
             .map_err(sql_err("delete a layer's entries"))?;
-        tx.execute("DELETE FROM layers WHERE id = ?1", params![layer])
+        exec(tx, "DELETE FROM layers WHERE id = ?1", params![layer])
             .map_err(sql_err("delete a layer"))?;
         match parent {
             Some(p) => layer = p,
@@ -345,7 +374,7 @@ fn release_layer(tx: &Transaction<'_>, mut layer: i64) -> Result<()> {
     }
 }
 
-fn insert_session_row(tx: &Transaction<'_>, rec: &SessionRecord, chain: &[i64]) -> Result<()> {
+fn insert_session_row(tx: &Connection, rec: &SessionRecord, chain: &[i64]) -> Result<()> {
     let source_ref = rec
         .source_ref
         .as_ref()
@@ -353,7 +382,7 @@ fn insert_session_row(tx: &Transaction<'_>, rec: &SessionRecord, chain: &[i64]) 
         .transpose()
         .map_err(|e| backend("encode a source ref", e))?;
     let tags = serde_json::to_string(&rec.tags).map_err(|e| backend("encode tags", e))?;
-    tx.execute(
+    exec(tx,
         &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
         params![
             rec.id.as_str(),
@@ -373,17 +402,14 @@ fn insert_session_row(tx: &Transaction<'_>, rec: &SessionRecord, chain: &[i64]) 
     .map_err(sql_err("insert a session"))
 }
 
-fn set_chain(tx: &Transaction<'_>, id: &SessionId, chain: &[i64]) -> Result<()> {
-    tx.execute(
+fn set_chain(tx: &Connection, id: &SessionId, chain: &[i64]) -> Result<()> {
+    exec(
+        tx,
         "UPDATE sessions SET chain = ?1 WHERE id = ?2",
         params![format_chain(chain), id.as_str()],
     )
     .map(|_| ())
     .map_err(sql_err("update a session's layers"))
-}
-
-fn commit_tx(tx: Transaction<'_>) -> Result<()> {
-    tx.commit().map_err(sql_err("commit a transaction"))
 }
 
 impl MetadataStore for SqliteMetadataStore {
@@ -395,23 +421,47 @@ impl MetadataStore for SqliteMetadataStore {
         idem: Option<IdempotencyRecord>,
     ) -> Result<()> {
         let (rec, root) = (rec.clone(), root.clone());
+        let cache = self.cache.clone();
         self.db
-            .write(move |conn| {
-                let tx = immediate(conn)?;
-                let layer = new_layer(&tx, None)?;
-                put_entry(&tx, layer, &root)?;
-                insert_session_row(&tx, &rec, &[layer])?;
-                append_events(&tx, &rec.id, &[event])?;
-                remember(&tx, &rec.tenant, "", &idem)?;
-                commit_tx(tx)
-            })
+            .write(
+                move |tx| {
+                    let layer = new_layer(tx, None)?;
+                    put_entry(tx, layer, &root)?;
+                    insert_session_row(tx, &rec, &[layer])?;
+                    append_events(tx, &rec.id, &[event])?;
+                    remember(tx, &rec.tenant, "", &idem)?;
+                    Ok((layer, rec, root))
+                },
+                move |(layer, rec, root)| {
+                    cache.write(|c| {
+                        c.rows
+                            .insert((*layer, root.path.clone()), Mention::Entry(root.clone()));
+                        c.sessions
+                            .insert(rec.id.clone(), (rec.clone(), vec![*layer]));
+                    })
+                },
+            )
             .await
+            .map(|_| ())
     }
 
     async fn session(&self, tenant: &TenantId, id: &SessionId) -> Result<Option<SessionRecord>> {
+        if let Some((rec, _)) = self.cache.session(id) {
+            return Ok(Some(rec).filter(|r| &r.tenant == tenant));
+        }
         let (tenant, id) = (tenant.clone(), id.clone());
+        let epoch = self.cache.epoch();
+        let cache = self.cache.clone();
         self.db
-            .read(move |conn| Ok(load_session(conn, &tenant, &id)?.map(|(r, _)| r)))
+            .read(move |conn| {
+                let found = load_session(conn, &tenant, &id)?;
+                if let Some((rec, chain)) = &found {
+                    cache.fill(epoch, |c| {
+                        c.sessions.insert(id.clone(), (rec.clone(), chain.clone()));
+                    });
+                }
+                Ok(found.map(|(r, _)| r))
+            })
             .await
     }
 
@@ -463,35 +513,42 @@ impl MetadataStore for SqliteMetadataStore {
 
     async fn delete_session(&self, tenant: &TenantId, id: &SessionId) -> Result<bool> {
         let (tenant, id) = (tenant.clone(), id.clone());
+        let cache = self.cache.clone();
+        let gone = id.clone();
         self.db
-            .write(move |conn| {
-                let tx = immediate(conn)?;
-                let Some((_, chain)) = load_session(&tx, &tenant, &id)? else {
-                    return Ok(false);
-                };
-                release_layer(&tx, chain[0])?;
-                let ckpt_layers = tx
-                    .prepare("SELECT layer FROM checkpoints WHERE session = ?1")
-                    .and_then(|mut s| {
-                        s.query_map(params![id.as_str()], |r| r.get::<_, i64>(0))?
-                            .collect::<rusqlite::Result<Vec<_>>>()
+            .write(
+                move |tx| {
+                    let Some((_, chain)) = load_session(tx, &tenant, &id)? else {
+                        return Ok(false);
+                    };
+                    release_layer(tx, chain[0])?;
+                    let ckpt_layers = tx
+                        .prepare_cached("SELECT layer FROM checkpoints WHERE session = ?1")
+                        .and_then(|mut s| {
+                            s.query_map(params![id.as_str()], |r| r.get::<_, i64>(0))?
+                                .collect::<rusqlite::Result<Vec<_>>>()
+                        })
+                        .map_err(sql_err("list checkpoints"))?;
+                    for layer in ckpt_layers {
+                        release_layer(tx, layer)?;
+                    }
+                    for stmt in [
+                        "DELETE FROM checkpoints WHERE session = ?1",
+                        "DELETE FROM events WHERE session = ?1",
+                        "DELETE FROM idempotency WHERE scope = ?1",
+                        "DELETE FROM sessions WHERE id = ?1",
+                    ] {
+                        exec(tx, stmt, params![id.as_str()])
+                            .map_err(sql_err("delete a session"))?;
+                    }
+                    Ok(true)
+                },
+                move |_| {
+                    cache.write(|c| {
+                        c.sessions.remove(&gone);
                     })
-                    .map_err(sql_err("list checkpoints"))?;
-                for layer in ckpt_layers {
-                    release_layer(&tx, layer)?;
-                }
-                for stmt in [
-                    "DELETE FROM checkpoints WHERE session = ?1",
-                    "DELETE FROM events WHERE session = ?1",
-                    "DELETE FROM idempotency WHERE scope = ?1",
-                    "DELETE FROM sessions WHERE id = ?1",
-                ] {
-                    tx.execute(stmt, params![id.as_str()])
-                        .map_err(sql_err("delete a session"))?;
-                }
-                commit_tx(tx)?;
-                Ok(true)
-            })
+                },
+            )
             .await
     }
 
@@ -505,23 +562,28 @@ impl MetadataStore for SqliteMetadataStore {
         idem: Option<IdempotencyRecord>,
     ) -> Result<bool> {
         let (tenant, id) = (tenant.clone(), id.clone());
+        let cache = self.cache.clone();
+        let changed_id = id.clone();
         self.db
-            .write(move |conn| {
-                let tx = immediate(conn)?;
-                let changed = tx
-                    .execute(
+            .write(
+                move |tx| {
+                    let changed = exec(
+                        tx,
                         "UPDATE sessions SET status = ?1, last_activity_at = ?2 WHERE id = ?3 AND tenant = ?4 AND status = ?5",
                         params![to.as_str(), event.time.nanos(), id.as_str(), tenant.as_str(), from.as_str()],
                     )
                     .map_err(sql_err("change a session's status"))?;
-                if changed == 0 {
-                    return Ok(false);
-                }
-                append_events(&tx, &id, &[event])?;
-                remember(&tx, &tenant, id.as_str(), &idem)?;
-                commit_tx(tx)?;
-                Ok(true)
-            })
+                    if changed == 0 {
+                        return Ok(false);
+                    }
+                    append_events(tx, &id, &[event])?;
+                    remember(tx, &tenant, id.as_str(), &idem)?;
+                    Ok(true)
+                },
+                move |_| cache.write(|c| {
+                    c.sessions.remove(&changed_id);
+                }),
+            )
             .await
     }
 
@@ -534,27 +596,35 @@ impl MetadataStore for SqliteMetadataStore {
         idem: Option<IdempotencyRecord>,
     ) -> Result<()> {
         let (origin, fork) = (origin.clone(), fork.clone());
+        let cache = self.cache.clone();
+        let origin_id = origin.id.clone();
         self.db
-            .write(move |conn| {
-                let tx = immediate(conn)?;
-                let (_, chain) = load_session(&tx, &origin.tenant, &origin.id)?
-                    .ok_or_else(|| session_not_found(&origin.id))?;
-                let frozen = chain[0];
-                let origin_top = new_layer(&tx, Some(frozen))?;
-                let fork_top = new_layer(&tx, Some(frozen))?;
-                // The origin no longer owns `frozen` directly; its reference moves to the new top.
-                release_layer(&tx, frozen)?;
-                let mut origin_chain = vec![origin_top];
-                origin_chain.extend(&chain);
-                let mut fork_chain = vec![fork_top];
-                fork_chain.extend(&chain);
-                set_chain(&tx, &origin.id, &origin_chain)?;
-                insert_session_row(&tx, &fork, &fork_chain)?;
-                append_events(&tx, &origin.id, &[origin_event])?;
-                append_events(&tx, &fork.id, &[fork_event])?;
-                remember(&tx, &origin.tenant, origin.id.as_str(), &idem)?;
-                commit_tx(tx)
-            })
+            .write(
+                move |tx| {
+                    let (_, chain) = load_session(tx, &origin.tenant, &origin.id)?
+                        .ok_or_else(|| session_not_found(&origin.id))?;
+                    let frozen = chain[0];
+                    let origin_top = new_layer(tx, Some(frozen))?;
+                    let fork_top = new_layer(tx, Some(frozen))?;
+                    // The origin no longer owns `frozen` directly; its reference moves to the new top.
+                    release_layer(tx, frozen)?;
+                    let mut origin_chain = vec![origin_top];
+                    origin_chain.extend(&chain);
+                    let mut fork_chain = vec![fork_top];
+                    fork_chain.extend(&chain);
+                    set_chain(tx, &origin.id, &origin_chain)?;
+                    insert_session_row(tx, &fork, &fork_chain)?;
+                    append_events(tx, &origin.id, &[origin_event])?;
+                    append_events(tx, &fork.id, &[fork_event])?;
+                    remember(tx, &origin.tenant, origin.id.as_str(), &idem)?;
+                    Ok(())
+                },
+                move |_| {
+                    cache.write(|c| {
+                        c.sessions.remove(&origin_id);
+                    })
+                },
+            )
             .await
     }
 
@@ -567,35 +637,42 @@ impl MetadataStore for SqliteMetadataStore {
         idem: Option<IdempotencyRecord>,
     ) -> Result<()> {
         let (tenant, session, checkpoint) = (tenant.clone(), session.clone(), checkpoint.clone());
+        let cache = self.cache.clone();
+        let changed = session.clone();
         self.db
-            .write(move |conn| {
-                let tx = immediate(conn)?;
-                let (_, chain) = load_session(&tx, &tenant, &session)?.ok_or_else(|| session_not_found(&session))?;
-                let frozen = chain[0];
-                let top = new_layer(&tx, Some(frozen))?;
-                // `new_layer` counted the new top's reference to `frozen`; the session's old
-                // reference to it now belongs to the checkpoint.
-                tx.execute(
-                    "INSERT INTO checkpoints (id, tenant, session, name, generation, created_at, layer, chain) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    params![
-                        checkpoint.id,
-                        tenant.as_str(),
-                        session.as_str(),
-                        checkpoint.name,
-                        checkpoint.generation as i64,
-                        checkpoint.created_at.nanos(),
-                        frozen,
-                        format_chain(&chain)
-                    ],
-                )
-                .map_err(sql_err("insert a checkpoint"))?;
-                let mut new_chain = vec![top];
-                new_chain.extend(&chain);
-                set_chain(&tx, &session, &new_chain)?;
-                append_events(&tx, &session, &[event])?;
-                remember(&tx, &tenant, session.as_str(), &idem)?;
-                commit_tx(tx)
-            })
+            .write(
+                move |tx| {
+                    let (_, chain) = load_session(tx, &tenant, &session)?.ok_or_else(|| session_not_found(&session))?;
+                    let frozen = chain[0];
+                    // `new_layer` counts the new top's reference to `frozen`; the session's old
+                    // reference to it now belongs to the checkpoint.
+                    let top = new_layer(tx, Some(frozen))?;
+                    exec(
+                        tx,
+                        "INSERT INTO checkpoints (id, tenant, session, name, generation, created_at, layer, chain) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        params![
+                            checkpoint.id,
+                            tenant.as_str(),
+                            session.as_str(),
+                            checkpoint.name,
+                            checkpoint.generation as i64,
+                            checkpoint.created_at.nanos(),
+                            frozen,
+                            format_chain(&chain)
+                        ],
+                    )
+                    .map_err(sql_err("insert a checkpoint"))?;
+                    let mut new_chain = vec![top];
+                    new_chain.extend(&chain);
+                    set_chain(tx, &session, &new_chain)?;
+                    append_events(tx, &session, &[event])?;
+                    remember(tx, &tenant, session.as_str(), &idem)?;
+                    Ok(())
+                },
+                move |_| cache.write(|c| {
+                    c.sessions.remove(&changed);
+                }),
+            )
             .await
     }
 
@@ -652,18 +729,20 @@ impl MetadataStore for SqliteMetadataStore {
         idem: Option<IdempotencyRecord>,
     ) -> Result<CommitOutcome> {
         let (tenant, session, checkpoint) = (tenant.clone(), session.clone(), checkpoint.clone());
+        let cache = self.cache.clone();
+        let changed = session.clone();
         self.db
-            .write(move |conn| {
-                let tx = immediate(conn)?;
-                let (rec, chain) = load_session(&tx, &tenant, &session)?
-                    .ok_or_else(|| session_not_found(&session))?;
-                if rec.generation != expected_generation {
-                    return Ok(CommitOutcome::GenerationMoved {
-                        current: rec.generation,
-                    });
-                }
-                let (layer, ckpt_chain): (i64, String) = tx
-                    .query_row(
+            .write(
+                move |tx| {
+                    let (rec, chain) = load_session(tx, &tenant, &session)?
+                        .ok_or_else(|| session_not_found(&session))?;
+                    if rec.generation != expected_generation {
+                        return Ok(CommitOutcome::GenerationMoved {
+                            current: rec.generation,
+                        });
+                    }
+                    let (layer, ckpt_chain): (i64, String) = query_row(
+                        tx,
                         "SELECT layer, chain FROM checkpoints WHERE id = ?1 AND session = ?2",
                         params![checkpoint.as_str(), session.as_str()],
                         |r| Ok((r.get(0)?, r.get(1)?)),
@@ -673,32 +752,56 @@ impl MetadataStore for SqliteMetadataStore {
                     .ok_or_else(|| {
                         Error::not_found(format!("checkpoint {checkpoint} not found"))
                     })?;
-                let top = new_layer(&tx, Some(layer))?;
-                release_layer(&tx, chain[0])?;
-                let mut new_chain = vec![top];
-                new_chain.extend(parse_chain(&ckpt_chain)?);
-                set_chain(&tx, &session, &new_chain)?;
-                let generation = expected_generation + 1;
-                tx.execute(
-                    "UPDATE sessions SET generation = ?1, last_activity_at = ?2 WHERE id = ?3",
-                    params![generation as i64, event.time.nanos(), session.as_str()],
-                )
-                .map_err(sql_err("advance the generation"))?;
-                append_events(&tx, &session, &[event])?;
-                remember(&tx, &tenant, session.as_str(), &idem)?;
-                commit_tx(tx)?;
-                Ok(CommitOutcome::Committed { generation })
-            })
+                    let top = new_layer(tx, Some(layer))?;
+                    release_layer(tx, chain[0])?;
+                    let mut new_chain = vec![top];
+                    new_chain.extend(parse_chain(&ckpt_chain)?);
+                    set_chain(tx, &session, &new_chain)?;
+                    let generation = expected_generation + 1;
+                    exec(
+                        tx,
+                        "UPDATE sessions SET generation = ?1, last_activity_at = ?2 WHERE id = ?3",
+                        params![generation as i64, event.time.nanos(), session.as_str()],
+                    )
+                    .map_err(sql_err("advance the generation"))?;
+                    append_events(tx, &session, &[event])?;
+                    remember(tx, &tenant, session.as_str(), &idem)?;
+                    Ok(CommitOutcome::Committed { generation })
+                },
+                move |_| {
+                    cache.write(|c| {
+                        c.sessions.remove(&changed);
+                    })
+                },
+            )
             .await
     }
 
     async fn entry(&self, tree: &TreeRef, path: &SessionPath) -> Result<Option<Entry>> {
+        if let TreeRef::Session { tenant, session } = tree
+            && let Some((rec, chain)) = self.cache.session(session)
+        {
+            if &rec.tenant != tenant {
+                return Err(session_not_found(session));
+            }
+            if let Some(found) = self.cache.resolve(&chain, path) {
+                return Ok(found);
+            }
+        }
         let (tree, path) = (tree.clone(), path.clone());
+        let epoch = self.cache.epoch();
+        let cache = self.cache.clone();
         self.db
             .read(move |conn| {
                 let tx = conn.transaction().map_err(sql_err("begin a read"))?;
                 let chain = chain_of(&tx, &tree)?;
-                lookup(&tx, &chain, &path)
+                let (found, seen) = lookup(&tx, &chain, &path)?;
+                cache.fill(epoch, |c| {
+                    for (layer, mention) in seen {
+                        c.rows.insert((layer, path.clone()), mention);
+                    }
+                });
+                Ok(found)
             })
             .await
     }
@@ -715,40 +818,66 @@ impl MetadataStore for SqliteMetadataStore {
     }
 
     async fn commit(&self, commit: TreeCommit) -> Result<CommitOutcome> {
-        self.db
-            .write(move |conn| {
-                let tx = immediate(conn)?;
-                let (rec, chain) = load_session(&tx, &commit.tenant, &commit.session)?
-                    .ok_or_else(|| session_not_found(&commit.session))?;
-                if rec.generation != commit.expected_generation {
-                    return Ok(CommitOutcome::GenerationMoved {
-                        current: rec.generation,
-                    });
-                }
-                for change in &commit.changes {
-                    apply_change(&tx, &chain, change)?;
-                }
-                let generation = commit.expected_generation + 1;
-                tx.execute(
-                    "UPDATE sessions SET generation = ?1, last_activity_at = ?2 WHERE id = ?3",
-                    params![
-                        generation as i64,
-                        commit.time.nanos(),
-                        commit.session.as_str()
-                    ],
+        let cache = self.cache.clone();
+        let outcome =
+            self.db
+                .write(
+                    move |tx| {
+                        let (mut rec, chain) = load_session(tx, &commit.tenant, &commit.session)?
+                            .ok_or_else(|| session_not_found(&commit.session))?;
+                        if rec.generation != commit.expected_generation {
+                            return Ok((
+                                CommitOutcome::GenerationMoved {
+                                    current: rec.generation,
+                                },
+                                None,
+                            ));
+                        }
+                        for change in &commit.changes {
+                            apply_change(tx, &chain, change)?;
+                        }
+                        let generation = commit.expected_generation + 1;
+                        exec(
+                        tx,
+                        "UPDATE sessions SET generation = ?1, last_activity_at = ?2 WHERE id = ?3",
+                        params![generation as i64, commit.time.nanos(), commit.session.as_str()],
+                    )
+                    .map_err(sql_err("advance the generation"))?;
+                        append_events(tx, &commit.session, &commit.events)?;
+                        remember(
+                            tx,
+                            &commit.tenant,
+                            commit.session.as_str(),
+                            &commit.idempotency,
+                        )?;
+                        rec.generation = generation;
+                        rec.last_activity_at = commit.time;
+                        Ok((
+                            CommitOutcome::Committed { generation },
+                            Some((rec, chain, commit.changes)),
+                        ))
+                    },
+                    move |(_, applied)| {
+                        let Some((rec, chain, changes)) = applied else {
+                            return;
+                        };
+                        cache.write(|c| {
+                            let top = chain[0];
+                            for change in changes {
+                                let mention = match &change.entry {
+                                    Some(e) => Mention::Entry(e.clone()),
+                                    None if chain.len() > 1 => Mention::Whiteout,
+                                    None => Mention::Nothing,
+                                };
+                                c.rows.insert((top, change.path.clone()), mention);
+                            }
+                            c.sessions
+                                .insert(rec.id.clone(), (rec.clone(), chain.clone()));
+                        })
+                    },
                 )
-                .map_err(sql_err("advance the generation"))?;
-                append_events(&tx, &commit.session, &commit.events)?;
-                remember(
-                    &tx,
-                    &commit.tenant,
-                    commit.session.as_str(),
-                    &commit.idempotency,
-                )?;
-                commit_tx(tx)?;
-                Ok(CommitOutcome::Committed { generation })
-            })
-            .await
+                .await?;
+        Ok(outcome.0)
     }
 
     async fn idempotent_outcome(

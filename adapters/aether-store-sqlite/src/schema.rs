@@ -25,7 +25,7 @@ CREATE TABLE IF NOT EXISTS sessions (
 CREATE INDEX IF NOT EXISTS sessions_by_tenant ON sessions(tenant, id);
 
 CREATE TABLE IF NOT EXISTS layers (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     parent INTEGER,
     refs INTEGER NOT NULL
 );

@@ -7,6 +7,10 @@ use clap::Parser;
 
 use afs_server::config::{Flags, ServerConfig};
 
+/// A faster allocator for a server that allocates per request.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let flags = Flags::parse();

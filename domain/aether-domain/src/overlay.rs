@@ -21,7 +21,24 @@ pub fn resolve<T>(mentions: impl IntoIterator<Item = Option<T>>) -> Option<T> {
 /// When a layer's page was truncated, keys after its last row are unknown for that layer, so the
 /// result stops at the smallest such key; the second value is that key (the cursor to continue
 /// after), or `None` when the merge covered everything.
-pub fn merge_pages<K: Ord + Clone, T>(layers: Vec<LayerPage<K, T>>) -> (Vec<(K, T)>, Option<K>) {
+pub fn merge_pages<K: Ord + Clone, T>(
+    mut layers: Vec<LayerPage<K, T>>,
+) -> (Vec<(K, T)>, Option<K>) {
+    // One layer (a session never forked or checkpointed) needs no merging.
+    if layers.len() == 1 {
+        let layer = layers.pop().expect("one layer");
+        let bound = if layer.truncated {
+            layer.rows.last().map(|(k, _)| k.clone())
+        } else {
+            None
+        };
+        let visible = layer
+            .rows
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect();
+        return (visible, bound);
+    }
     let bound = layers
         .iter()
         .filter(|l| l.truncated)

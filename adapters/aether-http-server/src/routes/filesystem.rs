@@ -39,11 +39,13 @@ pub(crate) async fn manifest<A: SessionApi>(
         },
     };
     let m = st.api.manifest(&ctx, &id, req).await?;
-    let mut body = serde_json::json!({ "entries": m.entries.items, "generation": m.generation });
-    if let Some(t) = m.entries.next_page_token {
-        body["nextPageToken"] = t.into();
-    }
-    Ok(Json(body).into_response())
+    let reply = super::PageReply {
+        plural: "entries",
+        items: &m.entries.items,
+        next_page_token: m.entries.next_page_token.as_deref(),
+        generation: Some(m.generation),
+    };
+    Ok(super::json_reply(&reply, m.entries.items.len()))
 }
 
 pub(crate) async fn mkdir<A: SessionApi>(

@@ -189,20 +189,55 @@ impl From<PageQuery> for PageRequest {
     }
 }
 
-/// A list page named after its route: `{"<plural>": [...], "nextPageToken": "..."}`.
+/// A list page named after its route: `{"<plural>": [...], "nextPageToken": "...", ...}`,
+/// serialised straight from the items (no intermediate JSON tree).
+pub(crate) struct PageReply<'a, T> {
+    pub(crate) plural: &'static str,
+    pub(crate) items: &'a [T],
+    pub(crate) next_page_token: Option<&'a str>,
+    pub(crate) generation: Option<u64>,
+}
+
+impl<T: serde::Serialize> serde::Serialize for PageReply<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry(self.plural, self.items)?;
+        if let Some(t) = self.next_page_token {
+            m.serialize_entry("nextPageToken", t)?;
+        }
+        if let Some(g) = self.generation {
+            m.serialize_entry("generation", &g)?;
+        }
+        m.end()
+    }
+}
+
 pub(crate) fn page_json<T: serde::Serialize>(
-    plural: &str,
+    plural: &'static str,
     page: aether_ports::Page<T>,
 ) -> axum::response::Response {
-    let mut body = serde_json::Map::new();
-    body.insert(
-        plural.to_owned(),
-        serde_json::to_value(page.items).unwrap_or_default(),
-    );
-    if let Some(t) = page.next_page_token {
-        body.insert("nextPageToken".into(), t.into());
+    let reply = PageReply {
+        plural,
+        items: &page.items,
+        next_page_token: page.next_page_token.as_deref(),
+        generation: None,
+    };
+    json_reply(&reply, page.items.len())
+}
+
+/// Serialises into one pre-sized buffer: far fewer copies than writing through a growing
+/// `BytesMut`, which matters for 1000-entry pages.
+pub(crate) fn json_reply<T: serde::Serialize>(value: &T, items: usize) -> axum::response::Response {
+    let mut buf = Vec::with_capacity(256 + items * 320);
+    match serde_json::to_writer(&mut buf, value) {
+        Ok(()) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            buf,
+        )
+            .into_response(),
+        Err(e) => HttpError::from(Error::internal(format!("encode a reply: {e}"))).into_response(),
     }
-    axum::Json(body).into_response()
 }
 
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpError> {

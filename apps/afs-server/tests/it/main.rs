@@ -3,6 +3,7 @@
 //! property test; configuration layering.
 
 mod bad_input;
+mod concurrency;
 mod config;
 mod conformance;
 mod model;
