@@ -7,4 +7,5 @@ mod concurrency;
 mod config;
 mod conformance;
 mod model;
+mod signals;
 mod support;

@@ -1,0 +1,181 @@
+//! The fault-injecting wrapper: errors before the call, dropped replies after it, latency, and
+//! why idempotency keys matter when a reply is lost.
+
+use std::time::Duration;
+
+use aether_domain::{Code, Error, Principal, TenantId};
+use aether_fakes::{Fault, FaultPlan, Faulty, fake_api};
+use aether_ports::*;
+
+fn ctx() -> Ctx {
+    Ctx::new(Principal::full_access(
+        TenantId::parse("11111111-1111-1111-1111-111111111111").expect("tenant"),
+        "t",
+    ))
+}
+
+fn write(path: &str) -> WriteFileRequest {
+    WriteFileRequest {
+        path: path.into(),
+        data: "data".into(),
+        mode: None,
+        parents: false,
+        expected_hash: None,
+    }
+}
+
+#[tokio::test]
+async fn a_dropped_reply_retried_with_its_key_applies_once() {
+    let plan = FaultPlan::default();
+    let api = Faulty::new(fake_api(), plan.clone());
+    let s = api
+        .create_session(&ctx(), CreateSessionRequest::default())
+        .await
+        .expect("create");
+    plan.set(
+        "write_file",
+        Fault {
+            drop_reply: true,
+            times: Some(1),
+            ..Fault::default()
+        },
+    );
+    let keyed = ctx().with_idempotency_key("retry-me");
+    let lost = api
+        .write_file(&keyed, &s.id, write("/f"))
+        .await
+        .unwrap_err();
+    assert_eq!(lost.code, Code::Unavailable, "the caller saw a lost reply");
+    assert_eq!(
+        api.get_session(&ctx(), &s.id)
+            .await
+            .expect("get")
+            .generation,
+        1,
+        "but the write happened"
+    );
+    let retried = api
+        .write_file(&keyed, &s.id, write("/f"))
+        .await
+        .expect("retry");
+    assert_eq!(
+        retried.version, 1,
+        "the retry replays the first write's reply"
+    );
+    assert_eq!(
+        api.get_session(&ctx(), &s.id)
+            .await
+            .expect("get")
+            .generation,
+        1,
+        "and applies nothing twice"
+    );
+}
+
+#[tokio::test]
+async fn without_a_key_a_retry_applies_again() {
+    let plan = FaultPlan::default();
+    let api = Faulty::new(fake_api(), plan.clone());
+    let s = api
+        .create_session(&ctx(), CreateSessionRequest::default())
+        .await
+        .expect("create");
+    plan.set(
+        "write_file",
+        Fault {
+            drop_reply: true,
+            times: Some(1),
+            ..Fault::default()
+        },
+    );
+    api.write_file(&ctx(), &s.id, write("/f"))
+        .await
+        .unwrap_err();
+    api.write_file(&ctx(), &s.id, write("/f"))
+        .await
+        .expect("retry");
+    assert_eq!(
+        api.get_session(&ctx(), &s.id)
+            .await
+            .expect("get")
+            .generation,
+        2
+    );
+}
+
+#[tokio::test]
+async fn injected_errors_fail_before_the_call_and_run_out() {
+    let plan = FaultPlan::default();
+    let api = Faulty::new(fake_api(), plan.clone());
+    let s = api
+        .create_session(&ctx(), CreateSessionRequest::default())
+        .await
+        .expect("create");
+    plan.set(
+        "mkdir",
+        Fault {
+            error: Some(Error::unavailable("injected")),
+            times: Some(2),
+            ..Fault::default()
+        },
+    );
+    let c = ctx();
+    let mk = || {
+        api.mkdir(
+            &c,
+            &s.id,
+            MkdirRequest {
+                path: "/d".into(),
+                mode: None,
+                parents: false,
+            },
+        )
+    };
+    assert_eq!(mk().await.unwrap_err().message, "injected");
+    assert_eq!(mk().await.unwrap_err().message, "injected");
+    mk().await.expect("the third call goes through");
+    assert_eq!(
+        api.get_session(&ctx(), &s.id)
+            .await
+            .expect("get")
+            .generation,
+        1,
+        "failed calls changed nothing"
+    );
+    plan.set(
+        "*",
+        Fault {
+            error: Some(Error::unavailable("everything")),
+            ..Fault::default()
+        },
+    );
+    assert_eq!(
+        api.get_session(&ctx(), &s.id).await.unwrap_err().message,
+        "everything"
+    );
+    plan.clear();
+    api.get_session(&ctx(), &s.id).await.expect("cleared");
+}
+
+#[tokio::test(start_paused = true)]
+async fn latency_delays_the_call() {
+    let plan = FaultPlan::default();
+    let api = Faulty::new(fake_api(), plan.clone());
+    let s = api
+        .create_session(&ctx(), CreateSessionRequest::default())
+        .await
+        .expect("create");
+    plan.set(
+        "get_session",
+        Fault {
+            latency: Some(Duration::from_secs(30)),
+            ..Fault::default()
+        },
+    );
+    let start = tokio::time::Instant::now();
+    api.get_session(&ctx(), &s.id).await.expect("slow but fine");
+    assert!(
+        start.elapsed() >= Duration::from_secs(30),
+        "virtual time advanced by the injected latency"
+    );
+}

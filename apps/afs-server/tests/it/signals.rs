@@ -1,0 +1,89 @@
+//! The real binary: SIGTERM drains and exits 0, and acknowledged writes survive a restart.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn spawn(data: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_afs-server"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env("AFS_SERVER_LOG_LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn afs-server");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("listening line");
+    let addr = line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .expect("address")
+        .to_owned();
+    (child, addr)
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_cleanly_and_acknowledged_writes_survive() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut child, addr) = spawn(dir.path());
+    let http = reqwest::Client::new();
+    let token = "11111111-1111-1111-1111-111111111111:sig";
+    let s: serde_json::Value = http
+        .post(format!("http://{addr}/v1/sessions"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let sid = s["id"].as_str().expect("id").to_owned();
+    let put = http
+        .put(format!(
+            "http://{addr}/v1/sessions/{sid}/files?path=/kept.txt"
+        ))
+        .bearer_auth(token)
+        .body("acknowledged")
+        .send()
+        .await
+        .expect("put");
+    assert!(put.status().is_success());
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let exit =
+        wait_exit(&mut child, Duration::from_secs(20)).expect("afs-server exits after SIGTERM");
+    assert!(exit.success(), "clean exit, got {exit:?}");
+    let (mut child, addr) = spawn(dir.path());
+    let got = http
+        .get(format!(
+            "http://{addr}/v1/sessions/{sid}/files?path=/kept.txt"
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(got, "acknowledged");
+    let _ = child.kill();
+    let _ = child.wait();
+}
