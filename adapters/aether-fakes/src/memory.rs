@@ -64,6 +64,7 @@ fn append(s: &mut StoredSession, events: Vec<NewEvent>) {
             kind: e.kind,
             path: e.path,
             to_path: e.to_path,
+            related_id: e.related_id,
             principal: e.principal,
             generation: e.generation,
             time: e.time,

@@ -282,7 +282,7 @@ fn append_events(tx: &Connection, session: &SessionId, events: &[NewEvent]) -> R
     .map_err(sql_err("read the event counter"))?;
     let mut stmt = tx
         .prepare_cached(
-            "INSERT INTO events (session, seq, kind, path, to_path, principal, generation, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO events (session, seq, kind, path, to_path, related_id, principal, generation, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )
         .map_err(sql_err("prepare an event insert"))?;
     for (i, e) in events.iter().enumerate() {
@@ -292,6 +292,7 @@ fn append_events(tx: &Connection, session: &SessionId, events: &[NewEvent]) -> R
             e.kind,
             e.path,
             e.to_path,
+            e.related_id,
             e.principal,
             e.generation as i64,
             e.time.nanos()
@@ -912,7 +913,7 @@ impl MetadataStore for SqliteMetadataStore {
         self.db
             .read(move |conn| {
                 let mut sql = String::from(
-                    "SELECT e.seq, e.kind, e.path, e.to_path, e.principal, e.generation, e.time FROM events e \
+                    "SELECT e.seq, e.kind, e.path, e.to_path, e.related_id, e.principal, e.generation, e.time FROM events e \
                      JOIN sessions s ON s.id = e.session AND s.tenant = ?1 WHERE e.session = ?2 AND e.seq > ?3",
                 );
                 let mut args: Vec<rusqlite::types::Value> =
@@ -944,9 +945,10 @@ impl MetadataStore for SqliteMetadataStore {
                                 kind: r.get(1)?,
                                 path: r.get(2)?,
                                 to_path: r.get(3)?,
-                                principal: r.get(4)?,
-                                generation: r.get::<_, i64>(5)? as u64,
-                                time: Timestamp(r.get(6)?),
+                                related_id: r.get(4)?,
+                                principal: r.get(5)?,
+                                generation: r.get::<_, i64>(6)? as u64,
+                                time: Timestamp(r.get(7)?),
                             })
                         })?
                         .collect::<rusqlite::Result<Vec<_>>>()

@@ -71,6 +71,7 @@ CREATE TABLE IF NOT EXISTS events (
     kind TEXT NOT NULL,
     path TEXT,
     to_path TEXT,
+    related_id TEXT,
     principal TEXT NOT NULL,
     generation INTEGER NOT NULL,
     time INTEGER NOT NULL,

@@ -24,7 +24,8 @@ pub async fn check_events_log<A: SessionApi>(h: &Harness<A>) {
         )
         .await
         .expect("rename");
-    h.api
+    let ckpt = h
+        .api
         .create_checkpoint(&h.owner, &s.id, CreateCheckpointRequest::default())
         .await
         .expect("ckpt");
@@ -57,12 +58,51 @@ pub async fn check_events_log<A: SessionApi>(h: &Harness<A>) {
     );
     assert_eq!(page.items[1].generation, 1);
     assert!(page.items.windows(2).all(|w| w[0].time <= w[1].time));
+    assert_eq!(
+        page.items[3].related_id.as_deref(),
+        Some(ckpt.id.as_str()),
+        "a checkpoint event names the checkpoint"
+    );
+    assert_eq!(page.items[3].path, None);
     expect_err(
         h.api
             .list_events(&h.stranger, &s.id, ListEventsRequest::default())
             .await,
         Code::NotFound,
         None,
+    );
+    let fork = h
+        .api
+        .fork_session(&h.owner, &s.id, ForkSessionRequest::default())
+        .await
+        .expect("fork");
+    let origin_log = h
+        .api
+        .list_events(
+            &h.owner,
+            &s.id,
+            ListEventsRequest {
+                after_sequence: Some(4),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("events");
+    assert_eq!(origin_log.items[0].kind, "SESSION_FORKED");
+    assert_eq!(
+        origin_log.items[0].related_id.as_deref(),
+        Some(fork.id.as_str())
+    );
+    let fork_log = h
+        .api
+        .list_events(&h.owner, &fork.id, ListEventsRequest::default())
+        .await
+        .expect("events");
+    assert_eq!(fork_log.items[0].kind, "SESSION_CREATED");
+    assert_eq!(
+        fork_log.items[0].related_id.as_deref(),
+        Some(s.id.as_str()),
+        "a fork's log names its origin"
     );
 }
 

@@ -97,6 +97,7 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
             kind: kind.to_owned(),
             path: None,
             to_path: None,
+            related_id: None,
             principal: ctx.principal.name.clone(),
             generation,
             time: self.inner.env.now(),

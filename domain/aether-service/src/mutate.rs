@@ -101,6 +101,7 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
                     kind: h.kind.to_owned(),
                     path: Some(h.path.as_str().to_owned()),
                     to_path: h.to_path.map(|p| p.as_str().to_owned()),
+                    related_id: None,
                     principal: ctx.principal.name.clone(),
                     generation,
                     time: now,

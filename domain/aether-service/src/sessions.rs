@@ -239,10 +239,9 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> SessionsApi for Service<M, 
         };
         let session = session_view(&fork);
         let mut origin_event = self.event(ctx, "SESSION_FORKED", origin.generation);
-        origin_event.to_path = None;
-        origin_event.path = Some(fork.id.as_str().to_owned());
+        origin_event.related_id = Some(fork.id.as_str().to_owned());
         let mut fork_event = self.event(ctx, "SESSION_CREATED", fork.generation);
-        fork_event.path = Some(origin.id.as_str().to_owned());
+        fork_event.related_id = Some(origin.id.as_str().to_owned());
         let idem = self.idempotency(ctx, Outcome::Session(session.clone()));
         self.inner
             .meta
@@ -273,7 +272,7 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> SessionsApi for Service<M, 
             created_at: self.inner.env.now(),
         };
         let mut event = self.event(ctx, "CHECKPOINT_CREATED", rec.generation);
-        event.path = Some(checkpoint.id.clone());
+        event.related_id = Some(checkpoint.id.clone());
         let idem = self.idempotency(ctx, Outcome::Checkpoint(checkpoint.clone()));
         self.inner
             .meta
@@ -345,6 +344,7 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> SessionsApi for Service<M, 
                 after.last_activity_at = self.inner.env.now();
                 let mut event = self.event(ctx, "RESTORED", after.generation);
                 event.path = Some("/".to_owned());
+                event.related_id = Some(req.checkpoint_id.clone());
                 let idem = self.idempotency(ctx, Outcome::Session(session_view(&after)));
                 match self
                     .inner

@@ -525,6 +525,10 @@ pub struct Event {
     pub path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_path: Option<String>,
+    /// The other object an event concerns: the new session of a fork, the origin of a forked
+    /// session, the checkpoint created or restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub related_id: Option<String>,
     pub principal: String,
     pub generation: u64,
     #[serde(with = "h::timestamp")]

@@ -36,6 +36,7 @@ pub struct NewEvent {
     pub kind: String,
     pub path: Option<String>,
     pub to_path: Option<String>,
+    pub related_id: Option<String>,
     pub principal: String,
     pub generation: u64,
     pub time: Timestamp,
