@@ -156,3 +156,11 @@ impl<A: EventsApi> EventsApi for Faulty<A> {
         follow_events(session_id: &str, after_sequence: u64) -> EventStream;
     }
 }
+
+impl<A: Readiness> Readiness for Faulty<A> {
+    async fn ready(&self) -> Result<()> {
+        let fault = self.before("ready").await?;
+        let result = self.inner.ready().await;
+        Self::after(fault, "ready", result)
+    }
+}

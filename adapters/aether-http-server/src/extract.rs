@@ -30,6 +30,7 @@ impl<A: Send + Sync> FromRequestParts<AppState<A>> for Caller {
             })
             .transpose()?;
         let principal = state.config.auth.authenticate(auth)?;
+        state.limiter.admit(&principal.tenant)?;
         let key = parts
             .headers
             .get("idempotency-key")

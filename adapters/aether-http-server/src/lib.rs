@@ -5,6 +5,7 @@ mod auth;
 mod error;
 mod extract;
 mod openapi;
+mod ratelimit;
 mod routes;
 
 use std::sync::Arc;
@@ -23,6 +24,12 @@ pub struct HttpLimits {
     pub max_json_bytes: usize,
     /// Largest raw file body of `PUT .../files`.
     pub max_file_bytes: usize,
+    /// Sustained requests per second per tenant; 0 turns the limit off.
+    pub tenant_requests_per_sec: u32,
+    /// Requests a tenant may make at once above the sustained rate.
+    pub tenant_burst: u32,
+    /// Longest time to produce a response's head (streams may then run on).
+    pub request_timeout: std::time::Duration,
 }
 
 impl Default for HttpLimits {
@@ -30,6 +37,9 @@ impl Default for HttpLimits {
         HttpLimits {
             max_json_bytes: 8 << 20,
             max_file_bytes: 256 << 20,
+            tenant_requests_per_sec: 20_000,
+            tenant_burst: 40_000,
+            request_timeout: std::time::Duration::from_secs(300),
         }
     }
 }
@@ -45,4 +55,5 @@ pub struct HttpConfig {
 pub(crate) struct AppState<A> {
     pub(crate) api: A,
     pub(crate) config: Arc<HttpConfig>,
+    pub(crate) limiter: Arc<ratelimit::TenantLimiter>,
 }

@@ -29,6 +29,11 @@ pub struct ServerConfig {
     pub fsync: bool,
     pub sqlite_readers: usize,
     pub shutdown_grace_secs: u64,
+    /// Sustained requests per second per tenant (0 = unlimited) and the burst above it.
+    pub tenant_requests_per_sec: u32,
+    pub tenant_burst: u32,
+    /// Longest time to produce a response's head.
+    pub request_timeout_secs: u64,
     pub log_level: String,
 }
 
@@ -46,6 +51,9 @@ impl Default for ServerConfig {
             fsync: false,
             sqlite_readers: 4,
             shutdown_grace_secs: 30,
+            tenant_requests_per_sec: 20_000,
+            tenant_burst: 40_000,
+            request_timeout_secs: 300,
             log_level: "info".into(),
         }
     }
@@ -134,6 +142,9 @@ impl ServerConfig {
     pub fn validate(&self) -> Result<()> {
         if self.max_json_bytes == 0 || self.max_file_bytes == 0 {
             bail!("max_json_bytes and max_file_bytes: value must be greater than zero");
+        }
+        if self.request_timeout_secs == 0 {
+            bail!("request_timeout_secs: value must be greater than zero");
         }
         if self.sqlite_readers == 0 {
             bail!("sqlite_readers: value must be greater than zero");

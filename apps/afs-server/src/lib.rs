@@ -109,6 +109,9 @@ pub fn app(service: EmbeddedService, cfg: &ServerConfig) -> Result<axum::Router>
         limits: HttpLimits {
             max_json_bytes: cfg.max_json_bytes,
             max_file_bytes: cfg.max_file_bytes,
+            tenant_requests_per_sec: cfg.tenant_requests_per_sec,
+            tenant_burst: cfg.tenant_burst,
+            request_timeout: Duration::from_secs(cfg.request_timeout_secs),
         },
     };
     Ok(aether_http_server::router(service, http))

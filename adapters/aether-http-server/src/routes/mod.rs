@@ -118,9 +118,15 @@ pub fn router<A: SessionApi + Readiness + Clone + 'static>(api: A, config: HttpC
     let file_limit = config.limits.max_file_bytes;
     let routes = table::<A>();
     let openapi = Arc::new(crate::openapi::document(&routes));
+    let limiter = Arc::new(crate::ratelimit::TenantLimiter::new(
+        config.limits.tenant_requests_per_sec,
+        config.limits.tenant_burst,
+    ));
+    let timeout = config.limits.request_timeout;
     let state = AppState {
         api,
         config: Arc::new(config),
+        limiter,
     };
     let mut v1: Router<AppState<A>> = Router::new();
     for r in routes {
@@ -150,7 +156,27 @@ pub fn router<A: SessionApi + Readiness + Clone + 'static>(api: A, config: HttpC
         .merge(v1)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(move |req, next| {
+            with_timeout(timeout, req, next)
+        }))
         .with_state(state)
+}
+
+/// Bounds the time to a response's head; a streaming body (the changefeed) may then run on.
+async fn with_timeout(
+    limit: std::time::Duration,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let what = format!("{} {}", req.method(), req.uri().path());
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => HttpError::from(Error::unavailable(format!(
+            "{what} took longer than {} s; retry",
+            limit.as_secs()
+        )))
+        .into_response(),
+    }
 }
 
 async fn readyz<A: Readiness>(State(st): State<AppState<A>>) -> Result<&'static str, HttpError> {

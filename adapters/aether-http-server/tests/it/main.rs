@@ -123,3 +123,105 @@ async fn health_and_readiness_need_no_token() {
         assert_eq!(resp.status(), StatusCode::OK, "{uri}");
     }
 }
+
+fn limited(
+    per_sec: u32,
+    burst: u32,
+    timeout: std::time::Duration,
+    api: impl aether_ports::SessionApi + aether_ports::Readiness + Clone + 'static,
+) -> axum::Router {
+    let limits = HttpLimits {
+        tenant_requests_per_sec: per_sec,
+        tenant_burst: burst,
+        request_timeout: timeout,
+        ..HttpLimits::default()
+    };
+    router(
+        api,
+        HttpConfig {
+            auth: AuthMode::Dev,
+            limits,
+        },
+    )
+}
+
+#[tokio::test]
+async fn a_tenant_over_its_rate_gets_429_and_others_do_not() {
+    let app = limited(
+        2,
+        3,
+        std::time::Duration::from_secs(30),
+        aether_fakes::fake_api(),
+    );
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(call(&app, "GET", "/v1/sessions", "").await.0);
+    }
+    assert_eq!(
+        &statuses[..3],
+        &[StatusCode::OK; 3],
+        "the burst is admitted"
+    );
+    assert_eq!(statuses[4], StatusCode::TOO_MANY_REQUESTS);
+    let req = Request::builder()
+        .uri("/v1/sessions")
+        .header("authorization", TOKEN)
+        .body(Body::empty())
+        .expect("request");
+    let resp = app.clone().oneshot(req).await.expect("response");
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        resp.headers().get("retry-after").is_some(),
+        "429 says when to retry"
+    );
+    let body: serde_json::Value =
+        serde_json::from_slice(&resp.into_body().collect().await.expect("body").to_bytes())
+            .expect("json");
+    assert_eq!(body["error"]["status"], "RESOURCE_EXHAUSTED");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("11111111-1111-1111-1111-111111111111")
+    );
+    let other = Request::builder()
+        .uri("/v1/sessions")
+        .header(
+            "authorization",
+            "Bearer 22222222-2222-2222-2222-222222222222:bob",
+        )
+        .body(Body::empty())
+        .expect("request");
+    assert_eq!(
+        app.clone().oneshot(other).await.expect("response").status(),
+        StatusCode::OK,
+        "another tenant is not throttled"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_request_times_out_with_503() {
+    let plan = aether_fakes::FaultPlan::default();
+    plan.set(
+        "list_sessions",
+        aether_fakes::Fault {
+            latency: Some(std::time::Duration::from_secs(60)),
+            ..Default::default()
+        },
+    );
+    let app = limited(
+        0,
+        0,
+        std::time::Duration::from_secs(5),
+        aether_fakes::Faulty::new(aether_fakes::fake_api(), plan),
+    );
+    let (status, body) = call(&app, "GET", "/v1/sessions", "").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("took longer than 5 s"),
+        "{body}"
+    );
+}
