@@ -1021,3 +1021,52 @@ pub async fn check_idempotent_replay<A: SessionApi>(h: &Harness<A>) {
         None,
     );
 }
+
+pub async fn check_manifest_cas_extents<A: SessionApi>(h: &Harness<A>) {
+    let s = new_session(h).await;
+    let f = put(h, &s, "/d/f", b"twelve bytes").await;
+    put(h, &s, "/d/empty", b"").await;
+    let list = |extents| {
+        h.api.manifest(
+            &h.owner,
+            &s.id,
+            ManifestRequest {
+                path_prefix: Some("/d".into()),
+                include_cas_extents: Some(extents),
+                ..Default::default()
+            },
+        )
+    };
+    let with = list(true).await.expect("manifest");
+    let by_path = |p: &str| {
+        with.entries
+            .items
+            .iter()
+            .find(|e| e.path == p)
+            .cloned()
+            .expect("listed")
+    };
+    assert_eq!(
+        by_path("/d/f").cas_extents,
+        Some(vec![CasExtent {
+            offset: 0,
+            length: 12,
+            hash: f.content_hash.clone().expect("hash")
+        }])
+    );
+    assert_eq!(
+        by_path("/d/empty").cas_extents,
+        Some(vec![]),
+        "an empty file has no extents"
+    );
+    assert_eq!(by_path("/d").cas_extents, None, "directories have none");
+    let without = list(false).await.expect("manifest");
+    assert!(
+        without
+            .entries
+            .items
+            .iter()
+            .all(|e| e.cas_extents.is_none()),
+        "extents only when asked"
+    );
+}

@@ -97,6 +97,7 @@ checks!(
     check_mknod,
     check_manifest_listing,
     check_manifest_pagination,
+    check_manifest_cas_extents,
     check_batch_is_atomic,
     check_path_validation,
     check_idempotent_replay,

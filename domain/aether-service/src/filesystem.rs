@@ -88,6 +88,11 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> FilesystemApi for Service<M
         let limit = req.page.size()?;
         let dir = plan::path(req.path_prefix.as_deref().unwrap_or("/"))?;
         let recursive = req.recursive.unwrap_or(true);
+        let extents = req.include_cas_extents.unwrap_or(false);
+        let view = |e: &aether_domain::Entry| {
+            let e = Entry::from(e);
+            if extents { e.with_cas_extents() } else { e }
+        };
         let tree = tree_of(&rec);
         let after = match &req.page.page_token {
             Some(t) => Some(SessionPath::parse(&plan::decode_token("manifest", t)?)?),
@@ -102,7 +107,7 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> FilesystemApi for Service<M
                 .await?
                 .ok_or_else(|| Error::no_such_path(dir.as_str()))?;
             let is_dir = top.is_dir();
-            items.push(Entry::from(top));
+            items.push(view(&top));
             if !is_dir {
                 return Ok(Manifest {
                     entries: Page {
@@ -127,7 +132,7 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> FilesystemApi for Service<M
         } else {
             more
         };
-        items.extend(below.iter().take(remaining).map(Entry::from));
+        items.extend(below.iter().take(remaining).map(view));
         let next_page_token = more.then(|| {
             plan::encode_token(
                 "manifest",

@@ -183,6 +183,36 @@ pub struct Entry {
     #[schemars(with = "String")]
     pub ctime: Timestamp,
     pub version: u64,
+    /// The content-addressed extents holding a file's bytes, when the manifest was asked for
+    /// them (`includeCasExtents`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cas_extents: Option<Vec<CasExtent>>,
+}
+
+/// A run of a file's bytes stored as one CAS blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CasExtent {
+    pub offset: u64,
+    pub length: u64,
+    pub hash: String,
+}
+
+impl Entry {
+    /// Fills `cas_extents`: a file is one whole-file blob in this storage model.
+    pub fn with_cas_extents(mut self) -> Self {
+        if self.kind == aether_domain::EntryKind::File {
+            self.cas_extents = Some(match &self.content_hash {
+                Some(hash) if self.size > 0 => vec![CasExtent {
+                    offset: 0,
+                    length: self.size,
+                    hash: hash.clone(),
+                }],
+                _ => Vec::new(),
+            });
+        }
+        self
+    }
 }
 
 impl From<&aether_domain::Entry> for Entry {
@@ -202,6 +232,7 @@ impl From<&aether_domain::Entry> for Entry {
             mtime: e.mtime,
             ctime: e.ctime,
             version: e.version,
+            cas_extents: None,
         }
     }
 }
