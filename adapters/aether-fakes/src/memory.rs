@@ -320,6 +320,15 @@ impl MetadataStore for MemoryMetadataStore {
         self.with(|state| Ok(tree_of(state, tree)?.get(path).cloned()))
     }
 
+    async fn by_inode(&self, tree: &TreeRef, inode: u64) -> Result<Vec<Entry>> {
+        let tree = self.with(|state| tree_of(state, tree))?;
+        Ok(tree
+            .values()
+            .filter(|e| e.inode == inode)
+            .cloned()
+            .collect())
+    }
+
     async fn list(&self, tree: &TreeRef, q: &ListQuery) -> Result<(Vec<Entry>, bool)> {
         let tree = self.with(|state| tree_of(state, tree))?;
         let start = q.after.clone().unwrap_or_else(|| q.dir.clone());

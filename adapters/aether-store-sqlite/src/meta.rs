@@ -205,8 +205,8 @@ fn blob_ref(tx: &Connection, hash: &str, delta: i64) -> Result<()> {
 
 fn put_entry(tx: &Connection, layer: i64, e: &Entry) -> Result<()> {
     tx.prepare_cached(
-        "INSERT OR REPLACE INTO entries (layer, path, parent, present, kind, mode, uid, gid, size, hash, target, rdev, nlink, atime, mtime, ctime, version, xattrs) \
-         VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+        "INSERT OR REPLACE INTO entries (layer, path, parent, present, kind, mode, uid, gid, size, hash, target, rdev, nlink, atime, mtime, ctime, version, xattrs, inode) \
+         VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -227,6 +227,7 @@ fn put_entry(tx: &Connection, layer: i64, e: &Entry) -> Result<()> {
             e.ctime.nanos(),
             e.version as i64,
             encode_xattrs(&e.xattrs),
+            e.inode as i64,
         ])
     })
     .map(|_| ())
@@ -803,6 +804,35 @@ impl MetadataStore for SqliteMetadataStore {
                     }
                 });
                 Ok(found)
+            })
+            .await
+    }
+
+    async fn by_inode(&self, tree: &TreeRef, inode: u64) -> Result<Vec<Entry>> {
+        let tree = tree.clone();
+        self.db
+            .read(move |conn| {
+                let tx = conn.transaction().map_err(sql_err("begin a read"))?;
+                let chain = chain_of(&tx, &tree)?;
+                let mut candidates = std::collections::BTreeSet::new();
+                for layer in &chain {
+                    let paths = tx
+                        .prepare_cached("SELECT path FROM entries WHERE layer = ?1 AND inode = ?2 AND present = 1")
+                        .and_then(|mut s| s.query_map(params![layer, inode as i64], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>())
+                        .map_err(sql_err("find the names of a file"))?;
+                    candidates.extend(paths);
+                }
+                // A lower layer's row may be shadowed: keep the paths that still resolve to this file.
+                let mut out = Vec::new();
+                for raw in candidates {
+                    let path = SessionPath::parse(&raw).map_err(|_| Error::internal("metadata store holds a corrupt path"))?;
+                    if let (Some(e), _) = lookup(&tx, &chain, &path)?
+                        && e.inode == inode
+                    {
+                        out.push(e);
+                    }
+                }
+                Ok(out)
             })
             .await
     }

@@ -10,7 +10,7 @@ use aether_domain::{
 };
 use aether_ports::store::SessionRecord;
 
-pub(crate) const ENTRY_COLUMNS: &str = "path, present, kind, mode, uid, gid, size, hash, target, rdev, nlink, atime, mtime, ctime, version, xattrs";
+pub(crate) const ENTRY_COLUMNS: &str = "path, present, kind, mode, uid, gid, size, hash, target, rdev, nlink, atime, mtime, ctime, version, xattrs, inode";
 
 fn corrupt(what: &str) -> Error {
     Error::internal(format!("metadata store holds a corrupt {what}"))
@@ -48,6 +48,7 @@ pub(crate) fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<(String, Option<
             ctime: Timestamp(row.get(13).map_err(|_| corrupt("ctime"))?),
             version: row.get::<_, i64>(14).map_err(|_| corrupt("version"))? as u64,
             xattrs: decode_xattrs(xattrs.as_deref()).ok_or_else(|| corrupt("xattr set"))?,
+            inode: row.get::<_, i64>(16).map_err(|_| corrupt("inode"))? as u64,
         })
     })()
     .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;

@@ -49,9 +49,11 @@ CREATE TABLE IF NOT EXISTS entries (
     ctime INTEGER NOT NULL,
     version INTEGER NOT NULL,
     xattrs BLOB,
+    inode INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (layer, path)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entries_by_parent ON entries(layer, parent, path);
+CREATE INDEX IF NOT EXISTS entries_by_inode ON entries(layer, inode) WHERE present = 1;
 
 CREATE TABLE IF NOT EXISTS checkpoints (
     id TEXT PRIMARY KEY,

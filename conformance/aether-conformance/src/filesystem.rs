@@ -1070,3 +1070,204 @@ pub async fn check_manifest_cas_extents<A: SessionApi>(h: &Harness<A>) {
         "extents only when asked"
     );
 }
+
+pub async fn check_hard_links_share_the_file<A: SessionApi>(h: &Harness<A>) {
+    let s = new_session(h).await;
+    let a = put(h, &s, "/a", b"one").await;
+    let linked = h
+        .api
+        .link(
+            &h.owner,
+            &s.id,
+            LinkRequest {
+                existing_path: "/a".into(),
+                new_path: "/d/b".into(),
+            },
+        )
+        .await;
+    expect_err(linked, Code::NotFound, None);
+    h.api
+        .mkdir(
+            &h.owner,
+            &s.id,
+            MkdirRequest {
+                path: "/d".into(),
+                mode: None,
+                parents: false,
+            },
+        )
+        .await
+        .expect("mkdir");
+    let b = h
+        .api
+        .link(
+            &h.owner,
+            &s.id,
+            LinkRequest {
+                existing_path: "/a".into(),
+                new_path: "/d/b".into(),
+            },
+        )
+        .await
+        .expect("link");
+    assert_eq!(b.inode, a.inode, "two names, one file");
+    assert_ne!(stat(h, &s, "/d").await.expect("dir").inode, a.inode);
+    put(h, &s, "/d/b", b"written through b").await;
+    assert_eq!(
+        read(h, &s, "/a").await.expect("a"),
+        b"written through b",
+        "a write through one name shows through the other"
+    );
+    h.api
+        .set_attributes(
+            &h.owner,
+            &s.id,
+            SetAttributesRequest {
+                path: "/a".into(),
+                mode: Some(0o600),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("chmod");
+    assert_eq!(
+        stat(h, &s, "/d/b").await.expect("b").mode,
+        0o600,
+        "attributes are the file's, not the name's"
+    );
+    h.api
+        .set_xattr(
+            &h.owner,
+            &s.id,
+            SetXattrRequest {
+                path: "/d/b".into(),
+                name: "user.k".into(),
+                value: b"v".to_vec(),
+                mode: XattrSetMode::Either,
+            },
+        )
+        .await
+        .expect("setxattr");
+    let via_a = h
+        .api
+        .get_xattr(
+            &h.owner,
+            &s.id,
+            XattrRequest {
+                path: "/a".into(),
+                name: "user.k".into(),
+            },
+        )
+        .await
+        .expect("getxattr");
+    assert_eq!(via_a.value, b"v");
+    h.api
+        .rename(
+            &h.owner,
+            &s.id,
+            RenameRequest {
+                from: "/a".into(),
+                to: "/d/b".into(),
+                no_replace: false,
+                exchange: false,
+            },
+        )
+        .await
+        .expect("rename onto another name of the same file");
+    assert_eq!(
+        stat(h, &s, "/a").await.expect("a stays").nlink,
+        2,
+        "renaming a name onto its sibling does nothing"
+    );
+    let c = h
+        .api
+        .link(
+            &h.owner,
+            &s.id,
+            LinkRequest {
+                existing_path: "/d/b".into(),
+                new_path: "/c".into(),
+            },
+        )
+        .await
+        .expect("third name");
+    assert_eq!(c.nlink, 3);
+    assert_eq!(stat(h, &s, "/a").await.expect("a").nlink, 3);
+    h.api
+        .unlink(&h.owner, &s.id, PathRequest { path: "/a".into() })
+        .await
+        .expect("unlink");
+    assert_eq!(
+        stat(h, &s, "/c").await.expect("c").nlink,
+        2,
+        "removing a name drops the count"
+    );
+    h.api
+        .rmdir(
+            &h.owner,
+            &s.id,
+            RmdirRequest {
+                path: "/d".into(),
+                recursive: true,
+            },
+        )
+        .await
+        .expect("rm -r");
+    let last = stat(h, &s, "/c").await.expect("c");
+    assert_eq!(
+        last.nlink, 1,
+        "a name removed with its directory drops the count too"
+    );
+    assert_eq!(
+        read(h, &s, "/c").await.expect("content survives"),
+        b"written through b"
+    );
+    let fork = h
+        .api
+        .fork_session(&h.owner, &s.id, ForkSessionRequest::default())
+        .await
+        .expect("fork");
+    h.api
+        .link(
+            &h.owner,
+            &fork.id,
+            LinkRequest {
+                existing_path: "/c".into(),
+                new_path: "/e".into(),
+            },
+        )
+        .await
+        .expect("link in fork");
+    h.api
+        .write_file(
+            &h.owner,
+            &fork.id,
+            WriteFileRequest {
+                path: "/e".into(),
+                data: "fork".into(),
+                mode: None,
+                parents: false,
+                expected_hash: None,
+            },
+        )
+        .await
+        .expect("write in fork");
+    let in_fork = h
+        .api
+        .read_file(
+            &h.owner,
+            &fork.id,
+            ReadFileRequest {
+                path: "/c".into(),
+                range: None,
+            },
+        )
+        .await
+        .expect("read");
+    assert_eq!(&in_fork.data[..], b"fork", "links work across layers");
+    assert_eq!(
+        read(h, &s, "/c").await.expect("origin"),
+        b"written through b",
+        "and stay in their session"
+    );
+}

@@ -91,6 +91,7 @@ checks!(
     check_rename_directory_moves_subtree,
     check_rename_exchange,
     check_link,
+    check_hard_links_share_the_file,
     check_symlink,
     check_xattrs,
     check_set_attributes,

@@ -12,6 +12,7 @@ use crate::time::Timestamp;
 pub const DEFAULT_FILE_MODE: u32 = 0o644;
 pub const DEFAULT_DIR_MODE: u32 = 0o755;
 pub const MODE_BITS: u32 = 0o7777;
+pub const ROOT_INODE: u64 = 1;
 pub const MAX_XATTR_NAME_BYTES: usize = 255;
 pub const MAX_XATTR_VALUE_BYTES: usize = 64 * 1024;
 pub const MAX_SYMLINK_TARGET_BYTES: usize = 4096;
@@ -79,6 +80,8 @@ pub struct Entry {
     pub ctime: Timestamp,
     /// The session generation that last changed this entry.
     pub version: u64,
+    /// The file this path names; hard links share it. Unique within a session's lineage.
+    pub inode: u64,
     pub xattrs: BTreeMap<String, Vec<u8>>,
 }
 
@@ -105,19 +108,30 @@ impl Entry {
             mtime: now,
             ctime: now,
             version,
+            inode: 0,
             xattrs: BTreeMap::new(),
         }
     }
 
     /// The root directory every session starts with.
     pub fn root(now: Timestamp) -> Self {
-        Entry::new(
+        let mut root = Entry::new(
             SessionPath::root(),
             EntryKind::Directory,
             DEFAULT_DIR_MODE,
             now,
             0,
-        )
+        );
+        root.inode = ROOT_INODE;
+        root
+    }
+
+    /// The same file under another name (hard links share every attribute but the path).
+    fn copy_for(&self, path: &SessionPath) -> Entry {
+        Entry {
+            path: path.clone(),
+            ..self.clone()
+        }
     }
 
     pub fn is_dir(&self) -> bool {
@@ -153,6 +167,8 @@ pub trait TreeRead: Sync {
     fn children(&self, dir: &SessionPath) -> impl Future<Output = Result<Vec<Entry>>> + Send;
     /// Every entry strictly below `dir`, sorted by path.
     fn descendants(&self, dir: &SessionPath) -> impl Future<Output = Result<Vec<Entry>>> + Send;
+    /// Every path whose entry is the file `inode` (its hard links), sorted by path.
+    fn by_inode(&self, inode: u64) -> impl Future<Output = Result<Vec<Entry>>> + Send;
 }
 
 /// How `set_xattr` treats an existing attribute (XATTR_CREATE / XATTR_REPLACE).
@@ -182,6 +198,8 @@ pub struct Txn<'r, R> {
     happened: Vec<Happened>,
     now: Timestamp,
     generation: u64,
+    /// Inodes minted by this transaction so far.
+    minted: u64,
 }
 
 impl<'r, R: TreeRead> Txn<'r, R> {
@@ -193,6 +211,7 @@ impl<'r, R: TreeRead> Txn<'r, R> {
             happened: Vec::new(),
             now,
             generation,
+            minted: 0,
         }
     }
 
@@ -273,14 +292,8 @@ impl<'r, R: TreeRead> Txn<'r, R> {
                         Some(e) if e.is_dir() => {}
                         Some(_) => return Err(Error::not_a_directory(ancestor.as_str())),
                         None => {
-                            self.add_child(Entry::new(
-                                ancestor.clone(),
-                                EntryKind::Directory,
-                                DEFAULT_DIR_MODE,
-                                self.now,
-                                self.generation,
-                            ))
-                            .await?
+                            let dir = self.fresh(&ancestor, EntryKind::Directory, DEFAULT_DIR_MODE);
+                            self.add_child(dir).await?
                         }
                     }
                 }
@@ -322,8 +335,63 @@ impl<'r, R: TreeRead> Txn<'r, R> {
         Ok(())
     }
 
-    fn fresh(&self, path: &SessionPath, kind: EntryKind, mode: u32) -> Entry {
-        Entry::new(path.clone(), kind, mode, self.now, self.generation)
+    /// A new entry with a new inode: generation in the high bits, a per-transaction counter in
+    /// the low 24, so inodes never repeat within a session's lineage (generations only grow).
+    fn fresh(&mut self, path: &SessionPath, kind: EntryKind, mode: u32) -> Entry {
+        self.minted += 1;
+        let mut e = Entry::new(path.clone(), kind, mode, self.now, self.generation);
+        e.inode = (self.generation << 24) | self.minted;
+        e
+    }
+
+    /// The other live names of `e`'s file, as staged.
+    async fn siblings(&self, e: &Entry) -> Result<Vec<Entry>> {
+        let committed = self.reader.by_inode(e.inode).await?;
+        let mut out: BTreeMap<SessionPath, Entry> = BTreeMap::new();
+        for c in committed {
+            match self.staged.get(&c.path) {
+                Some(Some(staged)) if staged.inode == e.inode => {
+                    out.insert(c.path.clone(), staged.clone());
+                }
+                Some(_) => {}
+                None => {
+                    out.insert(c.path.clone(), c);
+                }
+            }
+        }
+        for (path, staged) in &self.staged {
+            if let Some(staged) = staged.as_ref().filter(|s| s.inode == e.inode) {
+                out.insert(path.clone(), staged.clone());
+            }
+        }
+        out.remove(&e.path);
+        Ok(out.into_values().collect())
+    }
+
+    /// Stages `e` and, for a hard-linked file, the same attributes under every other name.
+    async fn stage_inode(&mut self, e: Entry) -> Result<()> {
+        if e.nlink > 1 && !e.is_dir() {
+            for sibling in self.siblings(&e).await? {
+                self.stage(e.copy_for(&sibling.path));
+            }
+        }
+        self.stage(e);
+        Ok(())
+    }
+
+    /// A name of `gone`'s file disappeared: its other names lose one link.
+    async fn drop_name(&mut self, gone: &Entry) -> Result<()> {
+        if gone.nlink <= 1 || gone.is_dir() {
+            return Ok(());
+        }
+        for sibling in self.siblings(gone).await? {
+            let mut s = sibling;
+            s.nlink = s.nlink.saturating_sub(1).max(1);
+            s.ctime = self.now;
+            s.version = self.generation;
+            self.stage(s);
+        }
+        Ok(())
     }
 
     pub async fn mkdir(
@@ -425,7 +493,7 @@ impl<'r, R: TreeRead> Txn<'r, R> {
                 e.mtime = self.now;
                 e.ctime = self.now;
                 e.version = self.generation;
-                self.stage(e.clone());
+                self.stage_inode(e.clone()).await?;
                 e
             }
             None => {
@@ -452,6 +520,7 @@ impl<'r, R: TreeRead> Txn<'r, R> {
         }
         Self::check_expected(Some(&current), path, expected_hash)?;
         self.remove_child(path, false).await?;
+        self.drop_name(&current).await?;
         self.record("FILE_DELETED", path, None);
         Ok(())
     }
@@ -468,8 +537,11 @@ impl<'r, R: TreeRead> Txn<'r, R> {
         if !below.is_empty() && !recursive {
             return Err(Error::not_empty(path.as_str()));
         }
-        for e in below {
+        for e in &below {
             self.stage_removal(&e.path);
+        }
+        for e in &below {
+            self.drop_name(e).await?;
         }
         self.remove_child(path, true).await?;
         self.record("DIRECTORY_DELETED", path, None);
@@ -490,7 +562,8 @@ impl<'r, R: TreeRead> Txn<'r, R> {
         Ok(e)
     }
 
-    /// Hard link. Both names share content at link time and report the link count.
+    /// Hard link: a new name for the same file (inode); later changes through either name are
+    /// seen through both.
     pub async fn link(&mut self, existing: &SessionPath, new: &SessionPath) -> Result<Entry> {
         let mut source = self.require(existing).await?;
         if source.is_dir() {
@@ -506,9 +579,8 @@ impl<'r, R: TreeRead> Txn<'r, R> {
         source.nlink += 1;
         source.ctime = self.now;
         source.version = self.generation;
-        self.stage(source.clone());
-        let mut linked = source;
-        linked.path = new.clone();
+        self.stage_inode(source.clone()).await?;
+        let linked = source.copy_for(new);
         self.add_child(linked.clone()).await?;
         self.record("LINKED", existing, Some(new));
         Ok(linked)
@@ -560,6 +632,13 @@ impl<'r, R: TreeRead> Txn<'r, R> {
             self.record("EXCHANGED", from, Some(to));
             return Ok(());
         }
+        // Two names of one file: rename(2) does nothing and succeeds.
+        if let Some(t) = &target
+            && !t.is_dir()
+            && t.inode == source.inode
+        {
+            return Ok(());
+        }
         if let Some(target) = &target {
             if no_replace {
                 return Err(Error::exists(format!(
@@ -575,10 +654,15 @@ impl<'r, R: TreeRead> Txn<'r, R> {
                 _ => {}
             }
             self.remove_child(to, target.is_dir()).await?;
+            self.drop_name(target).await?;
         }
         let tree = self.take_subtree(&source).await?;
         self.remove_child(from, source.is_dir()).await?;
         self.place_subtree(from, to, tree);
+        // The moved file's ctime changed; its other names must show the same.
+        if let Some(moved) = self.get(to).await? {
+            self.stage_inode(moved).await?;
+        }
         let dir_delta = if source.is_dir() { 1 } else { 0 };
         self.touch_parent(&to.parent(), dir_delta).await?;
         self.record("RENAMED", from, Some(to));
@@ -634,7 +718,7 @@ impl<'r, R: TreeRead> Txn<'r, R> {
         }
         e.ctime = self.now;
         e.version = self.generation;
-        self.stage(e.clone());
+        self.stage_inode(e.clone()).await?;
         self.record("ATTRIBUTES_CHANGED", path, None);
         Ok(e)
     }
@@ -667,7 +751,7 @@ impl<'r, R: TreeRead> Txn<'r, R> {
         e.xattrs.insert(name.to_owned(), value);
         e.ctime = self.now;
         e.version = self.generation;
-        self.stage(e);
+        self.stage_inode(e).await?;
         self.record("XATTR_SET", path, None);
         Ok(())
     }
@@ -680,7 +764,7 @@ impl<'r, R: TreeRead> Txn<'r, R> {
         }
         e.ctime = self.now;
         e.version = self.generation;
-        self.stage(e);
+        self.stage_inode(e).await?;
         self.record("XATTR_REMOVED", path, None);
         Ok(())
     }

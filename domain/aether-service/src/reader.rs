@@ -44,4 +44,8 @@ impl<M: MetadataStore> TreeRead for StoreReader<'_, M> {
     async fn descendants(&self, dir: &SessionPath) -> Result<Vec<Entry>> {
         self.all(dir, true).await
     }
+
+    async fn by_inode(&self, inode: u64) -> Result<Vec<Entry>> {
+        self.meta.by_inode(&self.tree, inode).await
+    }
 }

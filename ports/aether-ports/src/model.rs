@@ -183,6 +183,8 @@ pub struct Entry {
     #[schemars(with = "String")]
     pub ctime: Timestamp,
     pub version: u64,
+    /// The file this path names; hard links share it.
+    pub inode: u64,
     /// The content-addressed extents holding a file's bytes, when the manifest was asked for
     /// them (`includeCasExtents`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -232,6 +234,7 @@ impl From<&aether_domain::Entry> for Entry {
             mtime: e.mtime,
             ctime: e.ctime,
             version: e.version,
+            inode: e.inode,
             cas_extents: None,
         }
     }

@@ -207,6 +207,12 @@ pub trait MetadataStore: Send + Sync + 'static {
         tree: &TreeRef,
         path: &SessionPath,
     ) -> impl Future<Output = Result<Option<Entry>>> + Send;
+    /// Every path of `tree` whose entry is the file `inode`, sorted by path.
+    fn by_inode(
+        &self,
+        tree: &TreeRef,
+        inode: u64,
+    ) -> impl Future<Output = Result<Vec<Entry>>> + Send;
     /// Entries of `query`, sorted by path, and whether more follow.
     fn list(
         &self,
