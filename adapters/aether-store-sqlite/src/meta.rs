@@ -322,9 +322,31 @@ fn remember(
         "INSERT OR REPLACE INTO idempotency (tenant, scope, key, outcome, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![tenant.as_str(), scope, idem.key, outcome, idem.time.nanos()],
     )
-    .map(|_| ())
-    .map_err(sql_err("record an idempotency key"))
+    .map_err(sql_err("record an idempotency key"))?;
+    // Replies are kept for a week (the SPEC asks for at least a day); expired ones are swept
+    // now and then rather than on every write.
+    static RECORDED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    if RECORDED
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        .is_multiple_of(IDEMPOTENCY_SWEEP_EVERY)
+    {
+        let cutoff = idem
+            .time
+            .nanos()
+            .saturating_sub(IDEMPOTENCY_RETENTION_NANOS);
+        exec(
+            tx,
+            "DELETE FROM idempotency WHERE created_at < ?1",
+            params![cutoff],
+        )
+        .map_err(sql_err("expire idempotency keys"))?;
+    }
+    Ok(())
 }
+
+/// How long a recorded reply is replayed: 7 days.
+const IDEMPOTENCY_RETENTION_NANOS: i64 = 7 * 24 * 3600 * 1_000_000_000;
+const IDEMPOTENCY_SWEEP_EVERY: u64 = 1024;
 
 fn new_layer(tx: &Connection, parent: Option<i64>) -> Result<i64> {
     exec(
