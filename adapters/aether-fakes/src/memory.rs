@@ -418,24 +418,49 @@ impl MetadataStore for MemoryMetadataStore {
         })
     }
 
+    async fn referenced_blobs(
+        &self,
+        hashes: &[String],
+    ) -> Result<std::collections::HashSet<String>> {
+        self.with(|state| {
+            let mut live = std::collections::HashSet::new();
+            for s in state.sessions.values() {
+                let trees = std::iter::once(&s.tree).chain(s.checkpoints.values().map(|(_, t)| t));
+                for tree in trees {
+                    live.extend(tree.values().filter_map(|e| e.content_hash.clone()));
+                }
+            }
+            Ok(hashes
+                .iter()
+                .filter(|h| live.contains(*h))
+                .cloned()
+                .collect())
+        })
+    }
+
+    async fn forget_blobs(&self, _hashes: &[String]) -> Result<()> {
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<()> {
         Ok(())
     }
 }
 
-/// Blobs in a hash map.
+/// Blobs in a hash map, with the time each was last written or touched.
 #[derive(Clone, Default)]
 pub struct MemoryBlobStore {
-    blobs: Arc<Mutex<HashMap<String, Bytes>>>,
+    blobs: Arc<Mutex<HashMap<String, (Bytes, std::time::Instant)>>>,
 }
 
 impl BlobStore for MemoryBlobStore {
     async fn put(&self, data: Bytes) -> Result<String> {
         let hash = aether_domain::tree::content_hash(&data);
-        self.blobs
+        let mut blobs = self
+            .blobs
             .lock()
-            .map_err(|_| Error::internal("in-memory blob store poisoned"))?
-            .insert(hash.clone(), data);
+            .map_err(|_| Error::internal("in-memory blob store poisoned"))?;
+        blobs.insert(hash.clone(), (data, std::time::Instant::now()));
         Ok(hash)
     }
 
@@ -444,12 +469,36 @@ impl BlobStore for MemoryBlobStore {
             .blobs
             .lock()
             .map_err(|_| Error::internal("in-memory blob store poisoned"))?;
-        let b = blobs
+        let (b, _) = blobs
             .get(hash)
             .ok_or_else(|| Error::internal(format!("blob {hash} is missing")))?;
         Ok(match range {
             Some((s, e)) => b.slice(s as usize..e as usize),
             None => b.clone(),
         })
+    }
+
+    async fn idle(&self, grace: std::time::Duration) -> Result<Vec<String>> {
+        let blobs = self
+            .blobs
+            .lock()
+            .map_err(|_| Error::internal("in-memory blob store poisoned"))?;
+        Ok(blobs
+            .iter()
+            .filter(|(_, (_, t))| t.elapsed() >= grace)
+            .map(|(h, _)| h.clone())
+            .collect())
+    }
+
+    async fn remove_if_idle(&self, hash: &str, grace: std::time::Duration) -> Result<bool> {
+        let mut blobs = self
+            .blobs
+            .lock()
+            .map_err(|_| Error::internal("in-memory blob store poisoned"))?;
+        let idle = blobs.get(hash).is_some_and(|(_, t)| t.elapsed() >= grace);
+        if idle {
+            blobs.remove(hash);
+        }
+        Ok(idle)
     }
 }

@@ -8,6 +8,7 @@ use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
@@ -108,13 +109,20 @@ impl FileBlobStore {
 fn put_blocking(inner: &Inner, data: &[u8]) -> Result<String> {
     let hash = content_hash(data);
     let dest = FileBlobStore::path_of(&inner.root, &hash)?;
-    if dest.exists() {
-        return Ok(hash);
+    // An existing blob is touched, not rewritten: the fresh mtime tells the collector that a
+    // reference to it is about to be committed. If the collector took it meanwhile, write anew.
+    match fs::File::options()
+        .write(true)
+        .open(&dest)
+        .and_then(|f| f.set_modified(SystemTime::now()))
+    {
+        Ok(()) => return Ok(hash),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io("refresh a blob", e)),
     }
     let dir = dest
         .parent()
         .expect("a blob path always has a shard directory");
-    fs::create_dir_all(dir).map_err(|e| io("create a shard directory", e))?;
     let mut tmp = tempfile_in(&inner.root.join("tmp"))?;
     tmp.1.write_all(data).map_err(|e| io("write a blob", e))?;
     if inner.fsync {
@@ -164,7 +172,89 @@ impl Inner {
     }
 }
 
+fn idle_since(path: &Path, grace: Duration) -> bool {
+    fs::metadata(path)
+        .and_then(|m| m.modified())
+        .map(|t| t.elapsed().unwrap_or_default() >= grace)
+        .unwrap_or(false)
+}
+
+fn idle_blobs(root: &Path, grace: Duration) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for shard in 0..=255u8 {
+        let dir = root.join(format!("{shard:02x}"));
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| io("list blobs", e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.len() == 64 && idle_since(&entry.path(), grace) {
+                out.push(name);
+            }
+        }
+    }
+    // Temporary files of writes that died before publishing are garbage once idle.
+    if let Ok(entries) = fs::read_dir(root.join("tmp")) {
+        for entry in entries.flatten() {
+            if idle_since(&entry.path(), grace) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Moves the blob aside atomically, then deletes it only if nobody touched it meanwhile;
+/// otherwise puts it back.
+fn remove_if_idle(root: &Path, hash: &str, grace: Duration) -> Result<bool> {
+    let path = FileBlobStore::path_of(root, hash)?;
+    if !idle_since(&path, grace) {
+        return Ok(false);
+    }
+    let trash = root.join("tmp").join(format!("gc-{hash}"));
+    match fs::rename(&path, &trash) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io("set a blob aside", e)),
+    }
+    if idle_since(&trash, grace) {
+        fs::remove_file(&trash).map_err(|e| io("delete a blob", e))?;
+        Ok(true)
+    } else {
+        // Touched between the check and the move: a reference is on its way. A put that found
+        // it missing has written it again, in which case this copy is redundant.
+        if path.exists() {
+            let _ = fs::remove_file(&trash);
+        } else {
+            fs::rename(&trash, &path).map_err(|e| io("restore a blob", e))?;
+        }
+        Ok(false)
+    }
+}
+
 impl BlobStore for FileBlobStore {
+    async fn idle(&self, grace: Duration) -> Result<Vec<String>> {
+        let root = self.inner.root.clone();
+        tokio::task::spawn_blocking(move || idle_blobs(&root, grace))
+            .await
+            .map_err(|e| Error::internal(format!("blob scan task failed: {e}")))?
+    }
+
+    async fn remove_if_idle(&self, hash: &str, grace: Duration) -> Result<bool> {
+        let (root, key) = (self.inner.root.clone(), hash.to_owned());
+        let removed = tokio::task::spawn_blocking(move || remove_if_idle(&root, &key, grace))
+            .await
+            .map_err(|e| Error::internal(format!("blob removal task failed: {e}")))??;
+        if removed {
+            let mut hot = self.inner.hot();
+            if let Some(b) = hot.blobs.remove(hash) {
+                hot.bytes -= b.len();
+            }
+        }
+        Ok(removed)
+    }
+
     async fn put(&self, data: Bytes) -> Result<String> {
         let inner = self.inner.clone();
         let hash = if data.len() <= SMALL_BLOB {

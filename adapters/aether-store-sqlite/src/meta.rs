@@ -1010,6 +1010,51 @@ impl MetadataStore for SqliteMetadataStore {
             .await
     }
 
+    async fn referenced_blobs(
+        &self,
+        hashes: &[String],
+    ) -> Result<std::collections::HashSet<String>> {
+        let hashes = hashes.to_vec();
+        self.db
+            .read(move |conn| {
+                let mut out = std::collections::HashSet::new();
+                let mut stmt = conn
+                    .prepare_cached("SELECT refs FROM blobs WHERE hash = ?1")
+                    .map_err(sql_err("prepare a reference check"))?;
+                for h in hashes {
+                    let refs: Option<i64> = stmt
+                        .query_row(params![h], |r| r.get(0))
+                        .optional()
+                        .map_err(sql_err("check a blob's references"))?;
+                    if refs.is_some_and(|r| r > 0) {
+                        out.insert(h);
+                    }
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn forget_blobs(&self, hashes: &[String]) -> Result<()> {
+        let hashes = hashes.to_vec();
+        self.db
+            .write(
+                move |tx| {
+                    for h in &hashes {
+                        exec(
+                            tx,
+                            "DELETE FROM blobs WHERE hash = ?1 AND refs <= 0",
+                            params![h],
+                        )
+                        .map_err(sql_err("forget a blob"))?;
+                    }
+                    Ok(())
+                },
+                |_| {},
+            )
+            .await
+    }
+
     async fn ping(&self) -> Result<()> {
         self.db
             .read(|conn| {

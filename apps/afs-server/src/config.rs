@@ -34,6 +34,10 @@ pub struct ServerConfig {
     pub tenant_burst: u32,
     /// Longest time to produce a response's head.
     pub request_timeout_secs: u64,
+    /// How often unreferenced blobs are collected (0 = never) and how long a blob must have
+    /// been idle first (longer than any write takes between storing a blob and committing).
+    pub gc_interval_secs: u64,
+    pub gc_grace_secs: u64,
     pub log_level: String,
 }
 
@@ -54,6 +58,8 @@ impl Default for ServerConfig {
             tenant_requests_per_sec: 20_000,
             tenant_burst: 40_000,
             request_timeout_secs: 300,
+            gc_interval_secs: 3600,
+            gc_grace_secs: 3600,
             log_level: "info".into(),
         }
     }
@@ -142,6 +148,13 @@ impl ServerConfig {
     pub fn validate(&self) -> Result<()> {
         if self.max_json_bytes == 0 || self.max_file_bytes == 0 {
             bail!("max_json_bytes and max_file_bytes: value must be greater than zero");
+        }
+        if self.gc_grace_secs < self.request_timeout_secs {
+            bail!(
+                "gc_grace_secs ({}) must be at least request_timeout_secs ({}): a blob could be collected while a write is still committing it",
+                self.gc_grace_secs,
+                self.request_timeout_secs
+            );
         }
         if self.request_timeout_secs == 0 {
             bail!("request_timeout_secs: value must be greater than zero");

@@ -4,7 +4,6 @@
 pub mod config;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -132,15 +131,40 @@ impl RunningServer {
     }
 }
 
-/// Binds `cfg.listen` and serves until [`RunningServer::stop`].
+/// Binds `cfg.listen` and serves until [`RunningServer::stop`]; collects garbage periodically.
 pub async fn start(cfg: &ServerConfig) -> Result<RunningServer> {
     let service = build_service(cfg)?;
-    let router = app(service, cfg)?;
+    let router = app(service.clone(), cfg)?;
     let listener = TcpListener::bind(&cfg.listen)
         .await
         .with_context(|| format!("bind {}", cfg.listen))?;
     let addr = listener.local_addr().context("read the bound address")?;
     let (tx, mut rx) = tokio::sync::watch::channel(false);
+    if cfg.gc_interval_secs > 0 {
+        let (interval, grace) = (
+            Duration::from_secs(cfg.gc_interval_secs),
+            Duration::from_secs(cfg.gc_grace_secs),
+        );
+        let mut stop = tx.subscribe();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                match service.collect_garbage(grace).await {
+                    Ok(r) => tracing::info!(
+                        examined = r.examined,
+                        removed = r.removed,
+                        "blob garbage collection"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "blob garbage collection failed; will retry")
+                    }
+                }
+            }
+        });
+    }
     let task = tokio::spawn(async move {
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
@@ -153,9 +177,4 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer> {
         shutdown: tx,
         task,
     })
-}
-
-/// Creates `dir` (and parents) if missing.
-pub fn ensure_dir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))
 }

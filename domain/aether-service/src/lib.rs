@@ -2,7 +2,9 @@
 //! store, blob store and environment ports. No I/O of its own, no spawning, no clock reads.
 
 mod events;
+pub use gc::GcReport;
 mod filesystem;
+mod gc;
 mod mutate;
 mod reader;
 mod sessions;

@@ -232,12 +232,27 @@ pub trait MetadataStore: Send + Sync + 'static {
         session: &SessionId,
         query: &EventQuery,
     ) -> impl Future<Output = Result<Vec<Event>>> + Send;
+    /// Which of `hashes` some entry still references.
+    fn referenced_blobs(
+        &self,
+        hashes: &[String],
+    ) -> impl Future<Output = Result<std::collections::HashSet<String>>> + Send;
+    /// Drops the reference-count rows of blobs that were collected.
+    fn forget_blobs(&self, hashes: &[String]) -> impl Future<Output = Result<()>> + Send;
     /// Liveness of the backing database, for `/readyz`.
     fn ping(&self) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// Content-addressed blobs keyed by SHA-256 hex.
 pub trait BlobStore: Send + Sync + 'static {
+    /// Blobs not written or touched for at least `grace` (garbage-collection candidates).
+    fn idle(&self, grace: std::time::Duration) -> impl Future<Output = Result<Vec<String>>> + Send;
+    /// Deletes a blob if it is still idle; false when it was touched (a reference is coming).
+    fn remove_if_idle(
+        &self,
+        hash: &str,
+        grace: std::time::Duration,
+    ) -> impl Future<Output = Result<bool>> + Send;
     /// Stores `data` (idempotently) and returns its hash.
     fn put(&self, data: Bytes) -> impl Future<Output = Result<String>> + Send;
     /// Reads `[start, end)` of a blob, or all of it.

@@ -6,6 +6,7 @@ mod bad_input;
 mod concurrency;
 mod config;
 mod conformance;
+mod gc;
 mod model;
 mod signals;
 mod support;
