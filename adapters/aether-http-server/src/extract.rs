@@ -99,16 +99,11 @@ fn too_large(limit: usize) -> HttpError {
 }
 
 /// Reads the whole body, refusing more than `limit` bytes with 413.
+///
+/// The body is read up to the limit before refusing, even when `Content-Length` already says
+/// it is too large: answering before reading makes the server close the connection while the
+/// client is still sending, and the client then sees a reset instead of the 413.
 pub(crate) async fn body_bytes(req: Request, limit: usize) -> Result<Bytes, HttpError> {
-    if let Some(len) = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        && len > limit
-    {
-        return Err(too_large(limit));
-    }
     axum::body::to_bytes(req.into_body(), limit)
         .await
         .map_err(|_| too_large(limit))

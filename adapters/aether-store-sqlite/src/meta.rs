@@ -274,13 +274,15 @@ fn append_events(tx: &Connection, session: &SessionId, events: &[NewEvent]) -> R
     if events.is_empty() {
         return Ok(());
     }
+    // Reserve the sequence numbers and learn the first in one statement.
+    let n = events.len() as i64;
     let first: i64 = query_row(
         tx,
-        "SELECT next_event FROM sessions WHERE id = ?1",
-        params![session.as_str()],
+        "UPDATE sessions SET next_event = next_event + ?1 WHERE id = ?2 RETURNING next_event - ?1",
+        params![n, session.as_str()],
         |r| r.get(0),
     )
-    .map_err(sql_err("read the event counter"))?;
+    .map_err(sql_err("reserve event numbers"))?;
     let mut stmt = tx
         .prepare_cached(
             "INSERT INTO events (session, seq, kind, path, to_path, related_id, principal, generation, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -300,12 +302,6 @@ fn append_events(tx: &Connection, session: &SessionId, events: &[NewEvent]) -> R
         ])
         .map_err(sql_err("append an event"))?;
     }
-    exec(
-        tx,
-        "UPDATE sessions SET next_event = ?1 WHERE id = ?2",
-        params![first + events.len() as i64, session.as_str()],
-    )
-    .map_err(sql_err("advance the event counter"))?;
     Ok(())
 }
 
@@ -876,12 +872,22 @@ impl MetadataStore for SqliteMetadataStore {
             self.db
                 .write(
                     move |tx| {
-                        let (mut rec, chain) = load_session(tx, &commit.tenant, &commit.session)?
-                            .ok_or_else(|| session_not_found(&commit.session))?;
-                        if rec.generation != commit.expected_generation {
+                        // Only what the commit needs: the generation to compare and the layers to write.
+                        let found: Option<(i64, String)> = query_row(
+                            tx,
+                            "SELECT generation, chain FROM sessions WHERE id = ?1 AND tenant = ?2",
+                            params![commit.session.as_str(), commit.tenant.as_str()],
+                            |r| Ok((r.get(0)?, r.get(1)?)),
+                        )
+                        .optional()
+                        .map_err(sql_err("read a session"))?;
+                        let (current, chain) =
+                            found.ok_or_else(|| session_not_found(&commit.session))?;
+                        let chain = parse_chain(&chain)?;
+                        if current as u64 != commit.expected_generation {
                             return Ok((
                                 CommitOutcome::GenerationMoved {
-                                    current: rec.generation,
+                                    current: current as u64,
                                 },
                                 None,
                             ));
@@ -903,20 +909,20 @@ impl MetadataStore for SqliteMetadataStore {
                             commit.session.as_str(),
                             &commit.idempotency,
                         )?;
-                        rec.generation = generation;
-                        rec.last_activity_at = commit.time;
                         Ok((
                             CommitOutcome::Committed { generation },
-                            Some((rec, chain, commit.changes)),
+                            Some((chain, commit)),
                         ))
                     },
-                    move |(_, applied)| {
-                        let Some((rec, chain, changes)) = applied else {
+                    move |(outcome, applied)| {
+                        let (Some((chain, commit)), CommitOutcome::Committed { generation }) =
+                            (applied, outcome)
+                        else {
                             return;
                         };
                         cache.write(|c| {
                             let top = chain[0];
-                            for change in changes {
+                            for change in &commit.changes {
                                 let mention = match &change.entry {
                                     Some(e) => Mention::Entry(e.clone()),
                                     None if chain.len() > 1 => Mention::Whiteout,
@@ -924,8 +930,10 @@ impl MetadataStore for SqliteMetadataStore {
                                 };
                                 c.rows.insert((top, change.path.clone()), mention);
                             }
-                            c.sessions
-                                .insert(rec.id.clone(), (rec.clone(), chain.clone()));
+                            if let Some((rec, _)) = c.sessions.get_mut(&commit.session) {
+                                rec.generation = *generation;
+                                rec.last_activity_at = commit.time;
+                            }
                         })
                     },
                 )

@@ -40,6 +40,8 @@ fn start_server(bin: &Path, data: &Path) -> Server {
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .env("AFS_SERVER_LOG_LEVEL", "warn")
+        // Throughput is measured from one tenant; the per-tenant limit would cap it.
+        .env("AFS_SERVER_TENANT_REQUESTS_PER_SEC", "0")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -111,6 +113,14 @@ fn find_token(body: &[u8]) -> Option<String> {
     Some(text[at..].split('"').next()?.to_owned())
 }
 
+/// 4 KiB of content no other (worker, index) pair produces, so every PUT stores a new blob.
+fn distinct_4k(worker: u64, index: u64) -> Vec<u8> {
+    let mut data = vec![worker as u8; 4096];
+    data[..8].copy_from_slice(&worker.to_le_bytes());
+    data[8..16].copy_from_slice(&index.to_le_bytes());
+    data
+}
+
 fn dir_bytes(p: &Path) -> u64 {
     let mut total = 0;
     if let Ok(rd) = std::fs::read_dir(p) {
@@ -158,7 +168,8 @@ fn wrk(url: &str, secs: u32, auth: bool) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// A wrk script that PUTs 4 KiB bodies to fresh paths, round-robin over `sessions`.
+/// A wrk script that PUTs distinct 4 KiB bodies to fresh paths, round-robin over `sessions`;
+/// `setup` numbers wrk's threads so that their paths never collide.
 fn put_script(sessions: &[String]) -> String {
     let list = sessions
         .iter()
@@ -166,12 +177,11 @@ fn put_script(sessions: &[String]) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     let mut script = format!("local sids = {{{list}}}\n");
-    script.push_str(
-        "local body = string.rep(\"x\", 4096)\nlocal n = 0\nlocal id = math.random(1, 1e9)\n",
-    );
-    script.push_str("request = function()\n  n = n + 1\n  local sid = sids[(n % #sids) + 1]\n");
+    script.push_str("local threads = 0\nfunction setup(thread)\n  threads = threads + 1\n  thread:set(\"tid\", threads)\nend\n");
+    script.push_str("local n = 0\nlocal pad = string.rep(\"x\", 4096 - 23)\n");
+    script.push_str("request = function()\n  n = n + 1\n  local sid = sids[(n % #sids) + 1]\n  local tag = string.format(\"%08d-%014d\", tid, n)\n");
     script.push_str(&format!(
-        "  return wrk.format(\"PUT\", \"/v1/sessions/\" .. sid .. \"/files?path=/wrk/\" .. id .. \"-\" .. n .. \"&parents=true\", {{[\"Authorization\"] = \"Bearer {TOKEN}\"}}, body)\nend\n"
+        "  return wrk.format(\"PUT\", \"/v1/sessions/\" .. sid .. \"/files?path=/wrk/\" .. tag .. \"&parents=true\", {{[\"Authorization\"] = \"Bearer {TOKEN}\"}}, pad .. tag)\nend\n"
     ));
     script
 }
@@ -408,7 +418,7 @@ async fn main() {
             for i in 0..per_worker {
                 let req = WriteFileRequest {
                     path: format!("/w{w}/f{i}"),
-                    data: vec![w as u8; 4096].into(),
+                    data: distinct_4k(w as u64, i as u64).into(),
                     mode: None,
                     parents: true,
                     expected_hash: None,
@@ -439,7 +449,7 @@ async fn main() {
     while t.elapsed() < Duration::from_secs(3) {
         let req = WriteFileRequest {
             path: format!("/seq/f{seq}"),
-            data: vec![1; 4096].into(),
+            data: distinct_4k(999, seq as u64).into(),
             mode: None,
             parents: true,
             expected_hash: None,
