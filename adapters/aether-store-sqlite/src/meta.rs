@@ -205,8 +205,14 @@ fn blob_ref(tx: &Connection, hash: &str, delta: i64) -> Result<()> {
 
 fn put_entry(tx: &Connection, layer: i64, e: &Entry) -> Result<()> {
     tx.prepare_cached(
-        "INSERT OR REPLACE INTO entries (layer, path, parent, present, kind, mode, uid, gid, size, hash, target, rdev, nlink, atime, mtime, ctime, version, xattrs, inode) \
-         VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+        // An upsert updates a row in place (REPLACE would delete and re-insert it, touching
+        // every index even when no indexed column changed).
+        "INSERT INTO entries (layer, path, parent, present, kind, mode, uid, gid, size, hash, target, rdev, nlink, atime, mtime, ctime, version, xattrs, inode) \
+         VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
+         ON CONFLICT(layer, path) DO UPDATE SET present = 1, kind = excluded.kind, mode = excluded.mode, uid = excluded.uid, \
+         gid = excluded.gid, size = excluded.size, hash = excluded.hash, target = excluded.target, rdev = excluded.rdev, \
+         nlink = excluded.nlink, atime = excluded.atime, mtime = excluded.mtime, ctime = excluded.ctime, \
+         version = excluded.version, xattrs = excluded.xattrs, inode = excluded.inode",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -283,6 +289,16 @@ fn append_events(tx: &Connection, session: &SessionId, events: &[NewEvent]) -> R
         |r| r.get(0),
     )
     .map_err(sql_err("reserve event numbers"))?;
+    insert_events(tx, session, first, events)
+}
+
+/// Inserts `events` numbered from `first` (already reserved in the session row).
+fn insert_events(
+    tx: &Connection,
+    session: &SessionId,
+    first: i64,
+    events: &[NewEvent],
+) -> Result<()> {
     let mut stmt = tx
         .prepare_cached(
             "INSERT INTO events (session, seq, kind, path, to_path, related_id, principal, generation, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -835,7 +851,7 @@ impl MetadataStore for SqliteMetadataStore {
                 let mut candidates = std::collections::BTreeSet::new();
                 for layer in &chain {
                     let paths = tx
-                        .prepare_cached("SELECT path FROM entries WHERE layer = ?1 AND inode = ?2 AND present = 1")
+                        .prepare_cached("SELECT path FROM entries WHERE layer = ?1 AND inode = ?2 AND present = 1 AND nlink > 1")
                         .and_then(|mut s| s.query_map(params![layer, inode as i64], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>())
                         .map_err(sql_err("find the names of a file"))?;
                     candidates.extend(paths);
@@ -896,13 +912,16 @@ impl MetadataStore for SqliteMetadataStore {
                             apply_change(tx, &chain, change)?;
                         }
                         let generation = commit.expected_generation + 1;
-                        exec(
-                        tx,
-                        "UPDATE sessions SET generation = ?1, last_activity_at = ?2 WHERE id = ?3",
-                        params![generation as i64, commit.time.nanos(), commit.session.as_str()],
-                    )
-                    .map_err(sql_err("advance the generation"))?;
-                        append_events(tx, &commit.session, &commit.events)?;
+                        // Advance the generation and reserve the events' numbers in one statement.
+                        let n = commit.events.len() as i64;
+                        let first: i64 = query_row(
+                            tx,
+                            "UPDATE sessions SET generation = ?1, last_activity_at = ?2, next_event = next_event + ?3 WHERE id = ?4 RETURNING next_event - ?3",
+                            params![generation as i64, commit.time.nanos(), n, commit.session.as_str()],
+                            |r| r.get(0),
+                        )
+                        .map_err(sql_err("advance the generation"))?;
+                        insert_events(tx, &commit.session, first, &commit.events)?;
                         remember(
                             tx,
                             &commit.tenant,

@@ -53,7 +53,8 @@ CREATE TABLE IF NOT EXISTS entries (
     PRIMARY KEY (layer, path)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entries_by_parent ON entries(layer, parent, path);
-CREATE INDEX IF NOT EXISTS entries_by_inode ON entries(layer, inode) WHERE present = 1;
+-- Only files with several names are ever looked up by inode (their names all have nlink > 1).
+CREATE INDEX IF NOT EXISTS entries_by_inode ON entries(layer, inode) WHERE present = 1 AND nlink > 1;
 
 CREATE TABLE IF NOT EXISTS checkpoints (
     id TEXT PRIMARY KEY,
