@@ -101,7 +101,8 @@ fn open(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path).map_err(|e| backend("open the database", e))?;
     conn.execute_batch(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; \
-         PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY; PRAGMA journal_size_limit=67108864;",
+         PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY; PRAGMA journal_size_limit=67108864; \
+         PRAGMA mmap_size=268435456;",
     )
     .map_err(|e| backend("configure the database", e))?;
     conn.set_prepared_statement_cache_capacity(128);
