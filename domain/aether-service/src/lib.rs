@@ -2,12 +2,13 @@
 //! store, blob store and environment ports. No I/O of its own, no spawning, no clock reads.
 
 mod events;
-pub use gc::GcReport;
 mod filesystem;
 mod gc;
 mod mutate;
 mod reader;
 mod sessions;
+
+pub use gc::GcReport;
 
 use std::sync::Arc;
 
@@ -72,10 +73,6 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
                 write_locks,
             }),
         }
-    }
-
-    pub fn metadata(&self) -> &M {
-        &self.inner.meta
     }
 
     /// Loads a session of the caller's tenant; other tenants' sessions are indistinguishable
