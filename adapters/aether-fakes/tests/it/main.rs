@@ -24,14 +24,20 @@ fn write(path: &str) -> WriteFileRequest {
     }
 }
 
-#[tokio::test]
-async fn a_dropped_reply_retried_with_its_key_applies_once() {
+/// A faulty fake with no faults planned yet, and one session in it.
+async fn setup() -> (FaultPlan, Faulty<aether_fakes::FakeApi>, Session) {
     let plan = FaultPlan::default();
     let api = Faulty::new(fake_api(), plan.clone());
     let s = api
         .create_session(&ctx(), CreateSessionRequest::default())
         .await
         .expect("create");
+    (plan, api, s)
+}
+
+#[tokio::test]
+async fn a_dropped_reply_retried_with_its_key_applies_once() {
+    let (plan, api, s) = setup().await;
     plan.set(
         "write_file",
         Fault {
@@ -74,12 +80,7 @@ async fn a_dropped_reply_retried_with_its_key_applies_once() {
 
 #[tokio::test]
 async fn without_a_key_a_retry_applies_again() {
-    let plan = FaultPlan::default();
-    let api = Faulty::new(fake_api(), plan.clone());
-    let s = api
-        .create_session(&ctx(), CreateSessionRequest::default())
-        .await
-        .expect("create");
+    let (plan, api, s) = setup().await;
     plan.set(
         "write_file",
         Fault {
@@ -105,12 +106,7 @@ async fn without_a_key_a_retry_applies_again() {
 
 #[tokio::test]
 async fn injected_errors_fail_before_the_call_and_run_out() {
-    let plan = FaultPlan::default();
-    let api = Faulty::new(fake_api(), plan.clone());
-    let s = api
-        .create_session(&ctx(), CreateSessionRequest::default())
-        .await
-        .expect("create");
+    let (plan, api, s) = setup().await;
     plan.set(
         "mkdir",
         Fault {
@@ -159,12 +155,7 @@ async fn injected_errors_fail_before_the_call_and_run_out() {
 
 #[tokio::test(start_paused = true)]
 async fn latency_delays_the_call() {
-    let plan = FaultPlan::default();
-    let api = Faulty::new(fake_api(), plan.clone());
-    let s = api
-        .create_session(&ctx(), CreateSessionRequest::default())
-        .await
-        .expect("create");
+    let (plan, api, s) = setup().await;
     plan.set(
         "get_session",
         Fault {
