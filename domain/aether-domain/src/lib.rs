@@ -1,8 +1,10 @@
 //! Pure model of AetherFS (domain layer): ids, paths, entries, session state machine, copy-on-write
 //! overlay resolution and tree-mutation rules. No I/O, no clock reads, no async runtime.
 
+pub mod cache_policy;
 pub mod error;
 pub mod ids;
+pub mod mount_options;
 pub mod overlay;
 pub mod path;
 pub mod session;
