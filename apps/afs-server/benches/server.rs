@@ -50,11 +50,8 @@ fn start_server(bin: &Path, data: &Path) -> Server {
     BufReader::new(child.stdout.take().expect("stdout"))
         .read_line(&mut line)
         .expect("read the listening line");
-    let addr = line
-        .trim()
-        .rsplit("http://")
-        .next()
-        .expect("address")
+    let addr = afs_server::parse_listening_line(&line)
+        .expect("afs-server prints where it listens")
         .to_owned();
     Server { child, addr }
 }

@@ -116,6 +116,18 @@ pub fn app(service: EmbeddedService, cfg: &ServerConfig) -> Result<axum::Router>
     Ok(aether_http_server::router(service, http))
 }
 
+/// The line `afs-server` prints on stdout once it listens; scripts and tests take the address
+/// (useful with `--listen 127.0.0.1:0`) from it with [`parse_listening_line`].
+pub fn listening_line(addr: SocketAddr) -> String {
+    format!("{LISTENING}{addr}")
+}
+
+pub fn parse_listening_line(line: &str) -> Option<&str> {
+    line.trim().strip_prefix(LISTENING)
+}
+
+const LISTENING: &str = "afs-server listening on http://";
+
 /// A running server: its address and a handle to stop it.
 pub struct RunningServer {
     pub addr: SocketAddr,

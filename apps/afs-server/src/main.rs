@@ -24,7 +24,7 @@ async fn main() -> Result<()> {
         .init();
     let server = afs_server::start(&cfg).await?;
     tracing::info!(addr = %server.addr, data_dir = %cfg.data_dir.display(), auth = %cfg.auth, "afs-server listening");
-    println!("afs-server listening on http://{}", server.addr);
+    println!("{}", afs_server::listening_line(server.addr));
     shutdown_signal().await;
     tracing::info!("shutting down: draining in-flight requests");
     server

@@ -110,18 +110,7 @@ pub async fn check_read_ranges<A: SessionApi>(h: &Harness<A>) {
         Some(Reason::RangeNotSatisfiable),
     );
     assert_eq!(e.resource_size, Some(10));
-    h.api
-        .mkdir(
-            &h.owner,
-            &s.id,
-            MkdirRequest {
-                path: "/d".into(),
-                mode: None,
-                parents: false,
-            },
-        )
-        .await
-        .expect("mkdir");
+    mkdir(h, &s, "/d").await.expect("mkdir");
     expect_err(
         h.api
             .read_file(
@@ -245,18 +234,7 @@ pub async fn check_write_parents<A: SessionApi>(h: &Harness<A>) {
 
 pub async fn check_write_onto_directory<A: SessionApi>(h: &Harness<A>) {
     let s = new_session(h).await;
-    h.api
-        .mkdir(
-            &h.owner,
-            &s.id,
-            MkdirRequest {
-                path: "/d".into(),
-                mode: None,
-                parents: false,
-            },
-        )
-        .await
-        .expect("mkdir");
+    mkdir(h, &s, "/d").await.expect("mkdir");
     expect_err(
         h.api
             .write_file(

@@ -6,20 +6,6 @@ use aether_ports::*;
 
 use crate::harness::*;
 
-async fn mkdir<A: SessionApi>(h: &Harness<A>, s: &Session, path: &str) -> Result<Entry> {
-    h.api
-        .mkdir(
-            &h.owner,
-            &s.id,
-            MkdirRequest {
-                path: path.into(),
-                mode: None,
-                parents: false,
-            },
-        )
-        .await
-}
-
 async fn rename<A: SessionApi>(
     h: &Harness<A>,
     s: &Session,
@@ -1086,18 +1072,7 @@ pub async fn check_hard_links_share_the_file<A: SessionApi>(h: &Harness<A>) {
         )
         .await;
     expect_err(linked, Code::NotFound, None);
-    h.api
-        .mkdir(
-            &h.owner,
-            &s.id,
-            MkdirRequest {
-                path: "/d".into(),
-                mode: None,
-                parents: false,
-            },
-        )
-        .await
-        .expect("mkdir");
+    mkdir(h, &s, "/d").await.expect("mkdir");
     let b = h
         .api
         .link(

@@ -240,3 +240,18 @@ pub(crate) fn expect_err<T: std::fmt::Debug>(
 pub(crate) fn sha256_hex(data: &[u8]) -> String {
     aether_domain::tree::content_hash(data)
 }
+
+/// `mkdir` of `path` with the default mode and no parents.
+pub(crate) async fn mkdir<A: SessionApi>(h: &Harness<A>, s: &Session, path: &str) -> Result<Entry> {
+    h.api
+        .mkdir(
+            &h.owner,
+            &s.id,
+            MkdirRequest {
+                path: path.into(),
+                mode: None,
+                parents: false,
+            },
+        )
+        .await
+}

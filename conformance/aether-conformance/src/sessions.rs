@@ -406,21 +406,7 @@ pub async fn check_archive_and_reactivate<A: SessionApi>(h: &Harness<A>) {
         Some(Reason::InvalidState),
     );
     assert!(e.message.contains("SESSION_STATUS_ARCHIVED"), "{e}");
-    expect_err(
-        h.api
-            .mkdir(
-                &h.owner,
-                &s.id,
-                MkdirRequest {
-                    path: "/d".into(),
-                    mode: None,
-                    parents: false,
-                },
-            )
-            .await,
-        Code::FailedPrecondition,
-        None,
-    );
+    expect_err(mkdir(h, &s, "/d").await, Code::FailedPrecondition, None);
     expect_err(
         h.api.archive_session(&h.owner, &s.id).await,
         Code::FailedPrecondition,

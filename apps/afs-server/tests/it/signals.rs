@@ -17,11 +17,8 @@ fn spawn(data: &std::path::Path) -> (Child, String) {
     BufReader::new(child.stdout.take().expect("stdout"))
         .read_line(&mut line)
         .expect("listening line");
-    let addr = line
-        .trim()
-        .rsplit("http://")
-        .next()
-        .expect("address")
+    let addr = afs_server::parse_listening_line(&line)
+        .expect("afs-server prints where it listens")
         .to_owned();
     (child, addr)
 }
