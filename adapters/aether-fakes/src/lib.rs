@@ -3,10 +3,12 @@
 
 mod env;
 mod faulty;
+mod local;
 mod memory;
 
 pub use env::FakeEnvironment;
 pub use faulty::{Fault, FaultPlan, Faulty};
+pub use local::{ManualClock, MemoryCache};
 pub use memory::{MemoryBlobStore, MemoryMetadataStore};
 
 /// The in-memory session API: the service's rules over in-memory stores.

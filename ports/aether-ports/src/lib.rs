@@ -1,12 +1,15 @@
 //! The AetherFS API as traits (ports layer): request/response types with their JSON shape, the
 //! session API traits implemented by the service, the HTTP client and the fake, and the store and
-//! environment ports the service core is generic over.
+//! environment ports the service core is generic over, and the mount's ports (the `Vfs` a
+//! kernel bridge drives, the local cache and journal).
 
 pub mod api;
+pub mod local_cache;
 pub mod model;
 pub mod plan;
 pub mod serde_helpers;
 pub mod store;
+pub mod vfs;
 
 pub use aether_domain::{Code, Error as ApiError, Principal, Reason, Result};
 pub use api::{

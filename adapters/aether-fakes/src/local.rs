@@ -1,0 +1,236 @@
+//! An in-memory `LocalCache` (blobs, staging areas, journal) and a hand-driven `MountClock`,
+//! so the mount engine can be tested without disk or real time. Clones share state, which is
+//! how tests simulate a remount over the same cache.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aether_domain::Timestamp;
+use aether_ports::local_cache::*;
+use sha2::{Digest, Sha256};
+
+#[derive(Default)]
+struct Inner {
+    blobs: HashMap<String, Vec<u8>>,
+    stages: HashMap<u64, Vec<u8>>,
+    journal: BTreeMap<u64, JournalEntry>,
+    rejected: Vec<RejectedEntry>,
+    last_seq: u64,
+}
+
+#[derive(Clone, Default)]
+pub struct MemoryCache {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl MemoryCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().expect("memory cache lock")
+    }
+
+    /// Forgets staging areas, as a crash of the runtime would (journal and blobs survive).
+    pub fn crash(&self) {
+        self.lock().stages.clear();
+    }
+}
+
+fn slice(data: &[u8], offset: u64, len: usize) -> Vec<u8> {
+    let start = (offset as usize).min(data.len());
+    let end = start.saturating_add(len).min(data.len());
+    data[start..end].to_vec()
+}
+
+impl LocalCache for MemoryCache {
+    fn has_blob(&self, hash: &str) -> bool {
+        self.lock().blobs.contains_key(hash)
+    }
+
+    fn read_blob(&self, hash: &str, offset: u64, len: usize) -> CacheResult<Vec<u8>> {
+        let g = self.lock();
+        let b = g
+            .blobs
+            .get(hash)
+            .ok_or_else(|| CacheError::Missing(format!("blob {hash}")))?;
+        Ok(slice(b, offset, len))
+    }
+
+    fn put_blob(&self, hash: &str, data: &[u8]) -> CacheResult<()> {
+        self.lock().blobs.insert(hash.to_owned(), data.to_vec());
+        Ok(())
+    }
+
+    fn stage_open(&self, stage: u64, from: Option<&str>) -> CacheResult<()> {
+        let mut g = self.lock();
+        let data = match from {
+            Some(h) => g
+                .blobs
+                .get(h)
+                .cloned()
+                .ok_or_else(|| CacheError::Missing(format!("blob {h}")))?,
+            None => Vec::new(),
+        };
+        g.stages.insert(stage, data);
+        Ok(())
+    }
+
+    fn stage_write(&self, stage: u64, offset: u64, data: &[u8]) -> CacheResult<()> {
+        let mut g = self.lock();
+        let s = g
+            .stages
+            .get_mut(&stage)
+            .ok_or_else(|| CacheError::Missing(format!("stage {stage}")))?;
+        let end = offset as usize + data.len();
+        if s.len() < end {
+            s.resize(end, 0);
+        }
+        s[offset as usize..end].copy_from_slice(data);
+        Ok(())
+    }
+
+    fn stage_read(&self, stage: u64, offset: u64, len: usize) -> CacheResult<Vec<u8>> {
+        let g = self.lock();
+        let s = g
+            .stages
+            .get(&stage)
+            .ok_or_else(|| CacheError::Missing(format!("stage {stage}")))?;
+        Ok(slice(s, offset, len))
+    }
+
+    fn stage_truncate(&self, stage: u64, size: u64) -> CacheResult<()> {
+        let mut g = self.lock();
+        let s = g
+            .stages
+            .get_mut(&stage)
+            .ok_or_else(|| CacheError::Missing(format!("stage {stage}")))?;
+        s.resize(size as usize, 0);
+        Ok(())
+    }
+
+    fn stage_commit(&self, stage: u64) -> CacheResult<(String, u64)> {
+        let mut g = self.lock();
+        let data = g
+            .stages
+            .get(&stage)
+            .cloned()
+            .ok_or_else(|| CacheError::Missing(format!("stage {stage}")))?;
+        let hash = hex::encode(Sha256::digest(&data));
+        let size = data.len() as u64;
+        g.blobs.insert(hash.clone(), data);
+        Ok((hash, size))
+    }
+
+    fn stage_drop(&self, stage: u64) {
+        self.lock().stages.remove(&stage);
+    }
+
+    fn journal_append(&self, op: &JournalOp, now: Timestamp) -> CacheResult<u64> {
+        let mut g = self.lock();
+        g.last_seq += 1;
+        let seq = g.last_seq;
+        g.journal.insert(
+            seq,
+            JournalEntry {
+                seq,
+                appended_at: now,
+                op: op.clone(),
+            },
+        );
+        Ok(seq)
+    }
+
+    fn journal_pending(&self, limit: usize) -> CacheResult<Vec<JournalEntry>> {
+        Ok(self.lock().journal.values().take(limit).cloned().collect())
+    }
+
+    fn journal_ack(&self, seq: u64) -> CacheResult<()> {
+        self.lock().journal.remove(&seq);
+        Ok(())
+    }
+
+    fn journal_reject(&self, seq: u64, error: &str) -> CacheResult<()> {
+        let mut g = self.lock();
+        if let Some(entry) = g.journal.remove(&seq) {
+            g.rejected.push(RejectedEntry {
+                entry,
+                error: error.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    fn journal_rejected(&self) -> CacheResult<Vec<RejectedEntry>> {
+        Ok(self.lock().rejected.clone())
+    }
+
+    fn journal_stats(&self) -> JournalStats {
+        let g = self.lock();
+        JournalStats {
+            pending_entries: g.journal.len() as u64,
+            pending_bytes: g.journal.values().map(|e| e.op.payload_bytes()).sum(),
+            oldest_appended_at: g.journal.values().next().map(|e| e.appended_at),
+            last_seq: g.last_seq,
+        }
+    }
+
+    fn journal_sync(&self) -> CacheResult<()> {
+        Ok(())
+    }
+
+    fn stats(&self) -> CacheStats {
+        let g = self.lock();
+        CacheStats {
+            blob_count: g.blobs.len() as u64,
+            blob_bytes: g.blobs.values().map(|b| b.len() as u64).sum(),
+            staging_bytes: g.stages.values().map(|b| b.len() as u64).sum(),
+            shared_links: 0,
+        }
+    }
+
+    fn clear_clean(&self) -> CacheResult<u64> {
+        let mut g = self.lock();
+        let needed: std::collections::HashSet<String> = g
+            .journal
+            .values()
+            .filter_map(|e| match &e.op {
+                JournalOp::Write { hash, .. } => Some(hash.clone()),
+                _ => None,
+            })
+            .collect();
+        let before: u64 = g.blobs.values().map(|b| b.len() as u64).sum();
+        g.blobs.retain(|h, _| needed.contains(h));
+        let after: u64 = g.blobs.values().map(|b| b.len() as u64).sum();
+        Ok(before - after)
+    }
+}
+
+/// A clock that moves only when told to (wall time follows the monotonic reading).
+#[derive(Clone, Default)]
+pub struct ManualClock {
+    elapsed_nanos: Arc<AtomicU64>,
+}
+
+impl ManualClock {
+    pub fn advance(&self, by: Duration) {
+        self.elapsed_nanos
+            .fetch_add(by.as_nanos() as u64, Ordering::Relaxed);
+    }
+}
+
+impl MountClock for ManualClock {
+    fn now(&self) -> Timestamp {
+        // 2026-01-01T00:00:00Z plus the elapsed time.
+        Timestamp(1_767_225_600_000_000_000 + self.elapsed_nanos.load(Ordering::Relaxed) as i64)
+    }
+
+    fn elapsed(&self) -> Duration {
+        Duration::from_nanos(self.elapsed_nanos.load(Ordering::Relaxed))
+    }
+
+    async fn sleep(&self, duration: Duration) {
+        // Sleeping advances the clock and yields, so retry loops make progress in tests.
+        self.advance(duration);
+        tokio::task::yield_now().await;
+    }
+}

@@ -1,0 +1,357 @@
+//! File content: reads from the staging area or the local blob cache (fetching from the server
+//! on a miss), writes into a per-file staging area, and commits staged content to the journal
+//! at `close` so it survives a crash of the runtime.
+
+use std::sync::atomic::Ordering;
+
+use aether_ports::local_cache::{JournalOp, LocalCache, MountClock};
+use aether_ports::vfs::{FileKind, FsError, FsResult, OpenIn, OpenOut};
+use aether_ports::{ReadFileRequest, SessionApi};
+
+use crate::nodes::Stage;
+use crate::{Engine, Handle, State, errors};
+
+/// Above this size, a file whose edits touch less than half of it is written back as a patch
+/// of the changed ranges instead of whole.
+const PATCH_MIN_SIZE: u64 = 1 << 20;
+
+/// Where the bytes of a read come from.
+enum Source {
+    Stage,
+    Blob(String),
+    Empty,
+    Fetch,
+}
+
+impl<R, C, K> Engine<R, C, K>
+where
+    R: SessionApi + 'static,
+    C: LocalCache,
+    K: MountClock,
+{
+    pub(crate) async fn open_file(&self, ino: u64, how: OpenIn) -> FsResult<OpenOut> {
+        if how.write || how.truncate {
+            self.writable()?;
+        }
+        {
+            let st = self.lock();
+            let n = st
+                .nodes
+                .get(ino)
+                .ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
+            if n.is_dir() && how.write {
+                return Err(FsError::IsDir(st.nodes.path(ino).unwrap_or_default()));
+            }
+        }
+        if how.truncate && how.write {
+            self.truncate(ino, None, 0).await?;
+        }
+        let mut st = self.lock();
+        let fh = st.next_fh;
+        st.next_fh += 1;
+        let n = st.nodes.get_mut(ino).expect("checked above");
+        if how.write {
+            n.writers += 1;
+        }
+        // The kernel's page cache is still right if the content is unchanged since it filled it.
+        let keep_cache = n.stage.is_none() && n.hash.is_some() && n.kernel_hash == n.hash;
+        n.kernel_hash = n.hash.clone();
+        st.handles.insert(
+            fh,
+            Handle::File {
+                ino,
+                write: how.write,
+                append: how.append,
+            },
+        );
+        Ok(OpenOut {
+            fh,
+            keep_cache,
+            cache_dir: false,
+        })
+    }
+
+    fn source(&self, st: &State, ino: u64) -> FsResult<Source> {
+        let n = st
+            .nodes
+            .get(ino)
+            .ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
+        if n.is_dir() {
+            return Err(FsError::IsDir(st.nodes.path(ino).unwrap_or_default()));
+        }
+        Ok(match (&n.stage, &n.hash) {
+            (Some(_), _) => Source::Stage,
+            (None, Some(h)) if self.cache.has_blob(h) => Source::Blob(h.clone()),
+            (None, _) if n.attr.size == 0 => Source::Empty,
+            (None, _) => Source::Fetch,
+        })
+    }
+
+    pub(crate) async fn read_file(
+        &self,
+        ino: u64,
+        fh: u64,
+        offset: u64,
+        size: u32,
+    ) -> FsResult<Vec<u8>> {
+        if !self.lock().handles.contains_key(&fh) {
+            return Err(FsError::BadHandle(format!("file handle {fh}")));
+        }
+        loop {
+            let source = self.source(&self.lock(), ino)?;
+            let got = match source {
+                Source::Stage => self.cache.stage_read(ino, offset, size as usize),
+                Source::Blob(h) => {
+                    self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+                    self.cache.read_blob(&h, offset, size as usize)
+                }
+                Source::Empty => Ok(Vec::new()),
+                Source::Fetch => {
+                    self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
+                    self.fetch_content(ino).await?;
+                    continue;
+                }
+            };
+            return got.map_err(errors::cache_error);
+        }
+    }
+
+    /// Downloads the whole content of `ino` into the local blob cache.
+    async fn fetch_content(&self, ino: u64) -> FsResult<()> {
+        let path = self
+            .lock()
+            .nodes
+            .path(ino)
+            .ok_or_else(|| FsError::NotFound(format!("inode {ino} has no name")))?;
+        let got = self
+            .remote
+            .read_file(
+                &self.ctx(),
+                &self.config.session_id,
+                ReadFileRequest {
+                    path: path.clone(),
+                    range: None,
+                },
+            )
+            .await
+            .map_err(|e| self.remote_failed(e, &path))?;
+        self.contact();
+        let hash = got
+            .entry
+            .content_hash
+            .clone()
+            .ok_or_else(|| FsError::Io(format!("{path}: the server sent no content hash")))?;
+        self.cache
+            .put_blob(&hash, &got.data)
+            .map_err(errors::cache_error)?;
+        let mut st = self.lock();
+        if let Some(n) = st.nodes.get_mut(ino)
+            && n.stage.is_none()
+            && n.pending == 0
+        {
+            n.hash = Some(hash);
+            n.attr.size = got.entry.size;
+        }
+        Ok(())
+    }
+
+    /// Opens a staging area for `ino` holding its current content, fetching it if needed.
+    async fn ensure_stage(&self, ino: u64) -> FsResult<()> {
+        loop {
+            let source = {
+                let st = self.lock();
+                if st.nodes.get(ino).is_some_and(|n| n.stage.is_some()) {
+                    return Ok(());
+                }
+                self.source(&st, ino)?
+            };
+            let from = match source {
+                Source::Stage => return Ok(()),
+                Source::Blob(h) => Some(h),
+                Source::Empty => None,
+                Source::Fetch => {
+                    self.fetch_content(ino).await?;
+                    continue;
+                }
+            };
+            let mut st = self.lock();
+            let n = st.nodes.get_mut(ino).expect("source() found it");
+            if n.stage.is_some() {
+                return Ok(());
+            }
+            self.cache
+                .stage_open(ino, from.as_deref())
+                .map_err(errors::cache_error)?;
+            n.stage = Some(Stage {
+                dirty: false,
+                base_hash: from,
+                ranges: Vec::new(),
+                shrunk: false,
+            });
+            return Ok(());
+        }
+    }
+
+    pub(crate) async fn write_file(
+        &self,
+        ino: u64,
+        fh: u64,
+        offset: u64,
+        data: &[u8],
+    ) -> FsResult<u32> {
+        self.writable()?;
+        let append = match self.lock().handles.get(&fh) {
+            Some(Handle::File {
+                write: true,
+                append,
+                ..
+            }) => *append,
+            Some(_) => {
+                return Err(FsError::BadHandle(format!(
+                    "file handle {fh} is not open for writing"
+                )));
+            }
+            None => return Err(FsError::BadHandle(format!("file handle {fh}"))),
+        };
+        self.ensure_stage(ino).await?;
+        let mut st = self.lock();
+        let now = self.clock.now();
+        let n = st
+            .nodes
+            .get_mut(ino)
+            .ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
+        let offset = if append { n.attr.size } else { offset };
+        let end = offset
+            .checked_add(data.len() as u64)
+            .ok_or_else(|| FsError::Invalid("write past the largest file offset".into()))?;
+        self.cache
+            .stage_write(ino, offset, data)
+            .map_err(errors::cache_error)?;
+        n.stage.as_mut().expect("ensured").record(offset, end);
+        n.attr.size = n.attr.size.max(end);
+        n.attr.mtime = now;
+        n.attr.ctime = now;
+        Ok(data.len() as u32)
+    }
+
+    /// Sets the size of `ino`; committed at once unless a writer holds the file open.
+    pub(crate) async fn truncate(&self, ino: u64, _fh: Option<u64>, size: u64) -> FsResult<()> {
+        {
+            let st = self.lock();
+            let n = st
+                .nodes
+                .get(ino)
+                .ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
+            match n.attr.kind {
+                FileKind::File => {}
+                FileKind::Dir => {
+                    return Err(FsError::IsDir(st.nodes.path(ino).unwrap_or_default()));
+                }
+                _ => {
+                    return Err(FsError::Invalid(
+                        "only regular files have a size to set".into(),
+                    ));
+                }
+            }
+        }
+        if size == 0 {
+            let mut st = self.lock();
+            let n = st.nodes.get_mut(ino).expect("checked above");
+            if n.stage.is_none() {
+                self.cache
+                    .stage_open(ino, None)
+                    .map_err(errors::cache_error)?;
+                n.stage = Some(Stage {
+                    base_hash: n.hash.clone(),
+                    ..Default::default()
+                });
+            }
+        } else {
+            self.ensure_stage(ino).await?;
+        }
+        let mut st = self.lock();
+        let now = self.clock.now();
+        let n = st.nodes.get_mut(ino).expect("checked above");
+        self.cache
+            .stage_truncate(ino, size)
+            .map_err(errors::cache_error)?;
+        let old = n.attr.size;
+        let stage = n.stage.as_mut().expect("ensured");
+        stage.dirty = true;
+        if size < old {
+            stage.shrunk = true;
+        } else {
+            stage.record(old, size);
+        }
+        n.attr.size = size;
+        n.attr.mtime = now;
+        n.attr.ctime = now;
+        if n.writers == 0 {
+            self.commit_stage(&mut st, ino, false)?;
+            self.release_stage_if_idle(&mut st, ino);
+        }
+        Ok(())
+    }
+
+    /// Journals the staged content of `ino` if it changed (or, with `force`, always).
+    pub(crate) fn commit_stage(&self, st: &mut State, ino: u64, force: bool) -> FsResult<()> {
+        let Some(n) = st.nodes.get(ino) else {
+            return Ok(());
+        };
+        let Some(stage) = n.stage.clone() else {
+            return Ok(());
+        };
+        if !(stage.dirty || force) || n.links.is_empty() {
+            return Ok(());
+        }
+        let Some(path) = st.nodes.path(ino) else {
+            return Ok(());
+        };
+        let (hash, size) = self.cache.stage_commit(ino).map_err(errors::cache_error)?;
+        let patch = match &stage.base_hash {
+            Some(_)
+                if n.journaled
+                    && !stage.shrunk
+                    && size >= PATCH_MIN_SIZE
+                    && stage.dirty_bytes() * 2 < size =>
+            {
+                Some(stage.ranges.clone())
+            }
+            _ => None,
+        };
+        let op = JournalOp::Write {
+            path,
+            hash: hash.clone(),
+            size,
+            mode: n.attr.perm,
+            base_hash: patch.as_ref().and(stage.base_hash.clone()),
+            patch,
+        };
+        let inos = st.nodes.touch_set(ino);
+        let seq = self.journal(st, op, inos)?;
+        let n = st.nodes.get_mut(ino).expect("checked above");
+        n.journaled = true;
+        n.last_seq = seq;
+        n.hash = Some(hash.clone());
+        n.attr.size = size;
+        n.stage = Some(Stage {
+            dirty: false,
+            base_hash: Some(hash),
+            ranges: Vec::new(),
+            shrunk: false,
+        });
+        Ok(())
+    }
+
+    /// Drops the staging area of `ino` once nobody writes it and its content is journaled.
+    pub(crate) fn release_stage_if_idle(&self, st: &mut State, ino: u64) {
+        let Some(n) = st.nodes.get_mut(ino) else {
+            return;
+        };
+        let idle = n.writers == 0 && n.stage.as_ref().is_some_and(|s| !s.dirty);
+        if idle {
+            n.stage = None;
+            self.cache.stage_drop(ino);
+        }
+    }
+}

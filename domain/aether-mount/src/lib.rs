@@ -1,0 +1,281 @@
+//! The mount engine (domain layer): serves one session as a POSIX file tree over any
+//! `SessionApi` and any `LocalCache`. Reads are answered from the local cache and fetched on
+//! demand; every mutation is applied locally, appended to the write journal and written back to
+//! the server in order, in the background, with idempotency keys.
+//!
+//! The engine implements the `Vfs` port a kernel bridge drives; it never spawns tasks or reads
+//! the clock itself: the app runs [`Engine::run_writeback`] and [`Engine::run_changefeed`] and
+//! passes a `MountClock`.
+
+mod changefeed;
+mod content;
+mod errors;
+mod listing;
+mod namespace;
+mod nodes;
+mod writeback;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use aether_domain::Principal;
+use aether_domain::cache_policy::TtlCache;
+use aether_ports::Ctx;
+use aether_ports::local_cache::{JournalOp, LocalCache, MountClock};
+use aether_ports::vfs::{FsError, FsResult, KernelNotifier};
+
+pub use errors::fs_error;
+pub use writeback::Backoff;
+
+use nodes::Nodes;
+
+/// What one mount serves and how long it trusts what it has seen.
+#[derive(Debug, Clone)]
+pub struct MountConfig {
+    pub session_id: String,
+    /// Who the mount acts as (for the remote API's context).
+    pub principal: Principal,
+    /// This host's stable worker id; prefixes every idempotency key.
+    pub worker_id: String,
+    pub lookup_ttl: Duration,
+    pub negative_ttl: Duration,
+    pub dir_ttl: Duration,
+    pub read_only: bool,
+    pub backoff: Backoff,
+}
+
+/// Counters for `status` and metrics.
+#[derive(Debug, Default)]
+pub struct EngineCounters {
+    pub ops: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
+    pub remote_errors: AtomicU64,
+    pub written_back: AtomicU64,
+    pub rejected: AtomicU64,
+    /// Monotonic milliseconds of the last successful server reply (0 = never).
+    pub last_contact_ms: AtomicU64,
+    pub invalidations: AtomicU64,
+}
+
+/// A point-in-time view of the engine for `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineStatus {
+    pub inodes: u64,
+    pub open_handles: u64,
+    pub ops: u64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub remote_errors: u64,
+    pub written_back: u64,
+    pub rejected: u64,
+    pub last_contact_ago: Option<Duration>,
+    pub invalidations: u64,
+}
+
+/// One open file or directory.
+#[derive(Debug, Clone)]
+enum Handle {
+    File {
+        ino: u64,
+        write: bool,
+        append: bool,
+    },
+    Dir {
+        entries: Vec<aether_ports::vfs::DirEntryOut>,
+    },
+}
+
+struct State {
+    nodes: Nodes,
+    negative: TtlCache<(u64, String), ()>,
+    /// Journal sequence → inodes whose `pending` count it holds.
+    pending_by_seq: BTreeMap<u64, Vec<u64>>,
+    /// Paths of mutations the server acknowledged, whose changefeed echo is not news.
+    echoes: HashMap<String, u32>,
+    /// Journal entries the server refused for good, by sequence.
+    rejected: BTreeMap<u64, String>,
+    handles: HashMap<u64, Handle>,
+    next_fh: u64,
+}
+
+/// The mount engine. Share it in an `Arc`: the kernel bridge and the background loops use it
+/// concurrently.
+pub struct Engine<R, C, K> {
+    remote: R,
+    cache: C,
+    clock: K,
+    kernel: OnceLock<Box<dyn KernelNotifier>>,
+    config: MountConfig,
+    state: Mutex<State>,
+    writeback_wake: tokio::sync::Notify,
+    /// Highest journal sequence the writer has finished with (acknowledged or refused).
+    done_through: tokio::sync::watch::Sender<u64>,
+    counters: EngineCounters,
+}
+
+impl<R, C, K> Engine<R, C, K>
+where
+    R: aether_ports::SessionApi + 'static,
+    C: LocalCache,
+    K: MountClock,
+{
+    pub fn new(remote: R, cache: C, clock: K, config: MountConfig) -> Self {
+        let now = clock.now();
+        // Entries before the oldest pending one are done; a fresh journal has nothing pending.
+        let done = match cache.journal_pending(1) {
+            Ok(first) if !first.is_empty() => first[0].seq - 1,
+            _ => cache.journal_stats().last_seq,
+        };
+        Engine {
+            state: Mutex::new(State {
+                nodes: Nodes::new(now),
+                negative: TtlCache::negative(config.negative_ttl),
+                pending_by_seq: BTreeMap::new(),
+                echoes: HashMap::new(),
+                rejected: BTreeMap::new(),
+                handles: HashMap::new(),
+                next_fh: 1,
+            }),
+            remote,
+            cache,
+            clock,
+            kernel: OnceLock::new(),
+            config,
+            writeback_wake: tokio::sync::Notify::new(),
+            done_through: tokio::sync::watch::Sender::new(done),
+            counters: EngineCounters::default(),
+        }
+    }
+
+    /// Connects the engine to the kernel, once the mount exists, for invalidations.
+    pub fn attach_kernel(&self, notifier: Box<dyn KernelNotifier>) {
+        let _ = self.kernel.set(notifier);
+    }
+
+    pub fn config(&self) -> &MountConfig {
+        &self.config
+    }
+
+    pub fn cache(&self) -> &C {
+        &self.cache
+    }
+
+    pub fn counters(&self) -> &EngineCounters {
+        &self.counters
+    }
+
+    /// Checks that the session exists and is reachable, and loads the root's attributes.
+    pub async fn start(&self) -> FsResult<aether_ports::Session> {
+        let session = self
+            .remote
+            .get_session(&self.ctx(), &self.config.session_id)
+            .await
+            .map_err(|e| fs_error(e, &self.config.session_id))?;
+        self.contact();
+        self.load_dir(aether_ports::vfs::ROOT_INO).await?;
+        Ok(session)
+    }
+
+    pub fn status(&self) -> EngineStatus {
+        let st = self.lock();
+        let c = &self.counters;
+        let last = c.last_contact_ms.load(Ordering::Relaxed);
+        let now_ms = self.clock.elapsed().as_millis() as u64;
+        EngineStatus {
+            inodes: st.nodes.len() as u64,
+            open_handles: st.handles.len() as u64,
+            ops: c.ops.load(Ordering::Relaxed),
+            cache_hits: c.cache_hits.load(Ordering::Relaxed),
+            cache_misses: c.cache_misses.load(Ordering::Relaxed),
+            remote_errors: c.remote_errors.load(Ordering::Relaxed),
+            written_back: c.written_back.load(Ordering::Relaxed),
+            rejected: c.rejected.load(Ordering::Relaxed),
+            last_contact_ago: (last > 0)
+                .then(|| Duration::from_millis(now_ms.saturating_sub(last))),
+            invalidations: c.invalidations.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Open handles as (fh, inode, path, writable) for `debug handles`.
+    pub fn handles(&self) -> Vec<(u64, u64, String, bool)> {
+        let st = self.lock();
+        let mut out: Vec<_> = st
+            .handles
+            .iter()
+            .filter_map(|(fh, h)| match h {
+                Handle::File { ino, write, .. } => Some((
+                    *fh,
+                    *ino,
+                    st.nodes.path(*ino).unwrap_or_else(|| "(unlinked)".into()),
+                    *write,
+                )),
+                Handle::Dir { .. } => None,
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn ctx(&self) -> Ctx {
+        Ctx::new(self.config.principal.clone())
+    }
+
+    fn contact(&self) {
+        let ms = self.clock.elapsed().as_millis().max(1) as u64;
+        self.counters.last_contact_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn op(&self) {
+        self.counters.ops.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn writable(&self) -> FsResult<()> {
+        if self.config.read_only {
+            return Err(FsError::ReadOnly("the mount is read-only".into()));
+        }
+        Ok(())
+    }
+
+    /// Appends `op` to the journal and marks `inos` as holding unacknowledged changes.
+    fn journal(&self, st: &mut State, op: JournalOp, inos: Vec<u64>) -> FsResult<u64> {
+        let seq = self
+            .cache
+            .journal_append(&op, self.clock.now())
+            .map_err(errors::cache_error)?;
+        st.nodes.add_pending(&inos, 1);
+        st.pending_by_seq.insert(seq, inos);
+        self.writeback_wake.notify_one();
+        Ok(seq)
+    }
+
+    fn kernel(&self) -> Option<&dyn KernelNotifier> {
+        self.kernel.get().map(|k| k.as_ref())
+    }
+}
+
+/// Checks one name from the kernel: UTF-8, no `/` or NUL, at most 255 bytes, not `.`/`..`.
+pub fn check_name(raw: &[u8]) -> FsResult<&str> {
+    if raw.len() > 255 {
+        return Err(FsError::NameTooLong(format!(
+            "a name of {} bytes exceeds 255",
+            raw.len()
+        )));
+    }
+    let name = std::str::from_utf8(raw).map_err(|_| {
+        FsError::IllegalName(format!(
+            "{} is not UTF-8; session paths are UTF-8",
+            String::from_utf8_lossy(raw)
+        ))
+    })?;
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+        return Err(FsError::Invalid(format!("{name:?} is not a valid name")));
+    }
+    Ok(name)
+}

@@ -1,0 +1,212 @@
+//! Directory listings: one manifest call per directory fills names and attributes for lookup,
+//! getattr and readdirplus; a listing with unacknowledged local changes is never overwritten
+//! by the server's older view.
+
+use std::time::Duration;
+
+use aether_ports::local_cache::{LocalCache, MountClock};
+use aether_ports::vfs::{Attr, EntryOut, FileKind, FsError, FsResult};
+use aether_ports::{Entry, ManifestRequest, PageRequest, SessionApi};
+
+use crate::nodes::{Listing, Node, file_kind};
+use crate::{Engine, State, fs_error};
+
+pub(crate) fn attr_of(e: &Entry, ino: u64) -> Attr {
+    let kind = file_kind(e.kind);
+    Attr {
+        ino,
+        kind,
+        perm: e.mode & 0o7777,
+        uid: e.uid,
+        gid: e.gid,
+        size: e.size,
+        nlink: e.nlink.max(1),
+        rdev: e.rdev as u32,
+        atime: e.atime,
+        mtime: e.mtime,
+        ctime: e.ctime,
+    }
+}
+
+fn node_of(e: &Entry) -> Node {
+    let kind = file_kind(e.kind);
+    Node {
+        attr: attr_of(e, 0),
+        links: Vec::new(),
+        hash: e.content_hash.clone(),
+        target: e.target.clone(),
+        server_inode: e.inode,
+        listing: (kind == FileKind::Dir).then(Listing::default),
+        attr_fresh_until: Duration::ZERO,
+        stage: None,
+        writers: 0,
+        pending: 0,
+        journaled: true,
+        last_seq: 0,
+        xattrs: None,
+        kernel_hash: None,
+    }
+}
+
+impl<R, C, K> Engine<R, C, K>
+where
+    R: SessionApi + 'static,
+    C: LocalCache,
+    K: MountClock,
+{
+    pub(crate) fn entry_out(&self, attr: Attr) -> EntryOut {
+        EntryOut {
+            attr,
+            entry_ttl: self.config.lookup_ttl,
+            attr_ttl: self.config.lookup_ttl,
+        }
+    }
+
+    /// Whether the listing of `ino` can answer without asking the server.
+    pub(crate) fn listing_usable(&self, st: &State, ino: u64) -> FsResult<bool> {
+        let node = st
+            .nodes
+            .get(ino)
+            .ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
+        let listing = node
+            .listing
+            .as_ref()
+            .ok_or_else(|| FsError::NotDir(st.nodes.path(ino).unwrap_or_default()))?;
+        Ok(listing.loaded && (node.pending > 0 || listing.fresh_until > self.clock.elapsed()))
+    }
+
+    /// Makes sure the listing of directory `ino` is loaded and fresh.
+    pub(crate) async fn ensure_listing(&self, ino: u64) -> FsResult<()> {
+        if self.listing_usable(&self.lock(), ino)? {
+            self.counters
+                .cache_hits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Ok(());
+        }
+        self.counters
+            .cache_misses
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.load_dir(ino).await
+    }
+
+    /// Reads the directory `ino` from the server and merges it into the inode table.
+    pub(crate) async fn load_dir(&self, ino: u64) -> FsResult<()> {
+        let path = self
+            .lock()
+            .nodes
+            .path(ino)
+            .ok_or_else(|| FsError::NotFound(format!("inode {ino} has no name any more")))?;
+        let mut entries = Vec::new();
+        let mut token = None;
+        loop {
+            let req = ManifestRequest {
+                path_prefix: Some(path.clone()),
+                recursive: Some(false),
+                include_cas_extents: None,
+                page: PageRequest {
+                    page_size: Some(aether_ports::model::MAX_PAGE_SIZE),
+                    page_token: token,
+                },
+            };
+            let page = self
+                .remote
+                .manifest(&self.ctx(), &self.config.session_id, req)
+                .await
+                .map_err(|e| self.remote_failed(e, &path))?;
+            entries.extend(page.entries.items);
+            token = page.entries.next_page_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        self.contact();
+        let mut st = self.lock();
+        self.merge_listing(&mut st, ino, &path, entries);
+        Ok(())
+    }
+
+    fn merge_listing(&self, st: &mut State, dir: u64, dir_path: &str, entries: Vec<Entry>) {
+        let now = self.clock.elapsed();
+        let Some(node) = st.nodes.get(dir) else {
+            return;
+        };
+        // Local changes not yet acknowledged win over the server's (older) view.
+        if node.pending > 0 && node.listing.as_ref().is_some_and(|l| l.loaded) {
+            return;
+        }
+        let mut children = std::collections::BTreeMap::new();
+        for e in entries {
+            if e.path == dir_path {
+                if let Some(n) = st.nodes.get_mut(dir) {
+                    n.attr = attr_of(&e, dir);
+                    n.attr_fresh_until = now + self.config.lookup_ttl;
+                }
+                continue;
+            }
+            let Some(name) = e.path.rsplit('/').next().map(str::to_owned) else {
+                continue;
+            };
+            let existing = st
+                .nodes
+                .child(dir, &name)
+                .filter(|&c| st.nodes.get(c).map(|n| n.attr.kind) == Some(file_kind(e.kind)))
+                .or_else(|| {
+                    (e.nlink > 1)
+                        .then(|| st.nodes.linked_node(e.inode))
+                        .flatten()
+                });
+            let ino = match existing {
+                Some(c) => {
+                    let n = st.nodes.get_mut(c).expect("child exists");
+                    if n.pending == 0 && n.stage.is_none() {
+                        let changed = n.hash != e.content_hash;
+                        n.attr = attr_of(&e, c);
+                        n.hash = e.content_hash.clone();
+                        n.target = e.target.clone();
+                        n.server_inode = e.inode;
+                        if changed {
+                            n.xattrs = None;
+                        }
+                    }
+                    n.attr_fresh_until = now + self.config.lookup_ttl;
+                    c
+                }
+                None => {
+                    let mut n = node_of(&e);
+                    n.attr_fresh_until = now + self.config.lookup_ttl;
+                    st.nodes.insert(n)
+                }
+            };
+            children.insert(name, ino);
+        }
+        // Names that vanished on the server lose their link here.
+        let old: Vec<(String, u64)> = st
+            .nodes
+            .get(dir)
+            .and_then(|n| n.listing.as_ref())
+            .map(|l| l.children.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default();
+        for (name, ino) in old {
+            if children.get(&name) != Some(&ino) {
+                st.nodes.detach(dir, &name);
+            }
+        }
+        for (name, ino) in &children {
+            st.nodes.attach(dir, name, *ino);
+            st.negative.remove(&(dir, name.clone()));
+        }
+        if let Some(l) = st.nodes.get_mut(dir).and_then(|n| n.listing.as_mut()) {
+            l.loaded = true;
+            l.fresh_until = now + self.config.dir_ttl;
+        }
+    }
+
+    /// Notes a remote failure and turns it into a file-system error.
+    pub(crate) fn remote_failed(&self, e: aether_domain::Error, what: &str) -> FsError {
+        self.counters
+            .remote_errors
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(target: "aether_mount", code = ?e.code, message = %e.message, "remote call failed");
+        fs_error(e, what)
+    }
+}

@@ -1,0 +1,1001 @@
+//! The `Vfs` implementation: names, directories, attributes, links and extended attributes,
+//! each applied to the inode table at once and journaled for write-back. Content operations
+//! delegate to `content.rs`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aether_ports::local_cache::{JournalOp, LocalCache, MountClock};
+use aether_ports::vfs::*;
+use aether_ports::{PathRequest, SessionApi, XattrRequest};
+
+use crate::nodes::{Listing, Node, entry_kind, fresh_attr};
+use crate::{Engine, Handle, State, check_name, errors};
+
+/// Extended-attribute namespaces the session never stores: answered locally, so `ls -l`'s
+/// security and ACL probes cost no round trip (docs/semantics.md).
+fn unstored_xattr(name: &str) -> bool {
+    name.starts_with("security.") || name.starts_with("system.")
+}
+
+fn xattr_name(raw: &[u8]) -> FsResult<&str> {
+    let name = std::str::from_utf8(raw)
+        .map_err(|_| FsError::IllegalName("extended attribute name is not UTF-8".into()))?;
+    if name.is_empty() || name.len() > 255 {
+        return Err(FsError::Range(format!(
+            "extended attribute name of {} bytes",
+            name.len()
+        )));
+    }
+    Ok(name)
+}
+
+impl<R, C, K> Engine<R, C, K>
+where
+    R: SessionApi + 'static,
+    C: LocalCache,
+    K: MountClock,
+{
+    fn node(&self, st: &State, ino: u64) -> FsResult<Node> {
+        st.nodes
+            .get(ino)
+            .cloned()
+            .ok_or_else(|| FsError::NotFound(format!("inode {ino} is not known to this mount")))
+    }
+
+    /// The attributes the kernel should see for `ino`, sizes of open staging areas included.
+    pub(crate) fn attr_now(&self, st: &State, ino: u64) -> FsResult<Attr> {
+        let n = st
+            .nodes
+            .get(ino)
+            .ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
+        let mut a = n.attr.clone();
+        a.ino = ino;
+        Ok(a)
+    }
+
+    /// Creates a new object `name` in `parent` and journals its creation with `op`.
+    fn create_object(
+        &self,
+        st: &mut State,
+        caller: Caller,
+        parent: u64,
+        name: &str,
+        kind: FileKind,
+        perm: u32,
+    ) -> FsResult<u64> {
+        let parent_node = self.node(st, parent)?;
+        if !parent_node.is_dir() {
+            return Err(FsError::NotDir(st.nodes.path(parent).unwrap_or_default()));
+        }
+        if st.nodes.child(parent, name).is_some() {
+            return Err(FsError::Exists(
+                st.nodes.child_path(parent, name).unwrap_or_default(),
+            ));
+        }
+        let now = self.clock.now();
+        let node = Node {
+            attr: fresh_attr(kind, perm, caller.uid, caller.gid, now),
+            links: Vec::new(),
+            hash: None,
+            target: None,
+            server_inode: 0,
+            listing: (kind == FileKind::Dir).then(|| Listing {
+                children: BTreeMap::new(),
+                loaded: true,
+                fresh_until: self.clock.elapsed() + self.config.dir_ttl,
+            }),
+            attr_fresh_until: self.clock.elapsed() + self.config.lookup_ttl,
+            stage: None,
+            writers: 0,
+            pending: 0,
+            journaled: false,
+            last_seq: 0,
+            xattrs: Some(BTreeMap::new()),
+            kernel_hash: None,
+        };
+        let ino = st.nodes.insert(node);
+        st.nodes.attach(parent, name, ino);
+        st.negative.remove(&(parent, name.to_owned()));
+        if let Some(p) = st.nodes.get_mut(parent) {
+            p.attr.mtime = now;
+            p.attr.ctime = now;
+            if kind == FileKind::Dir {
+                p.attr.nlink += 1;
+            }
+        }
+        Ok(ino)
+    }
+
+    /// Journals a new object's owner when it differs from the server's default (root).
+    fn journal_owner(&self, st: &mut State, ino: u64, caller: Caller) -> FsResult<()> {
+        if caller.uid == 0 && caller.gid == 0 {
+            return Ok(());
+        }
+        let path = st.nodes.path(ino).unwrap_or_default();
+        let inos = st.nodes.touch_set(ino);
+        self.journal(
+            st,
+            JournalOp::SetAttributes {
+                path,
+                mode: None,
+                uid: Some(caller.uid),
+                gid: Some(caller.gid),
+                atime: None,
+                mtime: None,
+            },
+            inos,
+        )?;
+        Ok(())
+    }
+
+    /// Journals `op` about `ino` (and its parents).
+    fn journal_about(&self, st: &mut State, ino: u64, op: JournalOp) -> FsResult<u64> {
+        let inos = st.nodes.touch_set(ino);
+        let seq = self.journal(st, op, inos)?;
+        if let Some(n) = st.nodes.get_mut(ino) {
+            n.journaled = true;
+        }
+        Ok(seq)
+    }
+
+    /// A node created locally whose creation is not journaled yet gets it journaled now, so
+    /// that a mutation naming it finds it on the server.
+    pub(crate) fn materialize(&self, st: &mut State, ino: u64) -> FsResult<()> {
+        let journaled = st.nodes.get(ino).is_none_or(|n| n.journaled);
+        if !journaled {
+            self.commit_stage(st, ino, true)?;
+        }
+        Ok(())
+    }
+
+    async fn lookup_inner(&self, parent: u64, name: &str) -> FsResult<Attr> {
+        {
+            let mut st = self.lock();
+            let now = self.clock.elapsed();
+            if !self.listing_usable(&st, parent)?
+                && st.negative.get(&(parent, name.to_owned()), now).is_some()
+            {
+                return Err(FsError::NotFound(name.to_owned()));
+            }
+        }
+        self.ensure_listing(parent).await?;
+        let mut st = self.lock();
+        match st.nodes.child(parent, name) {
+            Some(ino) => self.attr_now(&st, ino),
+            None => {
+                let now = self.clock.elapsed();
+                st.negative.insert((parent, name.to_owned()), (), now);
+                Err(FsError::NotFound(
+                    st.nodes.child_path(parent, name).unwrap_or_default(),
+                ))
+            }
+        }
+    }
+
+    async fn load_xattrs(&self, ino: u64) -> FsResult<()> {
+        let (path, loaded, journaled) = {
+            let st = self.lock();
+            let n = self.node(&st, ino)?;
+            (st.nodes.path(ino), n.xattrs.is_some(), n.journaled)
+        };
+        if loaded {
+            return Ok(());
+        }
+        let mut values = BTreeMap::new();
+        if let (Some(path), true) = (path, journaled) {
+            let ctx = self.ctx();
+            let sid = &self.config.session_id;
+            let names = self
+                .remote
+                .list_xattrs(&ctx, sid, PathRequest { path: path.clone() })
+                .await
+                .map_err(|e| self.remote_failed(e, &path))?;
+            for name in names.names {
+                let v = self
+                    .remote
+                    .get_xattr(
+                        &ctx,
+                        sid,
+                        XattrRequest {
+                            path: path.clone(),
+                            name: name.clone(),
+                        },
+                    )
+                    .await
+                    .map_err(|e| self.remote_failed(e, &path))?;
+                values.insert(name, v.value);
+            }
+            self.contact();
+        }
+        let mut st = self.lock();
+        if let Some(n) = st.nodes.get_mut(ino)
+            && n.xattrs.is_none()
+        {
+            n.xattrs = Some(values);
+        }
+        Ok(())
+    }
+
+    fn dir_entries(&self, st: &State, ino: u64) -> FsResult<Vec<DirEntryOut>> {
+        let node = self.node(st, ino)?;
+        let listing = node
+            .listing
+            .as_ref()
+            .ok_or_else(|| FsError::NotDir(st.nodes.path(ino).unwrap_or_default()))?;
+        let parent = node.links.first().map(|(p, _)| *p).unwrap_or(ROOT_INO);
+        let mut out = Vec::with_capacity(listing.children.len() + 2);
+        let dot = [(".".to_owned(), ino), ("..".to_owned(), parent)];
+        let children = listing.children.iter().map(|(n, i)| (n.clone(), *i));
+        for (i, (name, child)) in dot.into_iter().chain(children).enumerate() {
+            let attr = self.attr_now(st, child)?;
+            out.push(DirEntryOut {
+                name,
+                offset: i as u64 + 1,
+                entry: self.entry_out(attr),
+            });
+        }
+        Ok(out)
+    }
+
+    fn is_ancestor(st: &State, ancestor: u64, mut ino: u64) -> bool {
+        for _ in 0..4096 {
+            if ino == ancestor {
+                return true;
+            }
+            match st.nodes.get(ino).and_then(|n| n.links.first()) {
+                Some((p, _)) => ino = *p,
+                None => return false,
+            }
+        }
+        false
+    }
+}
+
+impl<R, C, K> Vfs for Engine<R, C, K>
+where
+    R: SessionApi + 'static,
+    C: LocalCache,
+    K: MountClock,
+{
+    async fn lookup(&self, parent: u64, name: &[u8]) -> FsResult<EntryOut> {
+        self.op();
+        let name = check_name(name)?;
+        let attr = self.lookup_inner(parent, name).await?;
+        Ok(self.entry_out(attr))
+    }
+
+    fn forget(&self, _ino: u64, _n: u64) {
+        // Inode numbers stay stable for the life of the mount, so nodes are kept.
+    }
+
+    async fn getattr(&self, ino: u64) -> FsResult<(Attr, Duration)> {
+        self.op();
+        let parent = {
+            let st = self.lock();
+            let n = self.node(&st, ino)?;
+            let fresh = n.attr_fresh_until > self.clock.elapsed()
+                || n.pending > 0
+                || n.stage.is_some()
+                || ino == ROOT_INO;
+            match n.links.first() {
+                Some((p, _)) if !fresh => Some(*p),
+                _ => None,
+            }
+        };
+        if let Some(p) = parent {
+            self.ensure_listing(p).await?;
+        }
+        let st = self.lock();
+        Ok((self.attr_now(&st, ino)?, self.config.lookup_ttl))
+    }
+
+    async fn setattr(
+        &self,
+        ino: u64,
+        fh: Option<u64>,
+        set: SetAttrIn,
+    ) -> FsResult<(Attr, Duration)> {
+        self.op();
+        self.writable()?;
+        if let Some(size) = set.size {
+            self.truncate(ino, fh, size).await?;
+        }
+        let mut st = self.lock();
+        let node = self.node(&st, ino)?;
+        let now = self.clock.now();
+        let resolve = |t: Option<TimeSet>| {
+            t.map(|t| match t {
+                TimeSet::At(ts) => ts,
+                TimeSet::Now => now,
+            })
+        };
+        let (atime, mtime) = (resolve(set.atime), resolve(set.mtime));
+        let meta = set.perm.is_some() || set.uid.is_some() || set.gid.is_some();
+        if meta || atime.is_some() || mtime.is_some() {
+            self.materialize(&mut st, ino)?;
+            let path = st
+                .nodes
+                .path(ino)
+                .ok_or_else(|| FsError::NotFound(format!("inode {ino} has no name")))?;
+            if node.attr.kind != FileKind::Symlink {
+                self.journal_about(
+                    &mut st,
+                    ino,
+                    JournalOp::SetAttributes {
+                        path,
+                        mode: set.perm.map(|m| m & 0o7777),
+                        uid: set.uid,
+                        gid: set.gid,
+                        atime,
+                        mtime,
+                    },
+                )?;
+            }
+            let n = st.nodes.get_mut(ino).expect("checked above");
+            if let Some(p) = set.perm {
+                n.attr.perm = p & 0o7777;
+            }
+            if let Some(u) = set.uid {
+                n.attr.uid = u;
+            }
+            if let Some(g) = set.gid {
+                n.attr.gid = g;
+            }
+            if let Some(a) = atime {
+                n.attr.atime = a;
+            }
+            if let Some(m) = mtime {
+                n.attr.mtime = m;
+            }
+            n.attr.ctime = now;
+        }
+        Ok((self.attr_now(&st, ino)?, self.config.lookup_ttl))
+    }
+
+    async fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
+        self.op();
+        let st = self.lock();
+        let n = self.node(&st, ino)?;
+        match (n.attr.kind, n.target) {
+            (FileKind::Symlink, Some(t)) => Ok(t.into_bytes()),
+            _ => Err(FsError::Invalid(format!(
+                "{} is not a symbolic link",
+                st.nodes.path(ino).unwrap_or_default()
+            ))),
+        }
+    }
+
+    async fn mknod(
+        &self,
+        caller: Caller,
+        parent: u64,
+        name: &[u8],
+        kind: FileKind,
+        perm: u32,
+        rdev: u32,
+    ) -> FsResult<EntryOut> {
+        self.op();
+        self.writable()?;
+        let name = check_name(name)?;
+        if kind == FileKind::Dir {
+            return Err(FsError::Invalid("mknod cannot make a directory".into()));
+        }
+        self.ensure_listing(parent).await?;
+        let mut st = self.lock();
+        self.materialize(&mut st, parent)?;
+        let ino = self.create_object(&mut st, caller, parent, name, kind, perm)?;
+        if kind == FileKind::File {
+            self.cache
+                .stage_open(ino, None)
+                .map_err(errors::cache_error)?;
+            st.nodes.get_mut(ino).expect("just made").stage = Some(Default::default());
+            self.commit_stage(&mut st, ino, true)?;
+            self.release_stage_if_idle(&mut st, ino);
+        } else {
+            st.nodes.get_mut(ino).expect("just made").attr.rdev = rdev;
+            let path = st.nodes.path(ino).unwrap_or_default();
+            self.journal_about(
+                &mut st,
+                ino,
+                JournalOp::Mknod {
+                    path,
+                    kind: entry_kind(kind),
+                    mode: perm & 0o7777,
+                    rdev: u64::from(rdev),
+                },
+            )?;
+        }
+        self.journal_owner(&mut st, ino, caller)?;
+        Ok(self.entry_out(self.attr_now(&st, ino)?))
+    }
+
+    async fn mkdir(
+        &self,
+        caller: Caller,
+        parent: u64,
+        name: &[u8],
+        perm: u32,
+    ) -> FsResult<EntryOut> {
+        self.op();
+        self.writable()?;
+        let name = check_name(name)?;
+        self.ensure_listing(parent).await?;
+        let mut st = self.lock();
+        self.materialize(&mut st, parent)?;
+        let ino = self.create_object(&mut st, caller, parent, name, FileKind::Dir, perm)?;
+        let path = st.nodes.path(ino).unwrap_or_default();
+        self.journal_about(
+            &mut st,
+            ino,
+            JournalOp::Mkdir {
+                path,
+                mode: perm & 0o7777,
+            },
+        )?;
+        self.journal_owner(&mut st, ino, caller)?;
+        Ok(self.entry_out(self.attr_now(&st, ino)?))
+    }
+
+    async fn unlink(&self, parent: u64, name: &[u8]) -> FsResult<()> {
+        self.op();
+        self.writable()?;
+        let name = check_name(name)?;
+        self.ensure_listing(parent).await?;
+        let mut st = self.lock();
+        let path = st.nodes.child_path(parent, name).unwrap_or_default();
+        let ino = st
+            .nodes
+            .child(parent, name)
+            .ok_or_else(|| FsError::NotFound(path.clone()))?;
+        let node = self.node(&st, ino)?;
+        if node.is_dir() {
+            return Err(FsError::IsDir(path));
+        }
+        if node.journaled {
+            let mut inos = st.nodes.touch_set(ino);
+            inos.push(parent);
+            self.journal(&mut st, JournalOp::DeleteFile { path }, inos)?;
+        }
+        st.nodes.detach(parent, name);
+        let now = self.clock.now();
+        if let Some(n) = st.nodes.get_mut(ino) {
+            n.attr.nlink = n.attr.nlink.saturating_sub(1);
+            n.attr.ctime = now;
+            if n.links.is_empty()
+                && let Some(s) = n.stage.as_mut()
+            {
+                // Nothing will name this content on the server again.
+                s.dirty = false;
+            }
+        }
+        if let Some(p) = st.nodes.get_mut(parent) {
+            p.attr.mtime = now;
+            p.attr.ctime = now;
+        }
+        Ok(())
+    }
+
+    async fn rmdir(&self, parent: u64, name: &[u8]) -> FsResult<()> {
+        self.op();
+        self.writable()?;
+        let name = check_name(name)?;
+        self.ensure_listing(parent).await?;
+        let child = self.lock().nodes.child(parent, name);
+        let Some(ino) = child else {
+            return Err(FsError::NotFound(
+                self.lock()
+                    .nodes
+                    .child_path(parent, name)
+                    .unwrap_or_default(),
+            ));
+        };
+        let is_dir = self.lock().nodes.get(ino).is_some_and(Node::is_dir);
+        if !is_dir {
+            return Err(FsError::NotDir(
+                self.lock()
+                    .nodes
+                    .child_path(parent, name)
+                    .unwrap_or_default(),
+            ));
+        }
+        self.ensure_listing(ino).await?;
+        let mut st = self.lock();
+        let path = st.nodes.path(ino).unwrap_or_default();
+        let node = self.node(&st, ino)?;
+        if node
+            .listing
+            .as_ref()
+            .is_some_and(|l| !l.children.is_empty())
+        {
+            return Err(FsError::NotEmpty(path));
+        }
+        if node.journaled {
+            let mut inos = st.nodes.touch_set(ino);
+            inos.push(parent);
+            self.journal(&mut st, JournalOp::Rmdir { path }, inos)?;
+        }
+        st.nodes.detach(parent, name);
+        let now = self.clock.now();
+        if let Some(n) = st.nodes.get_mut(ino) {
+            n.attr.nlink = 0;
+        }
+        if let Some(p) = st.nodes.get_mut(parent) {
+            p.attr.nlink = p.attr.nlink.saturating_sub(1).max(2);
+            p.attr.mtime = now;
+            p.attr.ctime = now;
+        }
+        Ok(())
+    }
+
+    async fn symlink(
+        &self,
+        caller: Caller,
+        parent: u64,
+        name: &[u8],
+        target: &[u8],
+    ) -> FsResult<EntryOut> {
+        self.op();
+        self.writable()?;
+        let name = check_name(name)?;
+        let target = std::str::from_utf8(target)
+            .map_err(|_| FsError::IllegalName("symbolic link target is not UTF-8".into()))?;
+        if target.is_empty() || target.len() > 4096 || target.contains('\0') {
+            return Err(FsError::NameTooLong(format!(
+                "a symbolic link target must be 1 to 4096 bytes, not {}",
+                target.len()
+            )));
+        }
+        self.ensure_listing(parent).await?;
+        let mut st = self.lock();
+        self.materialize(&mut st, parent)?;
+        let ino = self.create_object(&mut st, caller, parent, name, FileKind::Symlink, 0o777)?;
+        let n = st.nodes.get_mut(ino).expect("just made");
+        n.target = Some(target.to_owned());
+        n.attr.size = target.len() as u64;
+        let path = st.nodes.path(ino).unwrap_or_default();
+        self.journal_about(
+            &mut st,
+            ino,
+            JournalOp::Symlink {
+                path,
+                target: target.to_owned(),
+            },
+        )?;
+        Ok(self.entry_out(self.attr_now(&st, ino)?))
+    }
+
+    async fn rename(
+        &self,
+        parent: u64,
+        name: &[u8],
+        new_parent: u64,
+        new_name: &[u8],
+        mode: RenameMode,
+    ) -> FsResult<()> {
+        self.op();
+        self.writable()?;
+        let name = check_name(name)?;
+        let new_name = check_name(new_name)?;
+        self.ensure_listing(parent).await?;
+        self.ensure_listing(new_parent).await?;
+        let dst_dir = {
+            let st = self.lock();
+            st.nodes
+                .child(new_parent, new_name)
+                .filter(|&d| st.nodes.get(d).is_some_and(Node::is_dir))
+        };
+        if let Some(d) = dst_dir {
+            self.ensure_listing(d).await?;
+        }
+        let mut st = self.lock();
+        let from = st.nodes.child_path(parent, name).unwrap_or_default();
+        let to = st
+            .nodes
+            .child_path(new_parent, new_name)
+            .unwrap_or_default();
+        let src = st
+            .nodes
+            .child(parent, name)
+            .ok_or_else(|| FsError::NotFound(from.clone()))?;
+        let dst = st.nodes.child(new_parent, new_name);
+        if !self.node(&st, new_parent)?.is_dir() {
+            return Err(FsError::NotDir(
+                st.nodes.path(new_parent).unwrap_or_default(),
+            ));
+        }
+        let src_node = self.node(&st, src)?;
+        if dst == Some(src) {
+            return Ok(());
+        }
+        if src_node.is_dir() && Self::is_ancestor(&st, src, new_parent) {
+            return Err(FsError::Invalid(format!(
+                "cannot move {from} into itself ({to})"
+            )));
+        }
+        match (mode, dst) {
+            (RenameMode::NoReplace, Some(_)) => return Err(FsError::Exists(to)),
+            (RenameMode::Exchange, None) => return Err(FsError::NotFound(to)),
+            (RenameMode::Replace, Some(d)) => {
+                let dn = self.node(&st, d)?;
+                match (src_node.is_dir(), dn.is_dir()) {
+                    (true, false) => return Err(FsError::NotDir(to)),
+                    (false, true) => return Err(FsError::IsDir(to)),
+                    (true, true) if dn.listing.as_ref().is_some_and(|l| !l.children.is_empty()) => {
+                        return Err(FsError::NotEmpty(to));
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        self.materialize(&mut st, src)?;
+        if mode == RenameMode::Exchange
+            && let Some(d) = dst
+        {
+            self.materialize(&mut st, d)?;
+        }
+        let mut inos = vec![src, parent, new_parent];
+        inos.extend(dst);
+        self.journal(
+            &mut st,
+            JournalOp::Rename {
+                from,
+                to,
+                no_replace: mode == RenameMode::NoReplace,
+                exchange: mode == RenameMode::Exchange,
+            },
+            inos,
+        )?;
+        let now = self.clock.now();
+        st.nodes.detach(parent, name);
+        if let Some(d) = dst {
+            st.nodes.detach(new_parent, new_name);
+            if mode == RenameMode::Exchange {
+                st.nodes.attach(parent, name, d);
+            } else if let Some(n) = st.nodes.get_mut(d) {
+                n.attr.nlink = n.attr.nlink.saturating_sub(1);
+                if n.is_dir() {
+                    n.attr.nlink = 0;
+                }
+                n.attr.ctime = now;
+            }
+        }
+        st.nodes.attach(new_parent, new_name, src);
+        st.negative.remove(&(new_parent, new_name.to_owned()));
+        if src_node.is_dir() && parent != new_parent && mode != RenameMode::Exchange {
+            if let Some(p) = st.nodes.get_mut(parent) {
+                p.attr.nlink = p.attr.nlink.saturating_sub(1).max(2);
+            }
+            let replaced_dir = dst.is_some_and(|d| st.nodes.get(d).is_some_and(Node::is_dir));
+            if !replaced_dir && let Some(p) = st.nodes.get_mut(new_parent) {
+                p.attr.nlink += 1;
+            }
+        }
+        for ino in [parent, new_parent] {
+            if let Some(p) = st.nodes.get_mut(ino) {
+                p.attr.mtime = now;
+                p.attr.ctime = now;
+            }
+        }
+        if let Some(n) = st.nodes.get_mut(src) {
+            n.attr.ctime = now;
+        }
+        Ok(())
+    }
+
+    async fn link(&self, ino: u64, new_parent: u64, new_name: &[u8]) -> FsResult<EntryOut> {
+        self.op();
+        self.writable()?;
+        let new_name = check_name(new_name)?;
+        self.ensure_listing(new_parent).await?;
+        let mut st = self.lock();
+        let node = self.node(&st, ino)?;
+        let existing = st
+            .nodes
+            .path(ino)
+            .ok_or_else(|| FsError::NotFound(format!("inode {ino} has no name")))?;
+        if node.is_dir() {
+            return Err(FsError::NotPermitted(format!("{existing} is a directory")));
+        }
+        let new = st
+            .nodes
+            .child_path(new_parent, new_name)
+            .unwrap_or_default();
+        if st.nodes.child(new_parent, new_name).is_some() {
+            return Err(FsError::Exists(new));
+        }
+        self.materialize(&mut st, ino)?;
+        self.journal(
+            &mut st,
+            JournalOp::Link { existing, new },
+            vec![ino, new_parent],
+        )?;
+        st.nodes.attach(new_parent, new_name, ino);
+        st.negative.remove(&(new_parent, new_name.to_owned()));
+        let now = self.clock.now();
+        let n = st.nodes.get_mut(ino).expect("checked above");
+        n.attr.nlink += 1;
+        n.attr.ctime = now;
+        if let Some(p) = st.nodes.get_mut(new_parent) {
+            p.attr.mtime = now;
+            p.attr.ctime = now;
+        }
+        Ok(self.entry_out(self.attr_now(&st, ino)?))
+    }
+
+    async fn open(&self, ino: u64, how: OpenIn) -> FsResult<OpenOut> {
+        self.op();
+        self.open_file(ino, how).await
+    }
+
+    async fn create(
+        &self,
+        caller: Caller,
+        parent: u64,
+        name: &[u8],
+        perm: u32,
+        how: OpenIn,
+    ) -> FsResult<(EntryOut, OpenOut)> {
+        self.op();
+        self.writable()?;
+        let name = check_name(name)?;
+        self.ensure_listing(parent).await?;
+        let mut st = self.lock();
+        self.materialize(&mut st, parent)?;
+        let ino = self.create_object(&mut st, caller, parent, name, FileKind::File, perm)?;
+        self.cache
+            .stage_open(ino, None)
+            .map_err(errors::cache_error)?;
+        let n = st.nodes.get_mut(ino).expect("just made");
+        n.stage = Some(crate::nodes::Stage {
+            dirty: true,
+            ..Default::default()
+        });
+        n.writers += 1;
+        let fh = st.next_fh;
+        st.next_fh += 1;
+        st.handles.insert(
+            fh,
+            Handle::File {
+                ino,
+                write: true,
+                append: how.append,
+            },
+        );
+        let entry = self.entry_out(self.attr_now(&st, ino)?);
+        Ok((
+            entry,
+            OpenOut {
+                fh,
+                keep_cache: false,
+                cache_dir: false,
+            },
+        ))
+    }
+
+    async fn read(&self, ino: u64, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        self.op();
+        self.read_file(ino, fh, offset, size).await
+    }
+
+    async fn write(&self, ino: u64, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+        self.op();
+        self.write_file(ino, fh, offset, data).await
+    }
+
+    async fn flush(&self, ino: u64, _fh: u64) -> FsResult<()> {
+        self.op();
+        let mut st = self.lock();
+        self.commit_stage(&mut st, ino, false)
+    }
+
+    async fn release(&self, ino: u64, fh: u64) -> FsResult<()> {
+        self.op();
+        let mut st = self.lock();
+        let handle = st.handles.remove(&fh);
+        if let Some(Handle::File { write: true, .. }) = handle
+            && let Some(n) = st.nodes.get_mut(ino)
+        {
+            n.writers = n.writers.saturating_sub(1);
+        }
+        self.commit_stage(&mut st, ino, false)?;
+        self.release_stage_if_idle(&mut st, ino);
+        Ok(())
+    }
+
+    async fn fsync(&self, ino: u64, _fh: Option<u64>) -> FsResult<()> {
+        self.op();
+        let (upto, mine) = {
+            let mut st = self.lock();
+            self.commit_stage(&mut st, ino, false)?;
+            let mine = st.nodes.get(ino).map(|n| n.last_seq).unwrap_or(0);
+            (self.cache.journal_stats().last_seq, mine)
+        };
+        self.wait_written_back(upto, mine).await
+    }
+
+    async fn opendir(&self, ino: u64) -> FsResult<OpenOut> {
+        self.op();
+        self.ensure_listing(ino).await?;
+        let mut st = self.lock();
+        let entries = self.dir_entries(&st, ino)?;
+        let fh = st.next_fh;
+        st.next_fh += 1;
+        st.handles.insert(fh, Handle::Dir { entries });
+        Ok(OpenOut {
+            fh,
+            keep_cache: false,
+            cache_dir: false,
+        })
+    }
+
+    async fn readdir(&self, ino: u64, fh: u64, offset: u64) -> FsResult<Vec<DirEntryOut>> {
+        self.op();
+        let st = self.lock();
+        match st.handles.get(&fh) {
+            Some(Handle::Dir { entries }) => {
+                Ok(entries.iter().skip(offset as usize).cloned().collect())
+            }
+            _ => {
+                let all = self.dir_entries(&st, ino)?;
+                Ok(all.into_iter().skip(offset as usize).collect())
+            }
+        }
+    }
+
+    fn releasedir(&self, _ino: u64, fh: u64) {
+        self.lock().handles.remove(&fh);
+    }
+
+    async fn statfs(&self) -> FsResult<StatfsOut> {
+        self.op();
+        // The session has no fixed capacity; report a large, stable figure so tools that
+        // check free space before writing proceed.
+        Ok(StatfsOut {
+            blocks: 1 << 32,
+            blocks_free: 1 << 31,
+            files: 1 << 32,
+            files_free: 1 << 31,
+            block_size: 4096,
+            name_max: 255,
+        })
+    }
+
+    async fn setxattr(&self, ino: u64, name: &[u8], value: &[u8], mode: XattrMode) -> FsResult<()> {
+        self.op();
+        self.writable()?;
+        let name = xattr_name(name)?;
+        if unstored_xattr(name) {
+            return Err(FsError::Unsupported(format!(
+                "extended attributes in {name:?}'s namespace are not stored by sessions"
+            )));
+        }
+        if value.len() > 64 * 1024 {
+            return Err(FsError::Range(format!(
+                "a value of {} bytes exceeds 64 KiB",
+                value.len()
+            )));
+        }
+        self.load_xattrs(ino).await?;
+        let mut st = self.lock();
+        let exists = st
+            .nodes
+            .get(ino)
+            .and_then(|n| n.xattrs.as_ref())
+            .is_some_and(|x| x.contains_key(name));
+        match (mode, exists) {
+            (XattrMode::CreateOnly, true) => return Err(FsError::Exists(name.to_owned())),
+            (XattrMode::ReplaceOnly, false) => return Err(FsError::NoAttribute(name.to_owned())),
+            _ => {}
+        }
+        self.materialize(&mut st, ino)?;
+        let path = st
+            .nodes
+            .path(ino)
+            .ok_or_else(|| FsError::NotFound(format!("inode {ino} has no name")))?;
+        self.journal_about(
+            &mut st,
+            ino,
+            JournalOp::SetXattr {
+                path,
+                name: name.to_owned(),
+                value: value.to_vec(),
+            },
+        )?;
+        let now = self.clock.now();
+        let n = st.nodes.get_mut(ino).expect("checked above");
+        n.xattrs
+            .get_or_insert_with(BTreeMap::new)
+            .insert(name.to_owned(), value.to_vec());
+        n.attr.ctime = now;
+        Ok(())
+    }
+
+    async fn getxattr(&self, ino: u64, name: &[u8]) -> FsResult<Vec<u8>> {
+        self.op();
+        let name = xattr_name(name)?;
+        if unstored_xattr(name) {
+            return Err(FsError::NoAttribute(name.to_owned()));
+        }
+        self.load_xattrs(ino).await?;
+        let st = self.lock();
+        st.nodes
+            .get(ino)
+            .and_then(|n| n.xattrs.as_ref())
+            .and_then(|x| x.get(name).cloned())
+            .ok_or_else(|| FsError::NoAttribute(name.to_owned()))
+    }
+
+    async fn listxattr(&self, ino: u64) -> FsResult<Vec<String>> {
+        self.op();
+        self.load_xattrs(ino).await?;
+        let st = self.lock();
+        Ok(st
+            .nodes
+            .get(ino)
+            .and_then(|n| n.xattrs.as_ref())
+            .map(|x| x.keys().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn removexattr(&self, ino: u64, name: &[u8]) -> FsResult<()> {
+        self.op();
+        self.writable()?;
+        let name = xattr_name(name)?;
+        if unstored_xattr(name) {
+            return Err(FsError::NoAttribute(name.to_owned()));
+        }
+        self.load_xattrs(ino).await?;
+        let mut st = self.lock();
+        let exists = st
+            .nodes
+            .get(ino)
+            .and_then(|n| n.xattrs.as_ref())
+            .is_some_and(|x| x.contains_key(name));
+        if !exists {
+            return Err(FsError::NoAttribute(name.to_owned()));
+        }
+        let path = st.nodes.path(ino).unwrap_or_default();
+        self.journal_about(
+            &mut st,
+            ino,
+            JournalOp::RemoveXattr {
+                path,
+                name: name.to_owned(),
+            },
+        )?;
+        let now = self.clock.now();
+        let n = st.nodes.get_mut(ino).expect("checked above");
+        if let Some(x) = n.xattrs.as_mut() {
+            x.remove(name);
+        }
+        n.attr.ctime = now;
+        Ok(())
+    }
+
+    async fn fallocate(
+        &self,
+        ino: u64,
+        fh: u64,
+        offset: u64,
+        length: u64,
+        mode: i32,
+    ) -> FsResult<()> {
+        self.op();
+        self.writable()?;
+        if mode != 0 {
+            return Err(FsError::Unsupported(format!(
+                "fallocate mode {mode:#x} (only plain space reservation is supported)"
+            )));
+        }
+        let end = offset
+            .checked_add(length)
+            .ok_or_else(|| FsError::Invalid("offset + length overflows".into()))?;
+        let size = self.lock().nodes.get(ino).map(|n| n.attr.size).unwrap_or(0);
+        if end > size {
+            self.truncate(ino, Some(fh), end).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,344 @@
+//! The inode table: every object the mount has seen, its names, attributes, content state and
+//! cached directory listing. Pure and synchronous; the engine holds it under one lock.
+//!
+//! Inode numbers are minted locally and never reused while the mount lives, so a path keeps its
+//! number across refreshes; hard links (one server inode under several names) share one node.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use aether_domain::{EntryKind, Timestamp};
+use aether_ports::vfs::{Attr, FileKind, ROOT_INO};
+
+/// A local staging area holding a file's content while it is being written.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Stage {
+    /// Written since the last journal commit.
+    pub(crate) dirty: bool,
+    /// The content the staging area started from (for partial patches).
+    pub(crate) base_hash: Option<String>,
+    /// Byte ranges written since the stage was opened, merged, as (start, end).
+    pub(crate) ranges: Vec<(u64, u64)>,
+    /// The file was truncated below its base size at some point.
+    pub(crate) shrunk: bool,
+}
+
+impl Stage {
+    pub(crate) fn record(&mut self, start: u64, end: u64) {
+        self.dirty = true;
+        if start >= end {
+            return;
+        }
+        self.ranges.push((start, end));
+        self.ranges.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(self.ranges.len());
+        for &(s, e) in &self.ranges {
+            match merged.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        self.ranges = merged;
+    }
+
+    pub(crate) fn dirty_bytes(&self) -> u64 {
+        self.ranges.iter().map(|(s, e)| e - s).sum()
+    }
+}
+
+/// A directory's cached listing.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Listing {
+    pub(crate) children: BTreeMap<String, u64>,
+    /// The listing came from the server (or was created locally) and is complete.
+    pub(crate) loaded: bool,
+    /// Monotonic time after which the listing must be re-read.
+    pub(crate) fresh_until: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    pub(crate) attr: Attr,
+    /// Every (parent, name) this node is reachable under; the first is its path.
+    pub(crate) links: Vec<(u64, String)>,
+    pub(crate) hash: Option<String>,
+    pub(crate) target: Option<String>,
+    pub(crate) server_inode: u64,
+    pub(crate) listing: Option<Listing>,
+    pub(crate) attr_fresh_until: Duration,
+    pub(crate) stage: Option<Stage>,
+    pub(crate) writers: u32,
+    /// Journal entries naming this node (or, for a directory, a child) not yet acknowledged.
+    pub(crate) pending: u32,
+    /// The server knows this object, or a journal entry creating it is pending.
+    pub(crate) journaled: bool,
+    /// The last journal sequence number that carried this node's content.
+    pub(crate) last_seq: u64,
+    pub(crate) xattrs: Option<BTreeMap<String, Vec<u8>>>,
+    /// Content hash the kernel's page cache was filled from (for `keep_cache`).
+    pub(crate) kernel_hash: Option<String>,
+}
+
+impl Node {
+    pub(crate) fn is_dir(&self) -> bool {
+        self.attr.kind == FileKind::Dir
+    }
+}
+
+pub(crate) fn file_kind(kind: EntryKind) -> FileKind {
+    match kind {
+        EntryKind::File => FileKind::File,
+        EntryKind::Directory => FileKind::Dir,
+        EntryKind::Symlink => FileKind::Symlink,
+        EntryKind::Fifo => FileKind::Fifo,
+        EntryKind::Socket => FileKind::Socket,
+        EntryKind::CharDevice => FileKind::CharDevice,
+        EntryKind::BlockDevice => FileKind::BlockDevice,
+    }
+}
+
+pub(crate) fn entry_kind(kind: FileKind) -> EntryKind {
+    match kind {
+        FileKind::File => EntryKind::File,
+        FileKind::Dir => EntryKind::Directory,
+        FileKind::Symlink => EntryKind::Symlink,
+        FileKind::Fifo => EntryKind::Fifo,
+        FileKind::Socket => EntryKind::Socket,
+        FileKind::CharDevice => EntryKind::CharDevice,
+        FileKind::BlockDevice => EntryKind::BlockDevice,
+    }
+}
+
+/// Attributes for a brand-new local object.
+pub(crate) fn fresh_attr(kind: FileKind, perm: u32, uid: u32, gid: u32, now: Timestamp) -> Attr {
+    Attr {
+        ino: 0,
+        kind,
+        perm: perm & 0o7777,
+        uid,
+        gid,
+        size: 0,
+        nlink: if kind == FileKind::Dir { 2 } else { 1 },
+        rdev: 0,
+        atime: now,
+        mtime: now,
+        ctime: now,
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Nodes {
+    nodes: HashMap<u64, Node>,
+    next_ino: u64,
+    /// Server inode of a link group → local inode.
+    by_server_inode: HashMap<u64, u64>,
+}
+
+impl Nodes {
+    pub(crate) fn new(now: Timestamp) -> Self {
+        let mut attr = fresh_attr(FileKind::Dir, 0o755, 0, 0, now);
+        attr.ino = ROOT_INO;
+        let root = Node {
+            attr,
+            links: Vec::new(),
+            hash: None,
+            target: None,
+            server_inode: 1,
+            listing: Some(Listing::default()),
+            attr_fresh_until: Duration::ZERO,
+            stage: None,
+            writers: 0,
+            pending: 0,
+            journaled: true,
+            last_seq: 0,
+            xattrs: None,
+            kernel_hash: None,
+        };
+        Nodes {
+            nodes: HashMap::from([(ROOT_INO, root)]),
+            next_ino: ROOT_INO + 1,
+            by_server_inode: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn get(&self, ino: u64) -> Option<&Node> {
+        self.nodes.get(&ino)
+    }
+
+    pub(crate) fn get_mut(&mut self, ino: u64) -> Option<&mut Node> {
+        self.nodes.get_mut(&ino)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Adds a node with a fresh inode number and returns it.
+    pub(crate) fn insert(&mut self, mut node: Node) -> u64 {
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        node.attr.ino = ino;
+        if node.attr.nlink > 1 && node.attr.kind != FileKind::Dir && node.server_inode != 0 {
+            self.by_server_inode.insert(node.server_inode, ino);
+        }
+        self.nodes.insert(ino, node);
+        ino
+    }
+
+    pub(crate) fn linked_node(&self, server_inode: u64) -> Option<u64> {
+        self.by_server_inode
+            .get(&server_inode)
+            .copied()
+            .filter(|ino| self.nodes.contains_key(ino))
+    }
+
+    pub(crate) fn child(&self, parent: u64, name: &str) -> Option<u64> {
+        self.nodes
+            .get(&parent)?
+            .listing
+            .as_ref()?
+            .children
+            .get(name)
+            .copied()
+    }
+
+    /// The session path of `ino` through its first link; `None` once it has no name.
+    pub(crate) fn path(&self, ino: u64) -> Option<String> {
+        if ino == ROOT_INO {
+            return Some("/".to_owned());
+        }
+        let mut parts = Vec::new();
+        let mut cur = ino;
+        while cur != ROOT_INO {
+            let (parent, name) = self.nodes.get(&cur)?.links.first()?;
+            parts.push(name.as_str());
+            cur = *parent;
+            if parts.len() > 4096 {
+                return None;
+            }
+        }
+        let mut out = String::new();
+        for p in parts.iter().rev() {
+            out.push('/');
+            out.push_str(p);
+        }
+        Some(out)
+    }
+
+    pub(crate) fn child_path(&self, parent: u64, name: &str) -> Option<String> {
+        let p = self.path(parent)?;
+        Some(if p == "/" {
+            format!("/{name}")
+        } else {
+            format!("{p}/{name}")
+        })
+    }
+
+    /// Resolves a session path through the loaded listings.
+    pub(crate) fn resolve(&self, path: &str) -> Option<u64> {
+        let mut cur = ROOT_INO;
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            cur = self.child(cur, part)?;
+        }
+        Some(cur)
+    }
+
+    /// Adds the name `name` in `parent` for `ino`.
+    pub(crate) fn attach(&mut self, parent: u64, name: &str, ino: u64) {
+        if let Some(listing) = self.nodes.get_mut(&parent).and_then(|p| p.listing.as_mut()) {
+            listing.children.insert(name.to_owned(), ino);
+        }
+        if let Some(node) = self.nodes.get_mut(&ino)
+            && !node.links.iter().any(|(p, n)| *p == parent && n == name)
+        {
+            node.links.push((parent, name.to_owned()));
+        }
+    }
+
+    /// Removes the name `name` from `parent`; returns the inode it named.
+    pub(crate) fn detach(&mut self, parent: u64, name: &str) -> Option<u64> {
+        let ino = self
+            .nodes
+            .get_mut(&parent)?
+            .listing
+            .as_mut()?
+            .children
+            .remove(name)?;
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.links.retain(|(p, n)| !(*p == parent && n == name));
+        }
+        Some(ino)
+    }
+
+    /// Marks every ancestor directory listing of `ino` (and `ino`) as holding local changes.
+    pub(crate) fn add_pending(&mut self, inos: &[u64], delta: i64) {
+        for &ino in inos {
+            if let Some(n) = self.nodes.get_mut(&ino) {
+                n.pending = (i64::from(n.pending) + delta).max(0) as u32;
+            }
+        }
+    }
+
+    /// Inodes whose cached state a change at `ino` touches: itself and its parents.
+    pub(crate) fn touch_set(&self, ino: u64) -> Vec<u64> {
+        let mut out = vec![ino];
+        if let Some(n) = self.nodes.get(&ino) {
+            out.extend(n.links.iter().map(|(p, _)| *p));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_ranges(writes: &[(u64, u64)], expected: &[(u64, u64)]) {
+        let mut s = Stage::default();
+        for &(a, b) in writes {
+            s.record(a, b);
+        }
+        assert_eq!(s.ranges, expected, "writes {writes:?}");
+    }
+
+    #[test]
+    fn stage_ranges_merge() {
+        check_ranges(&[(0, 10), (10, 20)], &[(0, 20)]);
+        check_ranges(&[(5, 10), (0, 3)], &[(0, 3), (5, 10)]);
+        check_ranges(&[(0, 10), (2, 4)], &[(0, 10)]);
+        check_ranges(&[(8, 12), (0, 9)], &[(0, 12)]);
+        check_ranges(&[(4, 4)], &[]);
+    }
+
+    #[test]
+    fn paths_follow_the_first_link() {
+        let now = Timestamp::from_nanos(0);
+        let mut nodes = Nodes::new(now);
+        let mk = |kind| Node {
+            attr: fresh_attr(kind, 0o755, 0, 0, now),
+            links: vec![],
+            hash: None,
+            target: None,
+            server_inode: 0,
+            listing: (kind == FileKind::Dir).then(Listing::default),
+            attr_fresh_until: Duration::ZERO,
+            stage: None,
+            writers: 0,
+            pending: 0,
+            journaled: true,
+            last_seq: 0,
+            xattrs: None,
+            kernel_hash: None,
+        };
+        let a = nodes.insert(mk(FileKind::Dir));
+        nodes.attach(ROOT_INO, "a", a);
+        let f = nodes.insert(mk(FileKind::File));
+        nodes.attach(a, "f", f);
+        assert_eq!(nodes.path(f).as_deref(), Some("/a/f"));
+        assert_eq!(nodes.resolve("/a/f"), Some(f));
+        nodes.attach(ROOT_INO, "g", f);
+        nodes.detach(a, "f");
+        assert_eq!(nodes.path(f).as_deref(), Some("/g"));
+        assert_eq!(nodes.resolve("/a/f"), None);
+    }
+}

@@ -1,0 +1,447 @@
+//! Write-back: replays the journal against the server in order, one idempotency key per entry,
+//! retrying with backoff while the server is away and setting aside what it refuses for good.
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use aether_domain::{Code, Error, Reason};
+use aether_ports::local_cache::{JournalEntry, JournalOp, LocalCache, MountClock};
+use aether_ports::vfs::{FsError, FsResult};
+use aether_ports::*;
+use futures::FutureExt;
+
+use crate::{Engine, errors};
+
+/// Reconnect and retry pacing (SPEC 5.1 `[bridge.reconnect_backoff]`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    pub start: Duration,
+    pub max: Duration,
+    pub multiplier: f64,
+    pub jitter_percent: f64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            start: Duration::from_millis(1000),
+            max: Duration::from_millis(60_000),
+            multiplier: 2.0,
+            jitter_percent: 20.0,
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay after `failures` consecutive failures, before jitter.
+    pub fn delay(&self, failures: u32) -> Duration {
+        let factor = self
+            .multiplier
+            .max(1.0)
+            .powi(failures.saturating_sub(1) as i32);
+        let ms = (self.start.as_millis() as f64 * factor).min(self.max.as_millis() as f64);
+        Duration::from_millis(ms as u64)
+    }
+
+    /// `delay` spread by up to ±`jitter_percent`, using `noise` in [0, 1).
+    pub fn jittered(&self, failures: u32, noise: f64) -> Duration {
+        let base = self.delay(failures).as_secs_f64();
+        let spread = base * self.jitter_percent / 100.0 * (noise * 2.0 - 1.0);
+        Duration::from_secs_f64((base + spread).max(0.0))
+    }
+}
+
+/// How one journal entry fared at the server.
+enum Applied {
+    Done,
+    Retry(Error),
+    Refused(Error),
+}
+
+impl<R, C, K> Engine<R, C, K>
+where
+    R: SessionApi + 'static,
+    C: LocalCache,
+    K: MountClock,
+{
+    /// Runs until `shutdown` completes: writes journal entries back as they appear.
+    pub async fn run_writeback(&self, shutdown: impl Future<Output = ()>) {
+        let mut shutdown = std::pin::pin!(shutdown.fuse());
+        let mut failures = 0u32;
+        loop {
+            let wake = self.writeback_wake.notified();
+            let batch = match self.cache.journal_pending(256) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(target: "aether_mount", error = %e, "cannot read the write journal");
+                    Vec::new()
+                }
+            };
+            if batch.is_empty() {
+                futures::select! {
+                    _ = wake.fuse() => continue,
+                    _ = shutdown => return,
+                }
+            }
+            for entry in batch {
+                match self.apply(&entry).await {
+                    Applied::Done => {
+                        failures = 0;
+                        if let Err(e) = self.cache.journal_ack(entry.seq) {
+                            tracing::error!(target: "aether_mount", error = %e, "cannot acknowledge a journal entry");
+                        }
+                        self.finished(&entry, None);
+                    }
+                    Applied::Refused(e) => {
+                        let why = format!("{}: {}", e.code.as_str(), e.message);
+                        tracing::warn!(target: "aether_mount", seq = entry.seq, error = %why, "the server refused a journaled change; it is kept in the rejected list");
+                        if let Err(e) = self.cache.journal_reject(entry.seq, &why) {
+                            tracing::error!(target: "aether_mount", error = %e, "cannot set a refused journal entry aside");
+                        }
+                        self.finished(&entry, Some(why));
+                    }
+                    Applied::Retry(e) => {
+                        failures += 1;
+                        let noise = (self.clock.elapsed().subsec_nanos() % 1000) as f64 / 1000.0;
+                        let wait = self.config.backoff.jittered(failures, noise);
+                        tracing::warn!(target: "aether_mount", seq = entry.seq, error = %e.message, retry_in_ms = wait.as_millis() as u64, "write-back failed; will retry");
+                        futures::select! {
+                            _ = self.clock.sleep(wait).fuse() => {}
+                            _ = shutdown => return,
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until every journal entry up to `upto` is written back; fails if entry `check`
+    /// (the caller's own change) was refused.
+    pub async fn wait_written_back(&self, upto: u64, check: u64) -> FsResult<()> {
+        let mut rx = self.done_through.subscribe();
+        rx.wait_for(|done| *done >= upto)
+            .await
+            .map_err(|_| FsError::Io("the write-back loop stopped".into()))?;
+        match self.lock().rejected.get(&check) {
+            Some(why) => Err(FsError::Io(format!(
+                "the server refused this change (journal entry {check}): {why}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until the journal is empty, or `timeout` passes; returns the entries left.
+    pub async fn flush_all(&self, timeout: Duration) -> u64 {
+        let last = self.cache.journal_stats().last_seq;
+        let wait = self.wait_written_back(last, 0).fuse();
+        let sleep = self.clock.sleep(timeout).fuse();
+        futures::pin_mut!(wait, sleep);
+        futures::select! {
+            _ = wait => {}
+            _ = sleep => {}
+        }
+        self.cache.journal_stats().pending_entries
+    }
+
+    fn finished(&self, entry: &JournalEntry, refused: Option<String>) {
+        let mut st = self.lock();
+        let tracked = st.pending_by_seq.contains_key(&entry.seq);
+        if !tracked {
+            // An entry journaled by an earlier run of the mount: the listings loaded since
+            // predate it, so re-read the directories it touched.
+            for p in entry.op.paths() {
+                let dir = p
+                    .rsplit_once('/')
+                    .map(|(d, _)| if d.is_empty() { "/" } else { d });
+                if let Some(ino) = dir.and_then(|d| st.nodes.resolve(d))
+                    && let Some(l) = st.nodes.get_mut(ino).and_then(|n| n.listing.as_mut())
+                {
+                    l.fresh_until = Duration::ZERO;
+                }
+            }
+        }
+        if let Some(inos) = st.pending_by_seq.remove(&entry.seq) {
+            st.nodes.add_pending(&inos, -1);
+            if refused.is_some() {
+                // Our view of these objects is now wrong; re-read them from the server.
+                for ino in inos {
+                    if let Some(n) = st.nodes.get_mut(ino) {
+                        n.attr_fresh_until = Duration::ZERO;
+                        if let Some(l) = n.listing.as_mut() {
+                            l.fresh_until = Duration::ZERO;
+                        }
+                    }
+                }
+            }
+        }
+        if st.echoes.len() > 100_000 {
+            st.echoes.clear();
+        }
+        for p in entry.op.paths() {
+            *st.echoes.entry(p.to_owned()).or_default() += 1;
+        }
+        match refused {
+            Some(why) => {
+                self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                st.rejected.insert(entry.seq, why);
+            }
+            None => {
+                self.counters.written_back.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        drop(st);
+        self.done_through.send_if_modified(|d| {
+            let moved = entry.seq > *d;
+            *d = (*d).max(entry.seq);
+            moved
+        });
+    }
+
+    async fn apply(&self, entry: &JournalEntry) -> Applied {
+        let key = format!(
+            "aether:{}:{}:{}",
+            self.config.worker_id, self.config.session_id, entry.seq
+        );
+        let ctx = self.ctx().with_idempotency_key(key);
+        let result = self.send(&ctx, &entry.op).await;
+        match result {
+            Ok(()) => {
+                self.contact();
+                Applied::Done
+            }
+            Err(e) if errors::retryable(&e) => Applied::Retry(e),
+            Err(e) => {
+                self.contact();
+                Applied::Refused(e)
+            }
+        }
+    }
+
+    async fn send(&self, ctx: &Ctx, op: &JournalOp) -> aether_domain::Result<()> {
+        let r = &self.remote;
+        let sid = self.config.session_id.as_str();
+        // Outcomes that mean "already done" (a replay after the idempotency window) count as done.
+        let gone = |e: Error| match e.code {
+            Code::NotFound => Ok(()),
+            _ => Err(e),
+        };
+        let there = |e: Error| match e.code {
+            Code::AlreadyExists => Ok(()),
+            _ => Err(e),
+        };
+        match op.clone() {
+            JournalOp::Mkdir { path, mode } => r
+                .mkdir(
+                    ctx,
+                    sid,
+                    MkdirRequest {
+                        path,
+                        mode: Some(mode),
+                        parents: false,
+                    },
+                )
+                .await
+                .map(drop)
+                .or_else(there),
+            JournalOp::Mknod {
+                path,
+                kind,
+                mode,
+                rdev,
+            } => r
+                .mknod(
+                    ctx,
+                    sid,
+                    MknodRequest {
+                        path,
+                        kind,
+                        mode,
+                        rdev,
+                    },
+                )
+                .await
+                .map(drop)
+                .or_else(there),
+            JournalOp::Write {
+                path,
+                hash,
+                size,
+                mode,
+                base_hash,
+                patch,
+            } => {
+                let data = self.cache.read_blob(&hash, 0, size as usize).map_err(|e| {
+                    Error::precondition(format!(
+                        "the journaled content of {path} is gone from the local cache: {e}"
+                    ))
+                })?;
+                if let (Some(ranges), Some(base)) = (patch, base_hash) {
+                    let segments = ranges
+                        .iter()
+                        .filter(|(s, _)| *s < size)
+                        .map(|&(s, e)| Segment {
+                            offset: s,
+                            data: data[s as usize..(e.min(size)) as usize].to_vec(),
+                        })
+                        .collect();
+                    let req = PatchSegmentsRequest {
+                        path: path.clone(),
+                        segments,
+                        truncate_to: Some(size),
+                        expected_hash: Some(base),
+                        create: false,
+                    };
+                    match r.patch_segments(ctx, sid, req).await {
+                        Ok(_) => return Ok(()),
+                        // The server's copy moved on: send the whole content instead.
+                        Err(e)
+                            if e.code == Code::Aborted
+                                || e.code == Code::NotFound
+                                || e.reason == Some(Reason::HashMismatch) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                let ctx = ctx.clone().with_idempotency_key(format!(
+                    "{}:whole",
+                    ctx.idempotency_key.clone().unwrap_or_default()
+                ));
+                r.write_file(
+                    &ctx,
+                    sid,
+                    WriteFileRequest {
+                        path,
+                        data: data.into(),
+                        mode: Some(mode),
+                        parents: false,
+                        expected_hash: None,
+                    },
+                )
+                .await
+                .map(drop)
+            }
+            JournalOp::DeleteFile { path } => r
+                .delete_file(
+                    ctx,
+                    sid,
+                    DeleteFileRequest {
+                        path,
+                        expected_hash: None,
+                    },
+                )
+                .await
+                .or_else(gone),
+            JournalOp::Rmdir { path } => r
+                .rmdir(
+                    ctx,
+                    sid,
+                    RmdirRequest {
+                        path,
+                        recursive: false,
+                    },
+                )
+                .await
+                .or_else(gone),
+            JournalOp::Rename {
+                from,
+                to,
+                no_replace,
+                exchange,
+            } => {
+                r.rename(
+                    ctx,
+                    sid,
+                    RenameRequest {
+                        from,
+                        to,
+                        no_replace,
+                        exchange,
+                    },
+                )
+                .await
+            }
+            JournalOp::Link { existing, new } => r
+                .link(
+                    ctx,
+                    sid,
+                    LinkRequest {
+                        existing_path: existing,
+                        new_path: new,
+                    },
+                )
+                .await
+                .map(drop),
+            JournalOp::Symlink { path, target } => r
+                .symlink(ctx, sid, SymlinkRequest { path, target })
+                .await
+                .map(drop),
+            JournalOp::SetAttributes {
+                path,
+                mode,
+                uid,
+                gid,
+                atime,
+                mtime,
+            } => r
+                .set_attributes(
+                    ctx,
+                    sid,
+                    SetAttributesRequest {
+                        path,
+                        mode,
+                        uid,
+                        gid,
+                        atime,
+                        mtime,
+                    },
+                )
+                .await
+                .map(drop),
+            JournalOp::SetXattr { path, name, value } => {
+                r.set_xattr(
+                    ctx,
+                    sid,
+                    SetXattrRequest {
+                        path,
+                        name,
+                        value,
+                        mode: XattrSetMode::default(),
+                    },
+                )
+                .await
+            }
+            JournalOp::RemoveXattr { path, name } => r
+                .remove_xattr(ctx, sid, XattrRequest { path, name })
+                .await
+                .or_else(|e| {
+                    if e.reason == Some(Reason::NoSuchAttribute) {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_its_cap() {
+        let b = Backoff::default();
+        assert_eq!(b.delay(1), Duration::from_secs(1));
+        assert_eq!(b.delay(2), Duration::from_secs(2));
+        assert_eq!(b.delay(3), Duration::from_secs(4));
+        assert_eq!(b.delay(30), Duration::from_secs(60));
+        let low = b.jittered(1, 0.0);
+        let high = b.jittered(1, 0.999);
+        assert!(
+            low >= Duration::from_millis(799) && low <= Duration::from_millis(801),
+            "{low:?}"
+        );
+        assert!(high > Duration::from_millis(1190), "{high:?}");
+    }
+}

@@ -1,0 +1,136 @@
+//! Engine tests over the in-memory session API and cache: what a user of the mount would notice
+//! (reads, writes, names, durability of the journal, write-back, invalidation).
+
+mod scenarios;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aether_domain::{Principal, TenantId};
+use aether_fakes::{FakeApi, ManualClock, MemoryCache, fake_api};
+use aether_mount::{Backoff, Engine, MountConfig};
+use aether_ports::local_cache::LocalCache;
+use aether_ports::*;
+
+pub(crate) type TestEngine = Engine<FakeApi, MemoryCache, ManualClock>;
+
+pub(crate) struct World {
+    pub(crate) api: FakeApi,
+    pub(crate) ctx: Ctx,
+    pub(crate) session: String,
+    pub(crate) cache: MemoryCache,
+    pub(crate) clock: ManualClock,
+}
+
+impl World {
+    pub(crate) async fn new() -> World {
+        let api = fake_api();
+        let ctx = Ctx::new(Principal::full_access(
+            TenantId::parse("00000000-0000-4000-8000-000000000001").unwrap(),
+            "tester",
+        ));
+        let session = api
+            .create_session(&ctx, CreateSessionRequest::default())
+            .await
+            .unwrap()
+            .id;
+        World {
+            api,
+            ctx,
+            session,
+            cache: MemoryCache::default(),
+            clock: ManualClock::default(),
+        }
+    }
+
+    pub(crate) fn config(&self) -> MountConfig {
+        MountConfig {
+            session_id: self.session.clone(),
+            principal: self.ctx.principal.clone(),
+            worker_id: "00000000-0000-4000-8000-0000000000aa".into(),
+            lookup_ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(5),
+            dir_ttl: Duration::from_secs(30),
+            read_only: false,
+            backoff: Backoff {
+                start: Duration::from_millis(10),
+                max: Duration::from_millis(100),
+                multiplier: 2.0,
+                jitter_percent: 0.0,
+            },
+        }
+    }
+
+    /// A started engine over this world's cache (a mount or a remount).
+    pub(crate) async fn mount(&self) -> Arc<TestEngine> {
+        let engine = Arc::new(Engine::new(
+            self.api.clone(),
+            self.cache.clone(),
+            self.clock.clone(),
+            self.config(),
+        ));
+        engine.start().await.unwrap();
+        engine
+    }
+
+    /// The server's view of one file.
+    pub(crate) async fn server_read(&self, path: &str) -> Option<Vec<u8>> {
+        self.api
+            .read_file(
+                &self.ctx,
+                &self.session,
+                ReadFileRequest {
+                    path: path.into(),
+                    range: None,
+                },
+            )
+            .await
+            .ok()
+            .map(|c| c.data.to_vec())
+    }
+}
+
+/// Runs the write-back loop until the journal is empty.
+pub(crate) async fn write_back(e: &TestEngine) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let drained = async {
+        for _ in 0..100_000 {
+            if e.cache().journal_stats().pending_entries == 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        let _ = tx.send(());
+    };
+    futures::join!(
+        e.run_writeback(async {
+            let _ = rx.await;
+        }),
+        drained
+    );
+    assert_eq!(
+        e.cache().journal_stats().pending_entries,
+        0,
+        "journal drained"
+    );
+}
+
+/// Runs `op` while the write-back loop runs beside it.
+pub(crate) async fn with_writeback<T>(
+    e: &TestEngine,
+    op: impl std::future::Future<Output = T>,
+) -> T {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let run = async {
+        let out = op.await;
+        let _ = tx.send(());
+        out
+    };
+    let ((), out) = futures::join!(
+        e.run_writeback(async {
+            let _ = rx.await;
+        }),
+        run
+    );
+    out
+}

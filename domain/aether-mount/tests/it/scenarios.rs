@@ -1,0 +1,313 @@
+//! Scenarios a user of the mount would notice, through the engine's `Vfs` port.
+
+use aether_fakes::{Fault, FaultPlan, Faulty, ManualClock};
+use aether_mount::Engine;
+use aether_ports::local_cache::LocalCache;
+use aether_ports::vfs::*;
+use aether_ports::*;
+
+use crate::{World, with_writeback, write_back};
+
+const ME: Caller = Caller {
+    uid: 0,
+    gid: 0,
+    pid: 1,
+};
+const RW: OpenIn = OpenIn {
+    write: true,
+    read: true,
+    truncate: false,
+    append: false,
+    exclusive: false,
+};
+
+async fn write_new(e: &crate::TestEngine, parent: u64, name: &str, data: &[u8]) -> u64 {
+    let (entry, open) = e
+        .create(ME, parent, name.as_bytes(), 0o644, RW)
+        .await
+        .unwrap();
+    e.write(entry.attr.ino, open.fh, 0, data).await.unwrap();
+    e.flush(entry.attr.ino, open.fh).await.unwrap();
+    e.release(entry.attr.ino, open.fh).await.unwrap();
+    entry.attr.ino
+}
+
+async fn read_all(e: &crate::TestEngine, ino: u64) -> Vec<u8> {
+    let open = e
+        .open(
+            ino,
+            OpenIn {
+                read: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let data = e.read(ino, open.fh, 0, 1 << 20).await.unwrap();
+    e.release(ino, open.fh).await.unwrap();
+    data
+}
+
+#[tokio::test]
+async fn a_closed_file_reaches_the_server_after_write_back() {
+    let w = World::new().await;
+    let e = w.mount().await;
+    let dir = e.mkdir(ME, ROOT_INO, b"src", 0o755).await.unwrap().attr.ino;
+    let f = write_new(&e, dir, "main.rs", b"fn main() {}\n").await;
+    assert_eq!(read_all(&e, f).await, b"fn main() {}\n");
+    // Acknowledged locally, not yet on the server.
+    assert_eq!(w.server_read("/src/main.rs").await, None);
+    assert_eq!(e.cache().journal_stats().pending_entries, 2);
+    write_back(&e).await;
+    assert_eq!(
+        w.server_read("/src/main.rs").await.as_deref(),
+        Some(&b"fn main() {}\n"[..])
+    );
+}
+
+#[tokio::test]
+async fn fsync_returns_once_the_server_holds_the_data() {
+    let w = World::new().await;
+    let e = w.mount().await;
+    let (entry, open) = e.create(ME, ROOT_INO, b"f", 0o644, RW).await.unwrap();
+    let ino = entry.attr.ino;
+    e.write(ino, open.fh, 0, b"durable").await.unwrap();
+    with_writeback(&e, e.fsync(ino, Some(open.fh)))
+        .await
+        .unwrap();
+    assert_eq!(w.server_read("/f").await.as_deref(), Some(&b"durable"[..]));
+}
+
+#[tokio::test]
+async fn a_crash_after_close_loses_nothing() {
+    let w = World::new().await;
+    {
+        let e = w.mount().await;
+        write_new(&e, ROOT_INO, "notes.txt", b"written before the crash").await;
+        // The runtime dies here: no write-back ran.
+    }
+    w.cache.crash();
+    let e = w.mount().await;
+    write_back(&e).await;
+    assert_eq!(
+        w.server_read("/notes.txt").await.as_deref(),
+        Some(&b"written before the crash"[..])
+    );
+    let ino = e.lookup(ROOT_INO, b"notes.txt").await.unwrap().attr.ino;
+    assert_eq!(read_all(&e, ino).await, b"written before the crash");
+}
+
+#[tokio::test]
+async fn names_round_trip_to_the_server() {
+    let w = World::new().await;
+    let e = w.mount().await;
+    let a = e.mkdir(ME, ROOT_INO, b"a", 0o755).await.unwrap().attr.ino;
+    let b = e.mkdir(ME, ROOT_INO, b"b", 0o755).await.unwrap().attr.ino;
+    let f = write_new(&e, a, "f", b"1").await;
+    e.rename(a, b"f", b, b"g", RenameMode::Replace)
+        .await
+        .unwrap();
+    e.symlink(ME, b, b"link", b"g").await.unwrap();
+    e.link(f, a, b"hard").await.unwrap();
+    e.rmdir(ROOT_INO, b"a")
+        .await
+        .expect_err("a holds a hard link");
+    e.unlink(a, b"hard").await.unwrap();
+    e.rmdir(ROOT_INO, b"a").await.unwrap();
+    write_back(&e).await;
+    let listing = w
+        .api
+        .manifest(&w.ctx, &w.session, ManifestRequest::default())
+        .await
+        .unwrap();
+    let paths: Vec<_> = listing
+        .entries
+        .items
+        .iter()
+        .map(|e| e.path.as_str())
+        .collect();
+    assert_eq!(paths, ["/", "/b", "/b/g", "/b/link"]);
+    assert_eq!(w.server_read("/b/g").await.as_deref(), Some(&b"1"[..]));
+    // The inode keeps its number under its new name.
+    assert_eq!(e.lookup(b, b"g").await.unwrap().attr.ino, f);
+}
+
+#[tokio::test]
+async fn errors_carry_their_posix_meaning() {
+    let w = World::new().await;
+    let e = w.mount().await;
+    let d = e.mkdir(ME, ROOT_INO, b"d", 0o755).await.unwrap().attr.ino;
+    write_new(&e, d, "x", b"").await;
+    assert!(matches!(
+        e.lookup(ROOT_INO, b"nope").await,
+        Err(FsError::NotFound(_))
+    ));
+    assert!(matches!(
+        e.mkdir(ME, ROOT_INO, b"d", 0o755).await,
+        Err(FsError::Exists(_))
+    ));
+    assert!(matches!(
+        e.rmdir(ROOT_INO, b"d").await,
+        Err(FsError::NotEmpty(_))
+    ));
+    assert!(matches!(
+        e.unlink(ROOT_INO, b"d").await,
+        Err(FsError::IsDir(_))
+    ));
+    assert!(matches!(
+        e.lookup(ROOT_INO, &[b'a'; 256]).await,
+        Err(FsError::NameTooLong(_))
+    ));
+    assert!(matches!(
+        e.lookup(ROOT_INO, b"\xff\xfe").await,
+        Err(FsError::IllegalName(_))
+    ));
+    assert!(matches!(
+        e.rename(ROOT_INO, b"d", d, b"inside", RenameMode::Replace)
+            .await,
+        Err(FsError::Invalid(_))
+    ));
+    assert!(matches!(
+        e.rename(ROOT_INO, b"d", ROOT_INO, b"d2", RenameMode::Exchange)
+            .await,
+        Err(FsError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn another_writers_change_shows_after_its_event() {
+    let w = World::new().await;
+    let e = w.mount().await;
+    w.api
+        .write_file(
+            &w.ctx,
+            &w.session,
+            WriteFileRequest {
+                path: "/shared.txt".into(),
+                data: b"v1".to_vec().into(),
+                mode: None,
+                parents: false,
+                expected_hash: None,
+            },
+        )
+        .await
+        .unwrap();
+    // The root listing is fresh: the new file is not seen until the changefeed says so.
+    assert!(e.lookup(ROOT_INO, b"shared.txt").await.is_err());
+    let events = w
+        .api
+        .list_events(&w.ctx, &w.session, ListEventsRequest::default())
+        .await
+        .unwrap();
+    for ev in &events.items {
+        e.on_event(ev);
+    }
+    let ino = e.lookup(ROOT_INO, b"shared.txt").await.unwrap().attr.ino;
+    assert_eq!(read_all(&e, ino).await, b"v1");
+}
+
+#[tokio::test]
+async fn a_partial_edit_of_a_large_file_is_sent_as_a_patch() {
+    let w = World::new().await;
+    let e = w.mount().await;
+    let big = vec![7u8; 3 << 20];
+    let f = write_new(&e, ROOT_INO, "big.bin", &big).await;
+    write_back(&e).await;
+    let open = e.open(f, RW).await.unwrap();
+    e.write(f, open.fh, 1 << 20, b"PATCHED").await.unwrap();
+    e.flush(f, open.fh).await.unwrap();
+    e.release(f, open.fh).await.unwrap();
+    let pending = e.cache().journal_pending(10).unwrap();
+    match &pending[0].op {
+        local_cache::JournalOp::Write {
+            patch: Some(ranges),
+            ..
+        } => {
+            assert_eq!(ranges, &[(1 << 20, (1 << 20) + 7)]);
+        }
+        other => panic!("expected a patch, got {other:?}"),
+    }
+    write_back(&e).await;
+    let got = w.server_read("/big.bin").await.unwrap();
+    assert_eq!(got.len(), 3 << 20);
+    assert_eq!(&got[(1 << 20)..(1 << 20) + 7], b"PATCHED");
+    assert_eq!(got[0], 7);
+}
+
+#[tokio::test]
+async fn write_back_retries_through_outages_and_sets_refusals_aside() {
+    let w = World::new().await;
+    let plan = FaultPlan::default();
+    let api = Faulty::new(w.api.clone(), plan.clone());
+    let e = std::sync::Arc::new(Engine::new(
+        api,
+        w.cache.clone(),
+        ManualClock::default(),
+        w.config(),
+    ));
+    e.start().await.unwrap();
+    plan.set(
+        "write_file",
+        Fault {
+            error: Some(aether_domain::Error::unavailable("server restarting")),
+            times: Some(3),
+            ..Default::default()
+        },
+    );
+    plan.set(
+        "mkdir",
+        Fault {
+            drop_reply: true,
+            times: Some(1),
+            ..Default::default()
+        },
+    );
+    e.mkdir(ME, ROOT_INO, b"once", 0o755).await.unwrap();
+    let (entry, open) = e.create(ME, ROOT_INO, b"f", 0o644, RW).await.unwrap();
+    e.write(entry.attr.ino, open.fh, 0, b"eventually")
+        .await
+        .unwrap();
+    let synced = e.fsync(entry.attr.ino, Some(open.fh));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (_, r) = futures::join!(
+        e.run_writeback(async {
+            let _ = rx.await;
+        }),
+        async {
+            let r = synced.await;
+            let _ = tx.send(());
+            r
+        }
+    );
+    r.unwrap();
+    assert_eq!(
+        w.server_read("/f").await.as_deref(),
+        Some(&b"eventually"[..])
+    );
+
+    // A refusal (the session was archived) is kept aside and fsync says so.
+    w.api.archive_session(&w.ctx, &w.session).await.unwrap();
+    let (entry, open) = e.create(ME, ROOT_INO, b"g", 0o644, RW).await.unwrap();
+    e.write(entry.attr.ino, open.fh, 0, b"refused")
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (_, r) = futures::join!(
+        e.run_writeback(async {
+            let _ = rx.await;
+        }),
+        async {
+            let r = e.fsync(entry.attr.ino, Some(open.fh)).await;
+            let _ = tx.send(());
+            r
+        }
+    );
+    assert!(matches!(r, Err(FsError::Io(_))), "{r:?}");
+    let rejected = e.cache().journal_rejected().unwrap();
+    assert_eq!(rejected.len(), 1);
+    assert!(
+        rejected[0].error.contains("FAILED_PRECONDITION"),
+        "{}",
+        rejected[0].error
+    );
+}

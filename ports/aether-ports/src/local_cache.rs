@@ -1,0 +1,205 @@
+//! The mount's local store port: content blobs by hash, per-file staging areas for dirty data,
+//! the write journal (mutations not yet acknowledged by the server), and the clock/sleep the
+//! engine may not take from the system itself.
+//!
+//! Calls are synchronous: they are local disk and SQLite operations measured in microseconds,
+//! made from the runtime's worker threads (ARCHITECTURE.md, "The mount's local I/O").
+
+use std::future::Future;
+use std::time::Duration;
+
+use aether_domain::{EntryKind, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::serde_helpers as h;
+
+pub type CacheResult<T> = std::result::Result<T, CacheError>;
+
+/// A failure of the local cache (disk full, permissions, corrupt index).
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("the cache disk is full: {0}")]
+    NoSpace(String),
+    #[error("not in the cache: {0}")]
+    Missing(String),
+    #[error("local cache failure: {0}")]
+    Backend(String),
+}
+
+/// One mutation waiting to be written back, in the order the mount applied it. Paths are the
+/// session paths at the moment the mutation was made; replaying the journal in order against
+/// the server reproduces the mount's tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub enum JournalOp {
+    Mkdir {
+        path: String,
+        mode: u32,
+    },
+    Mknod {
+        path: String,
+        #[serde(with = "h::entry_kind")]
+        kind: EntryKind,
+        mode: u32,
+        rdev: u64,
+    },
+    /// The file's whole content is the local blob `hash`. `patch` names the byte ranges that
+    /// differ from `base_hash` when only part of a large file changed.
+    #[serde(rename_all = "camelCase")]
+    Write {
+        path: String,
+        hash: String,
+        size: u64,
+        mode: u32,
+        base_hash: Option<String>,
+        patch: Option<Vec<(u64, u64)>>,
+    },
+    DeleteFile {
+        path: String,
+    },
+    Rmdir {
+        path: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    Rename {
+        from: String,
+        to: String,
+        no_replace: bool,
+        exchange: bool,
+    },
+    Link {
+        existing: String,
+        new: String,
+    },
+    Symlink {
+        path: String,
+        target: String,
+    },
+    SetAttributes {
+        path: String,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        #[serde(with = "h::opt_timestamp")]
+        atime: Option<Timestamp>,
+        #[serde(with = "h::opt_timestamp")]
+        mtime: Option<Timestamp>,
+    },
+    SetXattr {
+        path: String,
+        name: String,
+        value: Vec<u8>,
+    },
+    RemoveXattr {
+        path: String,
+        name: String,
+    },
+}
+
+impl JournalOp {
+    /// The paths this mutation names (for echo suppression and diagnostics).
+    pub fn paths(&self) -> Vec<&str> {
+        use JournalOp::*;
+        match self {
+            Mkdir { path, .. }
+            | Mknod { path, .. }
+            | Write { path, .. }
+            | DeleteFile { path }
+            | Rmdir { path }
+            | Symlink { path, .. }
+            | SetAttributes { path, .. }
+            | SetXattr { path, .. }
+            | RemoveXattr { path, .. } => vec![path],
+            Rename { from, to, .. } => vec![from, to],
+            Link { existing, new } => vec![existing, new],
+        }
+    }
+
+    /// Payload bytes this entry will send (for the backlog figures).
+    pub fn payload_bytes(&self) -> u64 {
+        match self {
+            JournalOp::Write { size, .. } => *size,
+            JournalOp::SetXattr { value, .. } => value.len() as u64,
+            _ => 0,
+        }
+    }
+}
+
+/// A journal entry as stored: its position and when it was appended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalEntry {
+    pub seq: u64,
+    pub appended_at: Timestamp,
+    pub op: JournalOp,
+}
+
+/// Backlog figures for status, metrics and backpressure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JournalStats {
+    pub pending_entries: u64,
+    pub pending_bytes: u64,
+    pub oldest_appended_at: Option<Timestamp>,
+    /// The highest sequence number ever appended.
+    pub last_seq: u64,
+}
+
+/// A mutation the server refused for good, kept so nothing acknowledged disappears silently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedEntry {
+    pub entry: JournalEntry,
+    pub error: String,
+}
+
+/// Cache-wide figures for `cache inspect`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub blob_count: u64,
+    pub blob_bytes: u64,
+    pub staging_bytes: u64,
+    pub shared_links: u64,
+}
+
+/// The local content cache, staging areas and journal of one mounted session.
+pub trait LocalCache: Send + Sync + 'static {
+    fn has_blob(&self, hash: &str) -> bool;
+    /// Up to `len` bytes of blob `hash` from `offset` (fewer at the end).
+    fn read_blob(&self, hash: &str, offset: u64, len: usize) -> CacheResult<Vec<u8>>;
+    /// Stores `data` as blob `hash` (the caller computed the hash).
+    fn put_blob(&self, hash: &str, data: &[u8]) -> CacheResult<()>;
+
+    /// Creates staging area `stage` holding a copy of blob `from` (or empty).
+    fn stage_open(&self, stage: u64, from: Option<&str>) -> CacheResult<()>;
+    fn stage_write(&self, stage: u64, offset: u64, data: &[u8]) -> CacheResult<()>;
+    fn stage_read(&self, stage: u64, offset: u64, len: usize) -> CacheResult<Vec<u8>>;
+    fn stage_truncate(&self, stage: u64, size: u64) -> CacheResult<()>;
+    /// Hashes the staging area and keeps its content as a blob; returns (hash, size). The
+    /// staging area stays open for further writes.
+    fn stage_commit(&self, stage: u64) -> CacheResult<(String, u64)>;
+    fn stage_drop(&self, stage: u64);
+
+    /// Appends a mutation; it is durable against a crash of this process when this returns.
+    fn journal_append(&self, op: &JournalOp, now: Timestamp) -> CacheResult<u64>;
+    /// The oldest pending entries, in order.
+    fn journal_pending(&self, limit: usize) -> CacheResult<Vec<JournalEntry>>;
+    /// The server holds the effect of entry `seq`.
+    fn journal_ack(&self, seq: u64) -> CacheResult<()>;
+    /// The server refused entry `seq` for good: move it aside with the reason.
+    fn journal_reject(&self, seq: u64, error: &str) -> CacheResult<()>;
+    fn journal_rejected(&self) -> CacheResult<Vec<RejectedEntry>>;
+    fn journal_stats(&self) -> JournalStats;
+    /// Forces the journal to stable storage (power-loss durability).
+    fn journal_sync(&self) -> CacheResult<()>;
+
+    fn stats(&self) -> CacheStats;
+    /// Drops every blob no pending journal entry or open stage needs; returns bytes freed.
+    fn clear_clean(&self) -> CacheResult<u64>;
+}
+
+/// Time and sleeping for the engine (the domain reads no clock of its own).
+pub trait MountClock: Send + Sync + 'static {
+    /// Wall-clock time for file timestamps.
+    fn now(&self) -> Timestamp;
+    /// Monotonic time since an arbitrary start, for TTLs and backoff.
+    fn elapsed(&self) -> Duration;
+    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send;
+}
