@@ -1,0 +1,227 @@
+//! The write journal: an ordered SQLite table of pending mutations (JSON), a table of refused
+//! ones, and the sync policy that decides when the journal reaches stable storage.
+//!
+//! Every append is committed before it returns, so a crash of the runtime loses nothing; the
+//! policy only decides when the WAL is forced to disk (power loss): `immediate` at every append,
+//! `interval` by the app's timer calling `sync`, `manual` only when asked.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use aether_domain::Timestamp;
+use aether_ports::local_cache::*;
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// When the journal is forced to stable storage (SPEC 5.1 `journal_sync_policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPolicy {
+    Immediate,
+    Interval,
+    Manual,
+}
+
+pub(crate) struct Journal {
+    conn: Mutex<Connection>,
+    wal: PathBuf,
+    unsynced: AtomicBool,
+    policy: SyncPolicy,
+}
+
+fn db_err(what: &str) -> impl Fn(rusqlite::Error) -> CacheError + '_ {
+    move |e| CacheError::Backend(format!("{what}: {e}"))
+}
+
+impl Journal {
+    pub(crate) fn open(path: &Path, policy: SyncPolicy) -> Result<Journal, CacheError> {
+        let conn = Connection::open(path).map_err(db_err("open the cache index"))?;
+        let sync = if policy == SyncPolicy::Immediate {
+            "FULL"
+        } else {
+            "NORMAL"
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=5000;
+             CREATE TABLE IF NOT EXISTS journal (
+                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                 appended_at INTEGER NOT NULL,
+                 bytes INTEGER NOT NULL,
+                 op TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS rejected (
+                 seq INTEGER PRIMARY KEY,
+                 appended_at INTEGER NOT NULL,
+                 op TEXT NOT NULL,
+                 error TEXT NOT NULL);"
+        ))
+        .map_err(db_err("prepare the cache index"))?;
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        Ok(Journal {
+            conn: Mutex::new(conn),
+            wal: PathBuf::from(wal),
+            unsynced: AtomicBool::new(false),
+            policy,
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn append(&self, op: &JournalOp, now: Timestamp) -> CacheResult<u64> {
+        let json = serde_json::to_string(op)
+            .map_err(|e| CacheError::Backend(format!("encode a journal entry: {e}")))?;
+        let conn = self.conn();
+        conn.prepare_cached("INSERT INTO journal (appended_at, bytes, op) VALUES (?1, ?2, ?3)")
+            .and_then(|mut s| s.execute(params![now.nanos(), op.payload_bytes() as i64, json]))
+            .map_err(db_err("append to the journal"))?;
+        if self.policy != SyncPolicy::Immediate {
+            self.unsynced.store(true, Ordering::Relaxed);
+        }
+        Ok(conn.last_insert_rowid() as u64)
+    }
+
+    pub(crate) fn pending(&self, limit: usize) -> CacheResult<Vec<JournalEntry>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT seq, appended_at, op FROM journal ORDER BY seq LIMIT ?1")
+            .map_err(db_err("read the journal"))?;
+        let rows = stmt
+            .query_map(params![limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(db_err("read the journal"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, at, json) = row.map_err(db_err("read the journal"))?;
+            let op = serde_json::from_str(&json).map_err(|e| {
+                CacheError::Backend(format!("journal entry {seq} cannot be decoded: {e}"))
+            })?;
+            out.push(JournalEntry {
+                seq: seq as u64,
+                appended_at: Timestamp::from_nanos(at),
+                op,
+            });
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn ack(&self, seq: u64) -> CacheResult<()> {
+        self.conn()
+            .prepare_cached("DELETE FROM journal WHERE seq = ?1")
+            .and_then(|mut s| s.execute(params![seq as i64]))
+            .map_err(db_err("acknowledge a journal entry"))?;
+        Ok(())
+    }
+
+    pub(crate) fn reject(&self, seq: u64, error: &str) -> CacheResult<()> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction()
+            .map_err(db_err("set a journal entry aside"))?;
+        tx.execute(
+            "INSERT OR REPLACE INTO rejected (seq, appended_at, op, error)
+             SELECT seq, appended_at, op, ?2 FROM journal WHERE seq = ?1",
+            params![seq as i64, error],
+        )
+        .and_then(|_| tx.execute("DELETE FROM journal WHERE seq = ?1", params![seq as i64]))
+        .map_err(db_err("set a journal entry aside"))?;
+        tx.commit().map_err(db_err("set a journal entry aside"))
+    }
+
+    pub(crate) fn rejected(&self) -> CacheResult<Vec<RejectedEntry>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT seq, appended_at, op, error FROM rejected ORDER BY seq")
+            .map_err(db_err("read refused entries"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .map_err(db_err("read refused entries"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, at, json, error) = row.map_err(db_err("read refused entries"))?;
+            let Ok(op) = serde_json::from_str(&json) else {
+                continue;
+            };
+            out.push(RejectedEntry {
+                entry: JournalEntry {
+                    seq: seq as u64,
+                    appended_at: Timestamp::from_nanos(at),
+                    op,
+                },
+                error,
+            });
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn stats(&self) -> JournalStats {
+        let conn = self.conn();
+        let pending = conn
+            .query_row(
+                "SELECT count(*), coalesce(sum(bytes), 0), min(appended_at) FROM journal",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                    ))
+                },
+            )
+            .unwrap_or((0, 0, None));
+        let last: i64 = conn
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'journal'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        JournalStats {
+            pending_entries: pending.0 as u64,
+            pending_bytes: pending.1 as u64,
+            oldest_appended_at: pending.2.map(Timestamp::from_nanos),
+            last_seq: last as u64,
+        }
+    }
+
+    /// Forces appended entries to stable storage (fsync of the WAL).
+    pub(crate) fn sync(&self) -> CacheResult<()> {
+        if !self.unsynced.swap(false, Ordering::Relaxed) {
+            return Ok(());
+        }
+        match std::fs::File::open(&self.wal) {
+            Ok(f) => f
+                .sync_data()
+                .map_err(|e| CacheError::Backend(format!("sync the journal: {e}"))),
+            // Checkpointed and removed: the data is in the main file, synced by SQLite.
+            Err(_) => Ok(()),
+        }
+    }
+
+    pub(crate) fn referenced_hashes(&self) -> CacheResult<HashSet<String>> {
+        Ok(self
+            .pending(usize::MAX >> 1)?
+            .into_iter()
+            .filter_map(|e| match e.op {
+                JournalOp::Write { hash, .. } => Some(hash),
+                _ => None,
+            })
+            .collect())
+    }
+}

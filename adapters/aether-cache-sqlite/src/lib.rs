@@ -1,0 +1,322 @@
+//! The mount's local cache on disk (adapter layer): content blobs by SHA-256, staging files for
+//! dirty data, and the write journal in a SQLite index, laid out per SPEC 5.2 with every
+//! directory 0700; plus the host-wide shared blob store that lets sessions on one host keep one
+//! copy of identical content (hard links counted in `refcounts.db`).
+
+mod journal;
+mod layout;
+mod shared;
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use aether_domain::Timestamp;
+use aether_ports::local_cache::*;
+use sha2::{Digest, Sha256};
+
+pub use journal::SyncPolicy;
+pub use layout::{SessionLayout, ensure_private_dir};
+pub use shared::SharedStore;
+
+/// Open blob files kept for repeated reads (sequential reads come in 128 KiB–1 MiB pieces).
+const OPEN_BLOB_LIMIT: usize = 256;
+
+/// The on-disk cache of one mounted session.
+pub struct DiskCache {
+    layout: SessionLayout,
+    journal: journal::Journal,
+    shared: Option<SharedStore>,
+    stages: Mutex<HashMap<u64, Arc<File>>>,
+    open_blobs: Mutex<HashMap<String, Arc<File>>>,
+}
+
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> CacheError {
+    if e.raw_os_error() == Some(28) || e.raw_os_error() == Some(122) {
+        return CacheError::NoSpace(format!("{what} {}: {e}", path.display()));
+    }
+    CacheError::Backend(format!("{what} {}: {e}", path.display()))
+}
+
+fn valid_hash(hash: &str) -> Result<(), CacheError> {
+    if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(CacheError::Backend(format!(
+            "{hash:?} is not a SHA-256 hex digest"
+        )))
+    }
+}
+
+impl DiskCache {
+    /// Opens (creating if needed) the cache of `session` under `cache_dir`.
+    pub fn open(
+        cache_dir: &Path,
+        session: &str,
+        policy: SyncPolicy,
+        shared: Option<SharedStore>,
+    ) -> Result<DiskCache, CacheError> {
+        let layout = SessionLayout::create(cache_dir, session)?;
+        let journal = journal::Journal::open(&layout.index.join("index.db"), policy)?;
+        Ok(DiskCache {
+            layout,
+            journal,
+            shared,
+            stages: Mutex::new(HashMap::new()),
+            open_blobs: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn layout(&self) -> &SessionLayout {
+        &self.layout
+    }
+
+    fn blob_path(&self, hash: &str) -> PathBuf {
+        self.layout.blobs.join(&hash[..2]).join(hash)
+    }
+
+    fn stage_path(&self, stage: u64) -> PathBuf {
+        self.layout.staging.join(stage.to_string())
+    }
+
+    fn blob_file(&self, hash: &str) -> Result<Arc<File>, CacheError> {
+        valid_hash(hash)?;
+        let mut open = self.open_blobs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = open.get(hash) {
+            return Ok(f.clone());
+        }
+        let path = self.blob_path(hash);
+        let f = match File::open(&path) {
+            Ok(f) => Arc::new(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(CacheError::Missing(format!("blob {hash}")));
+            }
+            Err(e) => return Err(io_err("open blob", &path, e)),
+        };
+        if open.len() >= OPEN_BLOB_LIMIT {
+            open.clear();
+        }
+        open.insert(hash.to_owned(), f.clone());
+        Ok(f)
+    }
+
+    fn stage_file(&self, stage: u64) -> Result<Arc<File>, CacheError> {
+        self.stages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&stage)
+            .cloned()
+            .ok_or_else(|| CacheError::Missing(format!("staging area {stage}")))
+    }
+
+    /// Moves a finished temporary file into the blob store as `hash` (no-op if present).
+    fn install_blob(&self, tmp: &Path, hash: &str) -> Result<(), CacheError> {
+        let dest = self.blob_path(hash);
+        if dest.exists() {
+            let _ = fs::remove_file(tmp);
+            return Ok(());
+        }
+        let dir = dest.parent().expect("blob paths have a shard directory");
+        ensure_private_dir(dir)?;
+        fs::rename(tmp, &dest).map_err(|e| io_err("install blob", &dest, e))?;
+        if let Some(shared) = &self.shared {
+            shared.adopt(hash, &dest);
+        }
+        Ok(())
+    }
+
+    fn tmp_path(&self, tag: &str) -> PathBuf {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.layout
+            .dirty
+            .join(format!(".tmp-{tag}-{}-{n}", std::process::id()))
+    }
+}
+
+fn read_at(f: &File, offset: u64, len: usize, path: &Path) -> Result<Vec<u8>, CacheError> {
+    let mut buf = vec![0u8; len];
+    let mut done = 0;
+    while done < len {
+        match f.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_err("read", path, e)),
+        }
+    }
+    buf.truncate(done);
+    Ok(buf)
+}
+
+impl LocalCache for DiskCache {
+    fn has_blob(&self, hash: &str) -> bool {
+        if valid_hash(hash).is_err() {
+            return false;
+        }
+        if self.blob_path(hash).exists() {
+            return true;
+        }
+        // Another session on this host may hold it: link it in.
+        match &self.shared {
+            Some(shared) => shared.link_into(hash, &self.blob_path(hash)),
+            None => false,
+        }
+    }
+
+    fn read_blob(&self, hash: &str, offset: u64, len: usize) -> CacheResult<Vec<u8>> {
+        let f = self.blob_file(hash)?;
+        read_at(&f, offset, len, &self.blob_path(hash))
+    }
+
+    fn put_blob(&self, hash: &str, data: &[u8]) -> CacheResult<()> {
+        valid_hash(hash)?;
+        if self.blob_path(hash).exists() {
+            return Ok(());
+        }
+        let tmp = self.tmp_path("put");
+        let mut f = File::create(&tmp).map_err(|e| io_err("create", &tmp, e))?;
+        f.write_all(data).map_err(|e| io_err("write", &tmp, e))?;
+        drop(f);
+        self.install_blob(&tmp, hash)
+    }
+
+    fn stage_open(&self, stage: u64, from: Option<&str>) -> CacheResult<()> {
+        let path = self.stage_path(stage);
+        if let Some(h) = from {
+            valid_hash(h)?;
+            let src = self.blob_path(h);
+            fs::copy(&src, &path).map_err(|e| io_err("copy into staging", &src, e))?;
+        } else {
+            File::create(&path).map_err(|e| io_err("create staging file", &path, e))?;
+        }
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io_err("open staging file", &path, e))?;
+        self.stages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(stage, Arc::new(f));
+        Ok(())
+    }
+
+    fn stage_write(&self, stage: u64, offset: u64, data: &[u8]) -> CacheResult<()> {
+        let f = self.stage_file(stage)?;
+        f.write_all_at(data, offset)
+            .map_err(|e| io_err("write", &self.stage_path(stage), e))
+    }
+
+    fn stage_read(&self, stage: u64, offset: u64, len: usize) -> CacheResult<Vec<u8>> {
+        let f = self.stage_file(stage)?;
+        read_at(&f, offset, len, &self.stage_path(stage))
+    }
+
+    fn stage_truncate(&self, stage: u64, size: u64) -> CacheResult<()> {
+        let f = self.stage_file(stage)?;
+        f.set_len(size)
+            .map_err(|e| io_err("truncate", &self.stage_path(stage), e))
+    }
+
+    fn stage_commit(&self, stage: u64) -> CacheResult<(String, u64)> {
+        let path = self.stage_path(stage);
+        let mut f = File::open(&path).map_err(|e| io_err("open staging file", &path, e))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut size = 0u64;
+        loop {
+            let n = f.read(&mut buf).map_err(|e| io_err("read", &path, e))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            size += n as u64;
+        }
+        let hash = hex::encode(hasher.finalize());
+        if !self.blob_path(&hash).exists() {
+            let tmp = self.tmp_path("commit");
+            fs::copy(&path, &tmp).map_err(|e| io_err("copy staged content", &path, e))?;
+            self.install_blob(&tmp, &hash)?;
+        }
+        Ok((hash, size))
+    }
+
+    fn stage_drop(&self, stage: u64) {
+        self.stages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&stage);
+        let _ = fs::remove_file(self.stage_path(stage));
+    }
+
+    fn journal_append(&self, op: &JournalOp, now: Timestamp) -> CacheResult<u64> {
+        self.journal.append(op, now)
+    }
+
+    fn journal_pending(&self, limit: usize) -> CacheResult<Vec<JournalEntry>> {
+        self.journal.pending(limit)
+    }
+
+    fn journal_ack(&self, seq: u64) -> CacheResult<()> {
+        self.journal.ack(seq)
+    }
+
+    fn journal_reject(&self, seq: u64, error: &str) -> CacheResult<()> {
+        self.journal.reject(seq, error)
+    }
+
+    fn journal_rejected(&self) -> CacheResult<Vec<RejectedEntry>> {
+        self.journal.rejected()
+    }
+
+    fn journal_stats(&self) -> JournalStats {
+        self.journal.stats()
+    }
+
+    fn journal_sync(&self) -> CacheResult<()> {
+        self.journal.sync()
+    }
+
+    fn stats(&self) -> CacheStats {
+        let (blob_count, blob_bytes) = layout::walk_size(&self.layout.blobs);
+        let (_, staging_bytes) = layout::walk_size(&self.layout.staging);
+        CacheStats {
+            blob_count,
+            blob_bytes,
+            staging_bytes,
+            shared_links: self.shared.as_ref().map(|s| s.link_count()).unwrap_or(0),
+        }
+    }
+
+    fn clear_clean(&self) -> CacheResult<u64> {
+        let needed = self.journal.referenced_hashes()?;
+        self.open_blobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        let mut freed = 0;
+        for shard in fs::read_dir(&self.layout.blobs)
+            .map_err(|e| io_err("list", &self.layout.blobs, e))?
+            .flatten()
+        {
+            for blob in fs::read_dir(shard.path()).into_iter().flatten().flatten() {
+                let name = blob.file_name().to_string_lossy().into_owned();
+                if needed.contains(&name) {
+                    continue;
+                }
+                let len = blob.metadata().map(|m| m.len()).unwrap_or(0);
+                if fs::remove_file(blob.path()).is_ok() {
+                    freed += len;
+                    if let Some(shared) = &self.shared {
+                        shared.release(&name);
+                    }
+                }
+            }
+        }
+        Ok(freed)
+    }
+}

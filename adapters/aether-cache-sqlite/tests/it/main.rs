@@ -1,0 +1,153 @@
+//! The disk cache in a temporary directory: layout and permissions, journal durability across
+//! reopen, staging and hashing, and the host-wide shared store.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+use aether_cache_sqlite::{DiskCache, SharedStore, SyncPolicy};
+use aether_domain::Timestamp;
+use aether_ports::local_cache::*;
+
+const EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+fn open(dir: &std::path::Path, session: &str) -> DiskCache {
+    let shared = SharedStore::open(&dir.join("shared")).unwrap();
+    DiskCache::open(dir, session, SyncPolicy::Interval, Some(shared)).unwrap()
+}
+
+#[test]
+fn layout_is_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), "sess_a");
+    let l = cache.layout();
+    for d in [
+        &l.blobs, &l.staging, &l.dirty, &l.index, &l.shared, &l.locks,
+    ] {
+        let mode = std::fs::metadata(d).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", d.display());
+    }
+    assert!(l.index.join("index.db").exists());
+}
+
+#[test]
+fn journal_survives_reopen_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let ops = [
+        JournalOp::Mkdir {
+            path: "/a".into(),
+            mode: 0o755,
+        },
+        JournalOp::Symlink {
+            path: "/a/l".into(),
+            target: "x".into(),
+        },
+        JournalOp::DeleteFile { path: "/b".into() },
+    ];
+    {
+        let cache = open(dir.path(), "sess_a");
+        for op in &ops {
+            cache.journal_append(op, Timestamp::from_nanos(5)).unwrap();
+        }
+        cache.journal_ack(1).unwrap();
+        cache
+            .journal_reject(2, "FAILED_PRECONDITION: archived")
+            .unwrap();
+        cache.journal_sync().unwrap();
+    }
+    let cache = open(dir.path(), "sess_a");
+    let pending = cache.journal_pending(10).unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].seq, 3);
+    assert_eq!(pending[0].op, ops[2]);
+    let rejected = cache.journal_rejected().unwrap();
+    assert_eq!(rejected[0].entry.op, ops[1]);
+    assert!(rejected[0].error.contains("archived"));
+    let stats = cache.journal_stats();
+    assert_eq!((stats.pending_entries, stats.last_seq), (1, 3));
+    // Sequence numbers are never reused, even after the journal empties.
+    cache.journal_ack(3).unwrap();
+    let next = cache
+        .journal_append(&ops[0], Timestamp::from_nanos(6))
+        .unwrap();
+    assert_eq!(next, 4);
+}
+
+#[test]
+fn staging_commits_content_by_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), "sess_a");
+    cache.stage_open(7, None).unwrap();
+    assert_eq!(cache.stage_commit(7).unwrap(), (EMPTY.to_owned(), 0));
+    cache.stage_write(7, 0, b"hello world").unwrap();
+    cache.stage_write(7, 6, b"there").unwrap();
+    cache.stage_truncate(7, 9).unwrap();
+    assert_eq!(cache.stage_read(7, 0, 100).unwrap(), b"hello the");
+    let (hash, size) = cache.stage_commit(7).unwrap();
+    assert_eq!(size, 9);
+    assert_eq!(cache.read_blob(&hash, 6, 100).unwrap(), b"the");
+    // A new staging area from that blob starts with its content.
+    cache.stage_open(8, Some(&hash)).unwrap();
+    cache.stage_write(8, 0, b"J").unwrap();
+    assert_eq!(
+        cache.read_blob(&hash, 0, 1).unwrap(),
+        b"h",
+        "blobs never change"
+    );
+    cache.stage_drop(7);
+    assert!(matches!(
+        cache.stage_read(7, 0, 1),
+        Err(CacheError::Missing(_))
+    ));
+    assert!(matches!(
+        cache.read_blob("not-a-hash", 0, 1),
+        Err(CacheError::Backend(_))
+    ));
+}
+
+#[test]
+fn two_sessions_share_one_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path(), "sess_a");
+    let b = open(dir.path(), "sess_b");
+    a.stage_open(1, None).unwrap();
+    a.stage_write(1, 0, &[42u8; 10_000]).unwrap();
+    let (hash, _) = a.stage_commit(1).unwrap();
+    assert!(b.has_blob(&hash), "linked in from the shared store");
+    let ino_a = std::fs::metadata(a.layout().blobs.join(&hash[..2]).join(&hash))
+        .unwrap()
+        .ino();
+    let ino_b = std::fs::metadata(b.layout().blobs.join(&hash[..2]).join(&hash))
+        .unwrap()
+        .ino();
+    assert_eq!(ino_a, ino_b, "one copy on disk");
+    assert_eq!(b.read_blob(&hash, 0, 3).unwrap(), [42, 42, 42]);
+    assert_eq!(a.stats().shared_links, 2);
+    // Clearing clean entries drops the unreferenced blob from one session only.
+    assert_eq!(a.clear_clean().unwrap(), 10_000);
+    assert!(!a.layout().blobs.join(&hash[..2]).join(&hash).exists());
+    assert_eq!(b.read_blob(&hash, 0, 1).unwrap(), [42]);
+}
+
+#[test]
+fn blobs_needed_by_the_journal_survive_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), "sess_a");
+    let data = b"pending content";
+    cache.stage_open(1, None).unwrap();
+    cache.stage_write(1, 0, data).unwrap();
+    let (hash, size) = cache.stage_commit(1).unwrap();
+    cache
+        .journal_append(
+            &JournalOp::Write {
+                path: "/f".into(),
+                hash: hash.clone(),
+                size,
+                mode: 0o644,
+                base_hash: None,
+                patch: None,
+            },
+            Timestamp::from_nanos(1),
+        )
+        .unwrap();
+    cache.clear_clean().unwrap();
+    assert_eq!(cache.read_blob(&hash, 0, 100).unwrap(), data);
+}
