@@ -1,0 +1,724 @@
+//! `fuser::Filesystem` over a `Vfs`: every request becomes a task on the runtime that calls the
+//! `Vfs` and replies, so slow remote calls never hold a FUSE worker thread.
+
+use std::ffi::OsStr;
+use std::future::Future;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aether_ports::vfs::*;
+use fuser::*;
+
+use crate::MountSpec;
+use crate::errno::errno_of;
+
+pub(crate) struct Bridge<V> {
+    vfs: Arc<V>,
+    rt: tokio::runtime::Handle,
+    spec: MountSpec,
+}
+
+/// Replies that can carry an error.
+trait Fail: Send + 'static {
+    fn fail(self, e: Errno);
+}
+
+macro_rules! fail {
+    ($($t:ty),*) => {$(impl Fail for $t { fn fail(self, e: Errno) { self.error(e) } })*};
+}
+fail!(
+    ReplyEntry,
+    ReplyAttr,
+    ReplyData,
+    ReplyEmpty,
+    ReplyOpen,
+    ReplyWrite,
+    ReplyCreate,
+    ReplyDirectory,
+    ReplyDirectoryPlus,
+    ReplyStatfs,
+    ReplyXattr
+);
+
+fn kind_of(k: FileKind) -> FileType {
+    match k {
+        FileKind::File => FileType::RegularFile,
+        FileKind::Dir => FileType::Directory,
+        FileKind::Symlink => FileType::Symlink,
+        FileKind::Fifo => FileType::NamedPipe,
+        FileKind::Socket => FileType::Socket,
+        FileKind::CharDevice => FileType::CharDevice,
+        FileKind::BlockDevice => FileType::BlockDevice,
+    }
+}
+
+fn file_attr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.size.div_ceil(512),
+        atime: a.atime.to_system_time(),
+        mtime: a.mtime.to_system_time(),
+        ctime: a.ctime.to_system_time(),
+        crtime: a.ctime.to_system_time(),
+        kind: kind_of(a.kind),
+        perm: (a.perm & 0o7777) as u16,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: a.rdev,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+fn time_set(t: TimeOrNow) -> TimeSet {
+    match t {
+        TimeOrNow::Now => TimeSet::Now,
+        TimeOrNow::SpecificTime(st) => {
+            let nanos = match st.duration_since(SystemTime::UNIX_EPOCH) {
+                Ok(d) => d.as_nanos() as i64,
+                Err(e) => -(e.duration().as_nanos() as i64),
+            };
+            TimeSet::At(aether_domain::Timestamp::from_nanos(nanos))
+        }
+    }
+}
+
+fn open_in(flags: i32) -> OpenIn {
+    let acc = flags & libc::O_ACCMODE;
+    OpenIn {
+        read: acc == libc::O_RDONLY || acc == libc::O_RDWR,
+        write: acc == libc::O_WRONLY || acc == libc::O_RDWR,
+        truncate: flags & libc::O_TRUNC != 0,
+        append: flags & libc::O_APPEND != 0,
+        exclusive: flags & libc::O_EXCL != 0,
+    }
+}
+
+fn fopen(o: &OpenOut) -> FopenFlags {
+    let mut f = FopenFlags::empty();
+    if o.keep_cache {
+        f |= FopenFlags::FOPEN_KEEP_CACHE;
+    }
+    if o.cache_dir {
+        f |= FopenFlags::FOPEN_CACHE_DIR;
+    }
+    f
+}
+
+fn caller(req: &Request) -> Caller {
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+        pid: req.pid(),
+    }
+}
+
+fn node_kind(mode: u32) -> Option<FileKind> {
+    Some(match mode & libc::S_IFMT {
+        libc::S_IFREG | 0 => FileKind::File,
+        libc::S_IFIFO => FileKind::Fifo,
+        libc::S_IFSOCK => FileKind::Socket,
+        libc::S_IFCHR => FileKind::CharDevice,
+        libc::S_IFBLK => FileKind::BlockDevice,
+        libc::S_IFDIR => FileKind::Dir,
+        _ => return None,
+    })
+}
+
+impl<V: Vfs> Bridge<V> {
+    pub(crate) fn new(vfs: Arc<V>, rt: tokio::runtime::Handle, spec: MountSpec) -> Self {
+        Bridge { vfs, rt, spec }
+    }
+
+    /// Runs `op` on the runtime; replies with `ok` on success, the errno on failure.
+    fn run<T, R, Fut>(
+        &self,
+        reply: R,
+        op: impl FnOnce(Arc<V>) -> Fut,
+        ok: impl FnOnce(R, T) + Send + 'static,
+    ) where
+        T: Send + 'static,
+        R: Fail,
+        Fut: Future<Output = FsResult<T>> + Send + 'static,
+    {
+        let fut = op(self.vfs.clone());
+        self.rt.spawn(async move {
+            match fut.await {
+                Ok(v) => ok(reply, v),
+                Err(e) => {
+                    tracing::debug!(target: "aether_fuse", error = %e, "operation failed");
+                    reply.fail(errno_of(&e));
+                }
+            }
+        });
+    }
+}
+
+fn entry(reply: ReplyEntry, e: EntryOut) {
+    reply.entry_with_ttls(
+        &e.entry_ttl,
+        &e.attr_ttl,
+        &file_attr(&e.attr),
+        Generation(0),
+    );
+}
+
+impl<V: Vfs> Filesystem for Bridge<V> {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_readahead(1 << 20);
+        let _ = config.set_max_background(64);
+        let mut wanted = vec![
+            InitFlags::FUSE_ASYNC_READ,
+            InitFlags::FUSE_BIG_WRITES,
+            InitFlags::FUSE_MAX_PAGES,
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_READDIRPLUS_AUTO,
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_ATOMIC_O_TRUNC,
+            InitFlags::FUSE_CACHE_SYMLINKS,
+        ];
+        if self.spec.writeback_cache {
+            wanted.push(InitFlags::FUSE_WRITEBACK_CACHE);
+        }
+        for flag in wanted {
+            if config.add_capabilities(flag).is_err() {
+                tracing::info!(target: "aether_fuse", ?flag, "the kernel does not offer this FUSE feature");
+            }
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let name = name.as_bytes().to_vec();
+        let negative_ttl = self.spec.negative_ttl;
+        let vfs = self.vfs.clone();
+        self.rt.spawn(async move {
+            match vfs.lookup(parent.0, &name).await {
+                Ok(e) => entry(reply, e),
+                // A zero inode with a TTL lets the kernel remember the absence.
+                Err(FsError::NotFound(_)) if !negative_ttl.is_zero() => {
+                    let mut attr = file_attr(&Attr {
+                        ino: 0,
+                        kind: FileKind::File,
+                        perm: 0,
+                        uid: 0,
+                        gid: 0,
+                        size: 0,
+                        nlink: 0,
+                        rdev: 0,
+                        atime: aether_domain::Timestamp::from_nanos(0),
+                        mtime: aether_domain::Timestamp::from_nanos(0),
+                        ctime: aether_domain::Timestamp::from_nanos(0),
+                    });
+                    attr.ino = INodeNo(0);
+                    reply.entry_with_ttls(&negative_ttl, &Duration::ZERO, &attr, Generation(0));
+                }
+                Err(e) => reply.error(errno_of(&e)),
+            }
+        });
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.vfs.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.run(
+            reply,
+            |v| async move { v.getattr(ino.0).await },
+            |r, (a, ttl)| r.attr(&ttl, &file_attr(&a)),
+        );
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let set = SetAttrIn {
+            perm: mode.map(|m| m & 0o7777),
+            uid,
+            gid,
+            size,
+            atime: atime.map(time_set),
+            mtime: mtime.map(time_set),
+        };
+        self.run(
+            reply,
+            |v| async move { v.setattr(ino.0, fh.map(|f| f.0), set).await },
+            |r, (a, ttl)| r.attr(&ttl, &file_attr(&a)),
+        );
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.run(
+            reply,
+            |v| async move { v.readlink(ino.0).await },
+            |r, t| r.data(&t),
+        );
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let Some(kind) = node_kind(mode) else {
+            reply.error(Errno::EINVAL);
+            return;
+        };
+        let (name, who) = (name.as_bytes().to_vec(), caller(req));
+        let perm = mode & 0o7777 & !umask;
+        self.run(
+            reply,
+            |v| async move { v.mknod(who, parent.0, &name, kind, perm, rdev).await },
+            entry,
+        );
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let (name, who) = (name.as_bytes().to_vec(), caller(req));
+        let perm = mode & 0o7777 & !umask;
+        self.run(
+            reply,
+            |v| async move { v.mkdir(who, parent.0, &name, perm).await },
+            entry,
+        );
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = name.as_bytes().to_vec();
+        self.run(
+            reply,
+            |v| async move { v.unlink(parent.0, &name).await },
+            |r, ()| r.ok(),
+        );
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = name.as_bytes().to_vec();
+        self.run(
+            reply,
+            |v| async move { v.rmdir(parent.0, &name).await },
+            |r, ()| r.ok(),
+        );
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let (name, who) = (link_name.as_bytes().to_vec(), caller(req));
+        let target = target.as_os_str().as_bytes().to_vec();
+        self.run(
+            reply,
+            |v| async move { v.symlink(who, parent.0, &name, &target).await },
+            entry,
+        );
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let mode = if flags.contains(RenameFlags::RENAME_EXCHANGE) {
+            RenameMode::Exchange
+        } else if flags.contains(RenameFlags::RENAME_NOREPLACE) {
+            RenameMode::NoReplace
+        } else if flags.is_empty() {
+            RenameMode::Replace
+        } else {
+            // RENAME_WHITEOUT is for overlay file systems.
+            reply.error(Errno::EINVAL);
+            return;
+        };
+        let (name, newname) = (name.as_bytes().to_vec(), newname.as_bytes().to_vec());
+        self.run(
+            reply,
+            |v| async move { v.rename(parent.0, &name, newparent.0, &newname, mode).await },
+            |r, ()| r.ok(),
+        );
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let newname = newname.as_bytes().to_vec();
+        self.run(
+            reply,
+            |v| async move { v.link(ino.0, newparent.0, &newname).await },
+            entry,
+        );
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let how = open_in(flags.0);
+        self.run(
+            reply,
+            |v| async move { v.open(ino.0, how).await },
+            |r, o| r.opened(FileHandle(o.fh), fopen(&o)),
+        );
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        self.run(
+            reply,
+            |v| async move { v.read(ino.0, fh.0, offset, size).await },
+            |r, data| r.data(&data),
+        );
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let data = data.to_vec();
+        self.run(
+            reply,
+            |v| async move { v.write(ino.0, fh.0, offset, &data).await },
+            |r, n| r.written(n),
+        );
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        self.run(
+            reply,
+            |v| async move { v.flush(ino.0, fh.0).await },
+            |r, ()| r.ok(),
+        );
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.run(
+            reply,
+            |v| async move { v.release(ino.0, fh.0).await },
+            |r, ()| r.ok(),
+        );
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.run(
+            reply,
+            |v| async move { v.fsync(ino.0, Some(fh.0)).await },
+            |r, ()| r.ok(),
+        );
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.run(
+            reply,
+            |v| async move { v.opendir(ino.0).await },
+            |r, o| r.opened(FileHandle(o.fh), fopen(&o)),
+        );
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        reply: ReplyDirectory,
+    ) {
+        self.run(
+            reply,
+            |v| async move { v.readdir(ino.0, fh.0, offset).await },
+            |mut r, entries| {
+                for e in entries {
+                    let kind = kind_of(e.entry.attr.kind);
+                    if r.add(INodeNo(e.entry.attr.ino), e.offset, kind, &e.name) {
+                        break;
+                    }
+                }
+                r.ok();
+            },
+        );
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        reply: ReplyDirectoryPlus,
+    ) {
+        self.run(
+            reply,
+            |v| async move { v.readdir(ino.0, fh.0, offset).await },
+            |mut r, entries| {
+                for e in entries {
+                    let attr = file_attr(&e.entry.attr);
+                    let full = r.add(
+                        INodeNo(e.entry.attr.ino),
+                        e.offset,
+                        &e.name,
+                        &e.entry.entry_ttl,
+                        &attr,
+                        Generation(0),
+                    );
+                    if full {
+                        break;
+                    }
+                }
+                r.ok();
+            },
+        );
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.vfs.releasedir(ino.0, fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.run(
+            reply,
+            |v| async move { v.fsync(ino.0, None).await },
+            |r, ()| r.ok(),
+        );
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        self.run(
+            reply,
+            |v| async move { v.statfs().await },
+            |r, s| {
+                r.statfs(
+                    s.blocks,
+                    s.blocks_free,
+                    s.blocks_free,
+                    s.files,
+                    s.files_free,
+                    s.block_size,
+                    s.name_max,
+                    s.block_size,
+                )
+            },
+        );
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let mode = if flags & libc::XATTR_CREATE != 0 {
+            XattrMode::CreateOnly
+        } else if flags & libc::XATTR_REPLACE != 0 {
+            XattrMode::ReplaceOnly
+        } else {
+            XattrMode::Upsert
+        };
+        let (name, value) = (name.as_bytes().to_vec(), value.to_vec());
+        self.run(
+            reply,
+            |v| async move { v.setxattr(ino.0, &name, &value, mode).await },
+            |r, ()| r.ok(),
+        );
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let name = name.as_bytes().to_vec();
+        self.run(
+            reply,
+            |v| async move { v.getxattr(ino.0, &name).await },
+            move |r, value| sized(r, size, &value),
+        );
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.run(
+            reply,
+            |v| async move { v.listxattr(ino.0).await },
+            move |r, names| {
+                let mut buf = Vec::new();
+                for n in names {
+                    buf.extend_from_slice(n.as_bytes());
+                    buf.push(0);
+                }
+                sized(r, size, &buf);
+            },
+        );
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = name.as_bytes().to_vec();
+        self.run(
+            reply,
+            |v| async move { v.removexattr(ino.0, &name).await },
+            |r, ()| r.ok(),
+        );
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        // Permission checks are the kernel's (default_permissions); this only confirms existence.
+        self.run(
+            reply,
+            |v| async move { v.getattr(ino.0).await },
+            |r, _| r.ok(),
+        );
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let (name, who) = (name.as_bytes().to_vec(), caller(req));
+        let perm = mode & 0o7777 & !umask;
+        let how = open_in(flags);
+        self.run(
+            reply,
+            |v| async move { v.create(who, parent.0, &name, perm, how).await },
+            |r, (e, o)| {
+                r.created(
+                    &e.entry_ttl,
+                    &file_attr(&e.attr),
+                    Generation(0),
+                    FileHandle(o.fh),
+                    fopen(&o),
+                )
+            },
+        );
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        self.run(
+            reply,
+            |v| async move { v.fallocate(ino.0, fh.0, offset, length, mode).await },
+            |r, ()| r.ok(),
+        );
+    }
+}
+
+/// Answers an xattr request: the size when asked for it, `ERANGE` when the buffer is short.
+fn sized(r: ReplyXattr, size: u32, data: &[u8]) {
+    if size == 0 {
+        r.size(data.len() as u32);
+    } else if data.len() > size as usize {
+        r.error(Errno::ERANGE);
+    } else {
+        r.data(data);
+    }
+}

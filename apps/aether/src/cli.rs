@@ -1,0 +1,206 @@
+//! The command line (SPEC 5): global flags and every subcommand this build offers.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "aether",
+    version,
+    about = "Mount an AetherFS session as a local directory, and manage sessions"
+)]
+pub(crate) struct Cli {
+    /// Configuration file (default: $AFS_AETHER_CONFIG, else ./aether.toml if present).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Read the bearer token from this file (default: $AFS_AUTH_TOKEN).
+    #[arg(long, global = true)]
+    pub auth_token_file: Option<PathBuf>,
+    /// Read the bearer token from standard input.
+    #[arg(long, global = true)]
+    pub auth_token_stdin: bool,
+    /// Print only errors.
+    #[arg(long, global = true)]
+    pub quiet: bool,
+    /// More logging (-v debug, -vv trace).
+    #[arg(short, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[arg(long, value_enum, default_value_t = Color::Auto, global = true)]
+    pub color: Color,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Mount one session at a directory (in the background unless --foreground).
+    Mount(MountArgs),
+    /// Flush pending writes, unmount and end the runtime of a mounted session.
+    Stop(StopArgs),
+    /// Ask a running mount for its state over its control socket.
+    Status(StatusArgs),
+    /// Session routes over HTTP.
+    #[command(subcommand)]
+    Session(SessionCmd),
+    /// Version, commit and build target.
+    Version,
+    /// Print the resolved configuration and the layer that set each value.
+    Config(JsonFlag),
+    /// Start an embedded server, create a session and mount it; Ctrl-C cleans up.
+    Dev(DevArgs),
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub(crate) struct MountArgs {
+    #[arg(long)]
+    pub session_id: String,
+    #[arg(long)]
+    pub mount_dir: PathBuf,
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Host-wide shared blob store root (`off` disables it).
+    #[arg(long)]
+    pub cache_shared_root: Option<String>,
+    #[arg(long, conflicts_with = "cache_shared_root")]
+    pub no_cache_shared_root: bool,
+    #[arg(long)]
+    pub control_socket: Option<PathBuf>,
+    /// Mount option tokens (repeatable, comma lists allowed).
+    #[arg(long = "mount-option")]
+    pub mount_option: Vec<String>,
+    #[arg(long)]
+    pub allow_other: bool,
+    #[arg(long)]
+    pub writeback_cache: bool,
+    #[arg(long)]
+    pub metrics_addr: Option<String>,
+    #[arg(long)]
+    pub log_level: Option<String>,
+    /// Seconds the kernel and the mount trust names and attributes.
+    #[arg(long)]
+    pub metadata_ttl: Option<u64>,
+    #[arg(long)]
+    pub negative_lookup_ttl: Option<u64>,
+    #[arg(long)]
+    pub dir_cache_ttl: Option<u64>,
+    #[arg(long)]
+    pub read_only: bool,
+    /// Stay attached to the terminal instead of returning once mounted.
+    #[arg(long)]
+    pub foreground: bool,
+    /// Server endpoint (overrides [bridge].server_endpoint).
+    #[arg(long, hide = true)]
+    pub endpoint: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StopArgs {
+    #[arg(long)]
+    pub session_id: String,
+    #[arg(long, alias = "control-socket")]
+    pub socket: Option<PathBuf>,
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    #[arg(long)]
+    pub session_id: String,
+    #[arg(long, alias = "control-socket")]
+    pub socket: Option<PathBuf>,
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct JsonFlag {
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DevArgs {
+    /// Where the embedded server keeps its data.
+    #[arg(long, default_value = "./aether-data")]
+    pub data_dir: PathBuf,
+    #[arg(long, default_value = "./aether-workspace")]
+    pub mount_dir: PathBuf,
+    /// Copy this directory into the new session first.
+    #[arg(long)]
+    pub source_dir: Option<PathBuf>,
+    /// Address for the embedded server (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: String,
+    /// Cache directory for the mount (default: under the data dir).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SessionCmd {
+    /// Create an empty session.
+    Create {
+        /// Tags as KEY=VALUE (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        tag: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    Show {
+        #[arg(long)]
+        session_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    Fork {
+        #[arg(long)]
+        session_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    Checkpoint {
+        #[arg(long)]
+        session_id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    Restore {
+        #[arg(long)]
+        session_id: String,
+        #[arg(long)]
+        checkpoint_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    Archive {
+        #[arg(long)]
+        session_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    Delete {
+        #[arg(long)]
+        session_id: String,
+    },
+}

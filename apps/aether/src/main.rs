@@ -1,0 +1,380 @@
+//! aether: the AetherFS CLI (composition root): mounts a session through FUSE, talks to a
+//! running mount over its control socket, and drives the session routes over HTTP.
+
+mod background;
+mod cli;
+mod config;
+mod control;
+mod dev;
+mod runtime;
+mod session_cmd;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use figment::value::Value;
+
+use cli::{Cli, Command, MountArgs};
+use config::AetherConfig;
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("aether: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// The environment, captured once so every layer sees the same values.
+fn environment() -> Vec<(String, String)> {
+    std::env::vars().collect()
+}
+
+fn init_logging(cli: &Cli, level: &str) {
+    let level = match cli.verbose {
+        0 if cli.quiet => "error",
+        0 => level,
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Flag values as configuration layers (flag name, key, value).
+fn mount_flag_layers(a: &MountArgs) -> Vec<(&'static str, &'static str, Value)> {
+    let mut out: Vec<(&'static str, &'static str, Value)> = Vec::new();
+    if let Some(d) = &a.cache_dir {
+        out.push((
+            "--cache-dir",
+            "cache_dir",
+            Value::from(d.display().to_string()),
+        ));
+    }
+    if let Some(r) = &a.cache_shared_root {
+        out.push((
+            "--cache-shared-root",
+            "shared_cache_root",
+            Value::from(r.clone()),
+        ));
+    }
+    if a.no_cache_shared_root {
+        out.push((
+            "--no-cache-shared-root",
+            "shared_cache_root",
+            Value::from("off"),
+        ));
+    }
+    if let Some(s) = &a.control_socket {
+        out.push((
+            "--control-socket",
+            "control_socket",
+            Value::from(s.display().to_string()),
+        ));
+    }
+    if !a.mount_option.is_empty() {
+        out.push((
+            "--mount-option",
+            "mount_options",
+            Value::from(a.mount_option.clone()),
+        ));
+    }
+    if let Some(m) = &a.metrics_addr {
+        out.push(("--metrics-addr", "metrics_addr", Value::from(m.clone())));
+    }
+    if let Some(l) = &a.log_level {
+        out.push(("--log-level", "log_level", Value::from(l.clone())));
+    }
+    if let Some(t) = a.metadata_ttl {
+        out.push(("--metadata-ttl", "lookup_ttl_secs", Value::from(t)));
+    }
+    if let Some(t) = a.negative_lookup_ttl {
+        out.push((
+            "--negative-lookup-ttl",
+            "negative_lookup_ttl_secs",
+            Value::from(t),
+        ));
+    }
+    if let Some(t) = a.dir_cache_ttl {
+        out.push(("--dir-cache-ttl", "dir_cache_ttl_secs", Value::from(t)));
+    }
+    if let Some(e) = &a.endpoint {
+        out.push((
+            "--endpoint",
+            "bridge.server_endpoint",
+            Value::from(e.clone()),
+        ));
+    }
+    out
+}
+
+fn load_config(
+    cli: &Cli,
+    env: &[(String, String)],
+    flags: Vec<(&'static str, &'static str, Value)>,
+) -> Result<config::Loaded> {
+    let file = config::config_file(cli.config.as_deref(), env)?;
+    AetherConfig::load(file.as_deref(), env, flags)
+}
+
+/// The bearer token: `--auth-token-stdin`, `--auth-token-file`, else `AFS_AUTH_TOKEN`.
+fn token(cli: &Cli, env: &[(String, String)]) -> Result<String> {
+    let raw = if cli.auth_token_stdin {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_line(&mut s)
+            .context("read the token from standard input")?;
+        s
+    } else if let Some(f) = &cli.auth_token_file {
+        std::fs::read_to_string(f)
+            .with_context(|| format!("read the token file {}", f.display()))?
+    } else if let Some((_, v)) = env.iter().find(|(k, _)| k == "AFS_AUTH_TOKEN") {
+        v.clone()
+    } else {
+        bail!("no auth token: set AFS_AUTH_TOKEN, or pass --auth-token-file or --auth-token-stdin")
+    };
+    let t = raw.trim().to_owned();
+    if t.is_empty() || t.contains(char::is_whitespace) {
+        bail!("the auth token is empty or contains whitespace");
+    }
+    Ok(t)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("aether")
+        .build()
+        .context("start the async runtime")
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let env = environment();
+    match &cli.command {
+        Command::Version => {
+            println!(
+                "aether {} (commit {}, target {}-{})",
+                env!("CARGO_PKG_VERSION"),
+                option_env!("AETHER_COMMIT").unwrap_or("unknown"),
+                std::env::consts::ARCH,
+                std::env::consts::OS
+            );
+            Ok(())
+        }
+        Command::Config(j) => {
+            let loaded = load_config(&cli, &env, vec![])?;
+            print_config(&loaded, j.json)
+        }
+        Command::Mount(args) => {
+            let loaded = load_config(&cli, &env, mount_flag_layers(args))?;
+            init_logging(&cli, &loaded.config.log_level);
+            if loaded.config.disable {
+                println!(
+                    "aether is disabled by configuration (disable = true, from {}); not mounting",
+                    config::source_of(&loaded.figment, "disable")
+                );
+                return Ok(());
+            }
+            let plan = mount_plan(&cli, &env, &loaded.config, args)?;
+            if args.foreground {
+                foreground(plan)
+            } else {
+                background::spawn_and_wait(&plan)
+            }
+        }
+        Command::Stop(a) => {
+            let loaded = load_config(&cli, &env, vec![])?;
+            let cache = a
+                .cache_dir
+                .clone()
+                .unwrap_or_else(|| loaded.config.cache_dir(&env));
+            let socket = a
+                .socket
+                .clone()
+                .unwrap_or_else(|| loaded.config.control_socket(&cache, &a.session_id));
+            control::request(&socket, "STOP", &a.session_id)?;
+            // The runtime removes its socket once it has flushed and unmounted.
+            for _ in 0..1200 {
+                if std::os::unix::net::UnixStream::connect(&socket).is_err() {
+                    if !cli.quiet {
+                        println!("stopped session {}", a.session_id);
+                    }
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            bail!("the runtime of {} did not stop within 120 s", a.session_id)
+        }
+        Command::Status(a) => {
+            let loaded = load_config(&cli, &env, vec![])?;
+            let cache = a
+                .cache_dir
+                .clone()
+                .unwrap_or_else(|| loaded.config.cache_dir(&env));
+            let socket = a
+                .socket
+                .clone()
+                .unwrap_or_else(|| loaded.config.control_socket(&cache, &a.session_id));
+            let reply = control::request(&socket, "STATUS", &a.session_id)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&reply)?);
+            } else {
+                print_status(&reply);
+            }
+            Ok(())
+        }
+        Command::Session(cmd) => {
+            let loaded = load_config(&cli, &env, vec![])?;
+            let endpoint = endpoint(&loaded.config)?;
+            let token = token(&cli, &env)?;
+            runtime()?.block_on(session_cmd::run(cmd, &endpoint, &token))
+        }
+        Command::Dev(args) => {
+            let loaded = load_config(&cli, &env, vec![])?;
+            init_logging(&cli, &loaded.config.log_level);
+            runtime()?.block_on(dev::run(args, loaded.config, &env))
+        }
+    }
+}
+
+fn endpoint(cfg: &AetherConfig) -> Result<String> {
+    cfg.bridge.server_endpoint.clone().ok_or_else(|| {
+        anyhow::anyhow!(
+            "no server endpoint: set [bridge].server_endpoint in aether.toml or AFS_AETHER_SERVER_ENDPOINT"
+        )
+    })
+}
+
+fn mount_plan(
+    cli: &Cli,
+    env: &[(String, String)],
+    cfg: &AetherConfig,
+    a: &MountArgs,
+) -> Result<runtime::MountPlan> {
+    let endpoint = endpoint(cfg)?;
+    let token = token(cli, env)?;
+    let cache_dir = absolute(&cfg.cache_dir(env))?;
+    Ok(runtime::MountPlan {
+        session_id: a.session_id.clone(),
+        mount_dir: absolute(&a.mount_dir)?,
+        endpoint,
+        token,
+        shared_root: cfg.shared_root(&cache_dir),
+        control_socket: cfg.control_socket(&cache_dir, &a.session_id),
+        worker_id: runtime::worker_id(cfg, &cache_dir)?,
+        cache_dir,
+        config: cfg.clone(),
+        read_only: a.read_only,
+        allow_other: a.allow_other,
+        writeback_cache: a.writeback_cache,
+    })
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    if p.is_absolute() {
+        Ok(p.to_path_buf())
+    } else {
+        Ok(std::env::current_dir()
+            .context("read the current directory")?
+            .join(p))
+    }
+}
+
+/// Runs a mount attached to this process until a signal or `aether stop`.
+fn foreground(plan: runtime::MountPlan) -> Result<()> {
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let session = plan.session_id.clone();
+        let dir = plan.mount_dir.clone();
+        let running = runtime::start(plan).await?;
+        background::announce_ready(&session, &dir);
+        runtime::wait_for_stop(&running.stop_requested).await;
+        tracing::info!("stopping: flushing pending writes and unmounting");
+        running.shutdown(Duration::from_secs(60)).await;
+        Ok(())
+    })
+}
+
+fn print_config(loaded: &config::Loaded, json: bool) -> Result<()> {
+    let value = serde_json::to_value(&loaded.config)?;
+    let mut rows = Vec::new();
+    flatten("", &value, &mut rows);
+    if json {
+        let out: Vec<_> = rows
+            .iter()
+            .map(|(k, v)| serde_json::json!({"key": k, "value": v, "source": config::source_of(&loaded.figment, k)}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"file": loaded.file, "values": out}))?
+        );
+        return Ok(());
+    }
+    match &loaded.file {
+        Some(f) => println!("# configuration file: {}", f.display()),
+        None => println!("# no configuration file (defaults, environment and flags only)"),
+    }
+    for (k, v) in rows {
+        println!("{k} = {v}    # {}", config::source_of(&loaded.figment, &k));
+    }
+    Ok(())
+}
+
+fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        other => out.push((prefix.to_owned(), other.clone())),
+    }
+}
+
+fn print_status(r: &serde_json::Value) {
+    let j = &r["journal"];
+    println!(
+        "session:        {}",
+        r["session_id"].as_str().unwrap_or("?")
+    );
+    println!("mount dir:      {}", r["mount_dir"].as_str().unwrap_or("?"));
+    println!("endpoint:       {}", r["endpoint"].as_str().unwrap_or("?"));
+    println!("uptime:         {} s", r["uptime_seconds"]);
+    println!("operations:     {}", r["ops"]);
+    println!(
+        "cache hits:     {:.1} %",
+        r["cache_hit_ratio"].as_f64().unwrap_or(0.0) * 100.0
+    );
+    println!(
+        "journal:        {} entries, {} bytes pending, oldest {} s; {} written back, {} refused",
+        j["pending_entries"],
+        j["pending_bytes"],
+        j["oldest_age_seconds"],
+        j["written_back"],
+        j["rejected"]
+    );
+    println!(
+        "backpressure:   {}",
+        r["backpressure"].as_str().unwrap_or("?")
+    );
+    match r["last_server_contact_seconds_ago"].as_u64() {
+        Some(s) => println!("server contact: {s} s ago"),
+        None => println!("server contact: never"),
+    }
+    let t = &r["ttls"];
+    println!(
+        "TTLs:           lookup {} s, negative {} s, directory {} s",
+        t["lookup_ttl_secs"], t["negative_lookup_ttl_secs"], t["dir_cache_ttl_secs"]
+    );
+}

@@ -1,0 +1,355 @@
+//! The mount runtime: composes the HTTP client, the disk cache, the engine and the FUSE bridge
+//! for one session, runs the write-back, changefeed and journal-sync loops and the control
+//! socket, and shuts down cleanly (flush, unmount) when asked.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aether_cache_sqlite::{DiskCache, SharedStore, SyncPolicy};
+use aether_domain::mount_options::{MountFlag, MountOptions};
+use aether_domain::{Principal, TenantId};
+use aether_http_client::{ClientConfig, HttpClient, TokenSource};
+use aether_mount::{Backoff, Engine, MountConfig};
+use aether_ports::local_cache::{LocalCache, MountClock};
+use aether_ports::vfs::FsError;
+use anyhow::{Context, Result, bail};
+
+use crate::config::AetherConfig;
+use crate::control;
+
+/// The wall and monotonic clock of this process.
+pub(crate) struct SystemClock {
+    start: Instant,
+}
+
+impl SystemClock {
+    pub(crate) fn new() -> Self {
+        SystemClock {
+            start: Instant::now(),
+        }
+    }
+}
+
+impl MountClock for SystemClock {
+    fn now(&self) -> aether_domain::Timestamp {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        aether_domain::Timestamp::from_nanos(d.as_nanos() as i64)
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    async fn sleep(&self, duration: Duration) {
+        tokio::time::sleep(duration).await
+    }
+}
+
+pub(crate) type MountEngine = Engine<HttpClient, DiskCache, SystemClock>;
+
+/// Everything one mount needs, resolved from configuration and flags.
+pub(crate) struct MountPlan {
+    pub session_id: String,
+    pub mount_dir: PathBuf,
+    pub endpoint: String,
+    pub token: String,
+    pub cache_dir: PathBuf,
+    pub shared_root: Option<PathBuf>,
+    pub control_socket: PathBuf,
+    pub worker_id: String,
+    pub config: AetherConfig,
+    pub read_only: bool,
+    pub allow_other: bool,
+    pub writeback_cache: bool,
+}
+
+/// A running mount, for `dev` and the foreground command.
+pub(crate) struct Running {
+    pub engine: Arc<MountEngine>,
+    mounted: Option<aether_fuse::Mounted>,
+    stop_loops: tokio::sync::watch::Sender<bool>,
+    pub stop_requested: Arc<tokio::sync::Notify>,
+    plan_dir: PathBuf,
+    socket: PathBuf,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// The worker id: configured, else a UUID kept in `<cache_dir>/worker-id`.
+pub(crate) fn worker_id(cfg: &AetherConfig, cache_dir: &Path) -> Result<String> {
+    if let Some(id) = &cfg.bridge.worker_id {
+        return Ok(id.clone());
+    }
+    let file = cache_dir.join("worker-id");
+    if let Ok(text) = std::fs::read_to_string(&file)
+        && uuid::Uuid::parse_str(text.trim()).is_ok()
+    {
+        return Ok(text.trim().to_owned());
+    }
+    aether_cache_sqlite::ensure_private_dir(cache_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let id = uuid::Uuid::new_v4().to_string();
+    std::fs::write(&file, &id).with_context(|| format!("write {}", file.display()))?;
+    Ok(id)
+}
+
+/// Whether `dir` is a mount point right now (from /proc/self/mountinfo).
+fn is_mount_point(dir: &Path) -> bool {
+    let Ok(canon) = dir.canonicalize() else {
+        return false;
+    };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let target = canon.to_string_lossy().replace(' ', "\\040");
+    info.lines()
+        .any(|l| l.split(' ').nth(4) == Some(target.as_str()))
+}
+
+/// Lazily detaches a dead mount at `dir` ("Transport endpoint is not connected").
+pub(crate) fn detach_dead_mount(dir: &Path) -> bool {
+    std::process::Command::new("umount")
+        .arg("-l")
+        .arg(dir)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Checks the mount directory: created if missing; a file, a live mount or a foreign mount
+/// are refused with a message saying so.
+pub(crate) fn prepare_mount_dir(dir: &Path) -> Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => bail!(
+            "mount dir {} is not a directory; choose an empty directory",
+            dir.display()
+        ),
+        Ok(_) if is_mount_point(dir) => bail!(
+            "mount dir {} is already a mount point; unmount it or choose another directory",
+            dir.display()
+        ),
+        Ok(_) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc_enotconn()) => {
+            // A runtime died here (kill -9): detach its dead mount and go on.
+            tracing::warn!(dir = %dir.display(), "detaching a dead mount left by an earlier runtime");
+            if !detach_dead_mount(dir) {
+                bail!(
+                    "mount dir {} holds a dead mount that could not be detached; run `umount -l {}`",
+                    dir.display(),
+                    dir.display()
+                );
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(dir)
+            .with_context(|| format!("create the mount dir {}", dir.display())),
+        Err(e) => Err(e).with_context(|| format!("inspect the mount dir {}", dir.display())),
+    }
+}
+
+const fn libc_enotconn() -> i32 {
+    107
+}
+
+fn describe_start_error(e: FsError, plan: &MountPlan) -> anyhow::Error {
+    match e {
+        FsError::NotFound(_) => anyhow::anyhow!(
+            "session {} does not exist at {} (or belongs to another tenant)",
+            plan.session_id,
+            plan.endpoint
+        ),
+        FsError::PermissionDenied(m) => anyhow::anyhow!(
+            "the server at {} refused the token: {m}; check AFS_AUTH_TOKEN or --auth-token-file",
+            plan.endpoint
+        ),
+        FsError::TimedOut(m) => anyhow::anyhow!(
+            "cannot reach the server at {}: {m}; is it running and is [bridge].server_endpoint right?",
+            plan.endpoint
+        ),
+        other => anyhow::anyhow!("cannot start the mount of {}: {other}", plan.session_id),
+    }
+}
+
+/// Mounts `plan` and starts its loops. Call inside the tokio runtime.
+pub(crate) async fn start(plan: MountPlan) -> Result<Running> {
+    aether_domain::SessionId::parse(&plan.session_id)
+        .map_err(|e| anyhow::anyhow!("--session-id {:?}: {}", plan.session_id, e.message))?;
+    prepare_mount_dir(&plan.mount_dir)?;
+    control::claim_socket(&plan.control_socket, &plan.session_id)?;
+    let cfg = &plan.config;
+    let policy = match cfg.journal_sync_policy.as_str() {
+        "immediate" => SyncPolicy::Immediate,
+        "manual" => SyncPolicy::Manual,
+        _ => SyncPolicy::Interval,
+    };
+    let shared = match &plan.shared_root {
+        Some(root) => match SharedStore::open(root) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "the shared cache store is unavailable; continuing without it");
+                None
+            }
+        },
+        None => None,
+    };
+    let cache = DiskCache::open(&plan.cache_dir, &plan.session_id, policy, shared)
+        .map_err(|e| anyhow::anyhow!("open the cache in {}: {e}", plan.cache_dir.display()))?;
+    let mut client_cfg = ClientConfig::new(&plan.endpoint, TokenSource::Fixed(plan.token.clone()));
+    client_cfg.connect_timeout = Duration::from_millis(cfg.transport.idle_timeout_ms.max(1000));
+    let client = HttpClient::new(client_cfg).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let b = &cfg.bridge.reconnect_backoff;
+    let options = MountOptions::parse(cfg.mount_options.iter().map(String::as_str));
+    for warning in &options.warnings {
+        tracing::warn!(%warning, "mount option ignored");
+    }
+    let read_only = plan.read_only || options.is_set(MountFlag::ReadOnly);
+    let engine = Arc::new(Engine::new(
+        client,
+        cache,
+        SystemClock::new(),
+        MountConfig {
+            session_id: plan.session_id.clone(),
+            principal: Principal::full_access(
+                TenantId::parse("00000000-0000-0000-0000-000000000000").expect("a valid UUID"),
+                "aether",
+            ),
+            worker_id: plan.worker_id.clone(),
+            lookup_ttl: Duration::from_secs(cfg.lookup_ttl_secs),
+            negative_ttl: Duration::from_secs(cfg.negative_lookup_ttl_secs),
+            dir_ttl: Duration::from_secs(cfg.dir_cache_ttl_secs),
+            read_only,
+            backoff: Backoff {
+                start: Duration::from_millis(b.start_ms),
+                max: Duration::from_millis(b.max_ms),
+                multiplier: b.multiplier,
+                jitter_percent: b.jitter_percent,
+            },
+        },
+    ));
+    engine
+        .start()
+        .await
+        .map_err(|e| describe_start_error(e, &plan))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let mut tasks = Vec::new();
+    {
+        let e = engine.clone();
+        let rx = stop_rx.clone();
+        tasks.push(tokio::spawn(
+            async move { e.run_writeback(stopped(rx)).await },
+        ));
+    }
+    {
+        let e = engine.clone();
+        let rx = stop_rx.clone();
+        tasks.push(tokio::spawn(
+            async move { e.run_changefeed(stopped(rx)).await },
+        ));
+    }
+    if policy == SyncPolicy::Interval {
+        let e = engine.clone();
+        let every = Duration::from_millis(cfg.journal_sync_interval_ms);
+        let mut rx = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = rx.wait_for(|s| *s) => return,
+                }
+                if let Err(err) = e.cache().journal_sync() {
+                    tracing::warn!(error = %err, "journal sync failed");
+                }
+            }
+        }));
+    }
+    let spec = aether_fuse::MountSpec {
+        allow_other: plan.allow_other || options.is_set(MountFlag::AllowOther),
+        writeback_cache: plan.writeback_cache || options.is_set(MountFlag::WritebackCache),
+        read_only,
+        default_permissions: true,
+        negative_ttl: Duration::from_secs(cfg.negative_lookup_ttl_secs),
+        ..Default::default()
+    };
+    let dir = plan.mount_dir.clone();
+    let (mounted, notifier) = {
+        let e = engine.clone();
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || aether_fuse::mount(e, handle, &dir, &spec))
+            .await
+            .context("mount task")?
+            .with_context(|| format!("mount FUSE at {}", plan.mount_dir.display()))?
+    };
+    engine.attach_kernel(notifier);
+    let stop_requested = Arc::new(tokio::sync::Notify::new());
+    let info = control::RuntimeInfo {
+        session_id: plan.session_id.clone(),
+        mount_dir: plan
+            .mount_dir
+            .canonicalize()
+            .unwrap_or(plan.mount_dir.clone()),
+        endpoint: plan.endpoint.clone(),
+        started: Instant::now(),
+        config: plan.config.clone(),
+    };
+    tasks.push(control::serve(
+        &plan.control_socket,
+        engine.clone(),
+        info,
+        stop_requested.clone(),
+        stop_rx.clone(),
+    )?);
+    Ok(Running {
+        engine,
+        mounted: Some(mounted),
+        stop_loops: stop_tx,
+        stop_requested,
+        plan_dir: plan.mount_dir,
+        socket: plan.control_socket,
+        tasks,
+    })
+}
+
+impl Running {
+    /// Flushes pending writes (up to `timeout`), unmounts and stops the loops. Returns the
+    /// number of journal entries still pending (kept for the next mount).
+    pub(crate) async fn shutdown(mut self, timeout: Duration) -> u64 {
+        let left = self.engine.flush_all(timeout).await;
+        if left > 0 {
+            tracing::warn!(
+                pending = left,
+                "the server did not take every change in time; they stay in the journal for the next mount"
+            );
+        }
+        let _ = self.engine.cache().journal_sync();
+        if let Some(m) = self.mounted.take() {
+            let dir = self.plan_dir.clone();
+            let unmounted = tokio::task::spawn_blocking(move || m.unmount()).await;
+            if !matches!(unmounted, Ok(Ok(()))) && !detach_dead_mount(&dir) {
+                tracing::warn!(dir = %dir.display(), "unmount failed; the directory may still be busy");
+            }
+        }
+        let _ = self.stop_loops.send(true);
+        for t in self.tasks.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        let _ = std::fs::remove_file(&self.socket);
+        left
+    }
+}
+
+/// Waits for SIGINT, SIGTERM or a STOP over the control socket.
+pub(crate) async fn wait_for_stop(stop: &tokio::sync::Notify) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut int = signal(SignalKind::interrupt()).ok();
+    tokio::select! {
+        _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+        _ = async { match int.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+        _ = stop.notified() => {}
+    }
+}
