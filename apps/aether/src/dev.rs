@@ -2,7 +2,7 @@
 //! with a data dir, creates a session (filled from `--source-dir` if given), mounts it, prints
 //! how to use it, and on Ctrl-C flushes, unmounts and stops the server.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use aether_ports::*;
@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use crate::cli::DevArgs;
 use crate::config::AetherConfig;
 use crate::runtime::{self, MountPlan};
-use crate::session_cmd;
+use crate::{absolute, session_cmd};
 
 /// The dev server trusts `<tenant>:<principal>` tokens; this is the one `aether dev` uses.
 const DEV_TOKEN: &str = "00000000-0000-4000-8000-000000000001:dev";
@@ -103,13 +103,6 @@ pub(crate) async fn run(
         );
     }
     Ok(())
-}
-
-fn absolute(p: &Path) -> Result<PathBuf> {
-    if p.is_absolute() {
-        return Ok(p.to_path_buf());
-    }
-    Ok(std::env::current_dir()?.join(p))
 }
 
 /// Copies a local tree into the session over the API; returns the number of entries.

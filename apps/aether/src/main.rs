@@ -276,14 +276,18 @@ fn mount_plan(
     })
 }
 
-fn absolute(p: &Path) -> Result<PathBuf> {
-    if p.is_absolute() {
-        Ok(p.to_path_buf())
+/// `p` made absolute against the current directory, without `.` components.
+pub(crate) fn absolute(p: &Path) -> Result<PathBuf> {
+    let base = if p.is_absolute() {
+        PathBuf::new()
     } else {
-        Ok(std::env::current_dir()
-            .context("read the current directory")?
-            .join(p))
-    }
+        std::env::current_dir().context("read the current directory")?
+    };
+    Ok(base
+        .join(p)
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect())
 }
 
 /// Runs a mount attached to this process until a signal or `aether stop`.

@@ -267,6 +267,22 @@ pub(crate) async fn start(plan: MountPlan) -> Result<Running> {
             }
         }));
     }
+    // Changes journaled by an earlier runtime (a crash) go to the server before the tree is
+    // shown, so the mount never shows the server's older view of them.
+    let pending = engine.cache().journal_stats().pending_entries;
+    if pending > 0 {
+        tracing::info!(
+            pending,
+            "writing back changes left by the previous runtime before mounting"
+        );
+        let left = engine.flush_all(Duration::from_secs(60)).await;
+        if left > 0 {
+            tracing::warn!(
+                left,
+                "some earlier changes are not on the server yet; they stay queued"
+            );
+        }
+    }
     let spec = aether_fuse::MountSpec {
         allow_other: plan.allow_other || options.is_set(MountFlag::AllowOther),
         writeback_cache: plan.writeback_cache || options.is_set(MountFlag::WritebackCache),

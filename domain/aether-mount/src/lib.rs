@@ -114,6 +114,8 @@ pub struct Engine<R, C, K> {
     /// Highest journal sequence the writer has finished with (acknowledged or refused).
     done_through: tokio::sync::watch::Sender<u64>,
     counters: EngineCounters,
+    /// The session is not active (archived, conflicted): it accepts no writes.
+    session_frozen: std::sync::atomic::AtomicBool,
 }
 
 impl<R, C, K> Engine<R, C, K>
@@ -147,6 +149,7 @@ where
             writeback_wake: tokio::sync::Notify::new(),
             done_through: tokio::sync::watch::Sender::new(done),
             counters: EngineCounters::default(),
+            session_frozen: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -175,6 +178,8 @@ where
             .await
             .map_err(|e| fs_error(e, &self.config.session_id))?;
         self.contact();
+        let frozen = session.status != aether_domain::SessionStatus::Active;
+        self.session_frozen.store(frozen, Ordering::Relaxed);
         self.load_dir(aether_ports::vfs::ROOT_INO).await?;
         Ok(session)
     }
@@ -239,6 +244,12 @@ where
     fn writable(&self) -> FsResult<()> {
         if self.config.read_only {
             return Err(FsError::ReadOnly("the mount is read-only".into()));
+        }
+        if self.session_frozen.load(Ordering::Relaxed) {
+            return Err(FsError::ReadOnly(format!(
+                "session {} is not active (archived?); reactivate it to write",
+                self.config.session_id
+            )));
         }
         Ok(())
     }

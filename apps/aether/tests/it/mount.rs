@@ -1,0 +1,351 @@
+//! Real-mount behaviour: file operations, git, tar, another writer's change, bad input.
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::time::{Duration, Instant};
+
+use crate::{Mount, Server, aether, sh};
+
+fn errno(e: std::io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(0)
+}
+
+#[test]
+fn file_operations_round_trip_and_reach_the_server() {
+    let server = Server::start();
+    let session = server.new_session();
+    let mut m = Mount::new(&server, &session, &[]);
+    fs::create_dir_all(m.path("src/bin")).unwrap();
+    fs::write(m.path("src/lib.rs"), b"pub fn f() {}\n").unwrap();
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(m.path("src/lib.rs"))
+        .unwrap();
+    f.write_all(b"// more\n").unwrap();
+    drop(f);
+    assert_eq!(
+        fs::read(m.path("src/lib.rs")).unwrap(),
+        b"pub fn f() {}\n// more\n"
+    );
+    // Random-access write in the middle, then truncate.
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(m.path("src/lib.rs"))
+        .unwrap();
+    f.seek(SeekFrom::Start(4)).unwrap();
+    f.write_all(b"FN").unwrap();
+    f.set_len(10).unwrap();
+    let mut back = String::new();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    f.read_to_string(&mut back).unwrap();
+    assert_eq!(back, "pub FN f()");
+    drop(f);
+    fs::rename(m.path("src/lib.rs"), m.path("src/bin/main.rs")).unwrap();
+    std::os::unix::fs::symlink("bin/main.rs", m.path("src/link")).unwrap();
+    assert_eq!(
+        fs::read_link(m.path("src/link")).unwrap().to_str(),
+        Some("bin/main.rs")
+    );
+    assert_eq!(fs::read(m.path("src/link")).unwrap(), b"pub FN f()");
+    fs::hard_link(m.path("src/bin/main.rs"), m.path("hard")).unwrap();
+    assert_eq!(fs::metadata(m.path("hard")).unwrap().nlink(), 2);
+    assert_eq!(
+        fs::metadata(m.path("hard")).unwrap().ino(),
+        fs::metadata(m.path("src/bin/main.rs")).unwrap().ino()
+    );
+    fs::set_permissions(m.path("hard"), fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(fs::metadata(m.path("hard")).unwrap().mode() & 0o777, 0o600);
+    // Errors carry their POSIX meaning.
+    assert_eq!(
+        errno(fs::remove_dir(m.path("src")).unwrap_err()),
+        39,
+        "ENOTEMPTY"
+    );
+    assert_eq!(
+        errno(fs::create_dir(m.path("src")).unwrap_err()),
+        17,
+        "EEXIST"
+    );
+    assert_eq!(errno(fs::read(m.path("missing")).unwrap_err()), 2, "ENOENT");
+    let long = "x".repeat(256);
+    assert_eq!(
+        errno(fs::write(m.path(&long), b"").unwrap_err()),
+        36,
+        "ENAMETOOLONG"
+    );
+    let bad = std::ffi::OsStr::from_bytes(b"bad\xff");
+    assert_eq!(
+        errno(fs::write(m.dir.join(bad), b"").unwrap_err()),
+        84,
+        "EILSEQ"
+    );
+    // Extended attributes.
+    sh(
+        &m.dir,
+        "setfattr -n user.note -v hello hard 2>/dev/null || python3 -c \"import os; os.setxattr('hard', 'user.note', b'hello')\"",
+    );
+    let got = sh(
+        &m.dir,
+        "python3 -c \"import os; print(os.getxattr('hard', 'user.note').decode())\"",
+    );
+    assert_eq!(got.trim(), "hello");
+    fs::remove_file(m.path("hard")).unwrap();
+    let mut names: Vec<_> = fs::read_dir(m.path("src"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["bin", "link"]);
+    m.stop();
+    // Everything reached the server.
+    assert_eq!(
+        server.read(&session, "/src/bin/main.rs").as_deref(),
+        Some(&b"pub FN f()"[..])
+    );
+    assert_eq!(server.read(&session, "/hard"), None);
+}
+
+#[test]
+fn git_works_inside_the_mount() {
+    let server = Server::start();
+    let session = server.new_session();
+    let m = Mount::new(&server, &session, &[]);
+    fs::write(m.path("README"), b"hello\n").unwrap();
+    fs::create_dir(m.path("src")).unwrap();
+    fs::write(m.path("src/a.c"), b"int main(){return 0;}\n").unwrap();
+    sh(
+        &m.dir,
+        "git init -q . && git add -A && git -c user.email=t@e -c user.name=t commit -qm first",
+    );
+    assert_eq!(sh(&m.dir, "git status --porcelain"), "");
+    fs::write(m.path("src/a.c"), b"int main(){return 1;}\n").unwrap();
+    assert_eq!(sh(&m.dir, "git status --porcelain"), " M src/a.c\n");
+    sh(
+        &m.dir,
+        "git -c user.email=t@e -c user.name=t commit -qam second",
+    );
+    assert_eq!(sh(&m.dir, "git log --oneline | wc -l").trim(), "2");
+    assert_eq!(
+        sh(
+            &m.dir,
+            "git fsck --no-progress 2>&1 | grep -c error || true"
+        )
+        .trim(),
+        "0"
+    );
+}
+
+#[test]
+fn a_tar_round_trip_keeps_every_byte() {
+    let server = Server::start();
+    let session = server.new_session();
+    let m = Mount::new(&server, &session, &[]);
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let tmp = tempfile::tempdir().unwrap();
+    let tarball = tmp.path().join("src.tar");
+    sh(
+        &repo,
+        &format!(
+            "tar cf {} --exclude=target --exclude=.git domain ports adapters",
+            tarball.display()
+        ),
+    );
+    sh(&m.dir, &format!("tar xf {}", tarball.display()));
+    let sums = "find domain ports adapters -type f | sort | xargs sha256sum";
+    let original = sh(&repo, sums);
+    assert_eq!(sh(&m.dir, sums), original);
+    // And back out again through the mount.
+    let out = tmp.path().join("out");
+    fs::create_dir(&out).unwrap();
+    sh(
+        &m.dir,
+        &format!(
+            "tar cf - domain ports adapters | tar xf - -C {}",
+            out.display()
+        ),
+    );
+    assert_eq!(sh(&out, sums), original);
+}
+
+#[test]
+fn another_writers_change_shows_without_waiting_for_the_ttl() {
+    let server = Server::start();
+    let session = server.new_session();
+    let m = Mount::new(
+        &server,
+        &session,
+        &["--metadata-ttl", "3600", "--dir-cache-ttl", "3600"],
+    );
+    fs::create_dir(m.path("shared")).unwrap();
+    fs::write(m.path("shared/doc.txt"), b"v1").unwrap();
+    assert_eq!(fs::read(m.path("shared/doc.txt")).unwrap(), b"v1");
+    let out = m.run("status", &["--json"]);
+    assert!(out.status.success());
+    // Wait until our own writes are on the server, then change the file from elsewhere.
+    for _ in 0..100 {
+        if server.read(&session, "/shared/doc.txt").as_deref() == Some(b"v1") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.write(&session, "/shared/doc.txt", b"version two");
+    server.write(&session, "/shared/new.txt", b"new");
+    let start = Instant::now();
+    let deadline = Duration::from_secs(5);
+    let mut seen = false;
+    while start.elapsed() < deadline {
+        let doc = fs::read(m.path("shared/doc.txt")).unwrap_or_default();
+        if doc == b"version two" && m.path("shared/new.txt").exists() {
+            seen = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        seen,
+        "the change did not show within {deadline:?} although the TTLs are an hour"
+    );
+    eprintln!("remote change visible after {:?}", start.elapsed());
+}
+
+#[test]
+fn bad_mount_requests_get_clear_messages() {
+    let server = Server::start();
+    let session = server.new_session();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("a-file");
+    fs::write(&file, b"").unwrap();
+    let cache = tmp.path().join("cache");
+    let cache = cache.to_str().unwrap();
+    let (m1, m2) = (tmp.path().join("m1"), tmp.path().join("m2"));
+    let cases: [(Vec<&str>, &str); 4] = [
+        (
+            vec![
+                "mount",
+                "--session-id",
+                &session,
+                "--mount-dir",
+                file.to_str().unwrap(),
+                "--cache-dir",
+                cache,
+            ],
+            "is not a directory",
+        ),
+        (
+            vec![
+                "mount",
+                "--session-id",
+                "sess_doesnotexist0000000000000000",
+                "--mount-dir",
+                m1.to_str().unwrap(),
+                "--cache-dir",
+                cache,
+            ],
+            "does not exist",
+        ),
+        (
+            vec![
+                "mount",
+                "--session-id",
+                "not a session",
+                "--mount-dir",
+                m2.to_str().unwrap(),
+                "--cache-dir",
+                cache,
+            ],
+            "--session-id",
+        ),
+        (
+            vec!["status", "--session-id", &session, "--cache-dir", cache],
+            "is not mounted",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = aether(&server.endpoint, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+    // An unreachable endpoint.
+    let out = aether(
+        "http://127.0.0.1:9",
+        &[
+            "mount",
+            "--session-id",
+            &session,
+            "--mount-dir",
+            tmp.path().join("m3").to_str().unwrap(),
+            "--cache-dir",
+            cache,
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot reach"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A second mount of the same session.
+    let m = Mount::new(&server, &session, &[]);
+    let second = tmp.path().join("m4");
+    let out = aether(
+        &server.endpoint,
+        &[
+            "mount",
+            "--session-id",
+            &session,
+            "--mount-dir",
+            second.to_str().unwrap(),
+            "--cache-dir",
+            m.cache.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already mounted"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The same directory mounted twice.
+    let other = server.new_session();
+    let out = aether(
+        &server.endpoint,
+        &[
+            "mount",
+            "--session-id",
+            &other,
+            "--mount-dir",
+            m.dir.to_str().unwrap(),
+            "--cache-dir",
+            cache,
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already a mount point"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The first mount still works.
+    fs::write(m.path("still"), b"ok").unwrap();
+    assert_eq!(fs::read(m.path("still")).unwrap(), b"ok");
+}
+
+#[test]
+fn an_archived_session_mounts_read_only() {
+    let server = Server::start();
+    let session = server.new_session();
+    server.write(&session, "/kept.txt", b"kept");
+    let (api, ctx) = server.api();
+    server
+        .block_on(aether_ports::SessionsApi::archive_session(
+            &api, &ctx, &session,
+        ))
+        .unwrap();
+    let m = Mount::new(&server, &session, &[]);
+    assert_eq!(fs::read(m.path("kept.txt")).unwrap(), b"kept");
+    let err = fs::write(m.path("new.txt"), b"x").unwrap_err();
+    assert_eq!(errno(err), 30, "EROFS");
+}
