@@ -6,6 +6,7 @@ use std::future::Future;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
 
 use aether_ports::vfs::*;
@@ -134,7 +135,9 @@ impl<V: Vfs> Bridge<V> {
         Bridge { vfs, rt, spec }
     }
 
-    /// Runs `op` on the runtime; replies with `ok` on success, the errno on failure.
+    /// Runs `op`; replies with `ok` on success, the errno on failure. The future is polled
+    /// once on the FUSE thread: answers that need no I/O (most, with a warm cache) go back
+    /// without a hop to the runtime; the rest continue there.
     fn run<T, R, Fut>(
         &self,
         reply: R,
@@ -145,16 +148,44 @@ impl<V: Vfs> Bridge<V> {
         R: Fail,
         Fut: Future<Output = FsResult<T>> + Send + 'static,
     {
-        let fut = op(self.vfs.clone());
-        self.rt.spawn(async move {
-            match fut.await {
-                Ok(v) => ok(reply, v),
-                Err(e) => {
-                    tracing::debug!(target: "aether_fuse", error = %e, "operation failed");
-                    reply.fail(errno_of(&e));
-                }
+        let _in_runtime = self.rt.enter();
+        let mut fut = Box::pin(op(self.vfs.clone()));
+        let mut cx = Context::from_waker(Waker::noop());
+        let finish = move |result: FsResult<T>| match result {
+            Ok(v) => ok(reply, v),
+            Err(e) => {
+                tracing::debug!(target: "aether_fuse", error = %e, "operation failed");
+                reply.fail(errno_of(&e));
             }
-        });
+        };
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(result) => finish(result),
+            Poll::Pending => {
+                self.rt.spawn(async move { finish(fut.await) });
+            }
+        }
+    }
+}
+
+/// The attributes of a remembered absence (inode 0).
+fn negative_attr() -> FileAttr {
+    let epoch = SystemTime::UNIX_EPOCH;
+    FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: epoch,
+        mtime: epoch,
+        ctime: epoch,
+        crtime: epoch,
+        kind: FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
     }
 }
 
@@ -181,6 +212,9 @@ impl<V: Vfs> Filesystem for Bridge<V> {
             InitFlags::FUSE_PARALLEL_DIROPS,
             InitFlags::FUSE_ATOMIC_O_TRUNC,
             InitFlags::FUSE_CACHE_SYMLINKS,
+            // The kernel then caches each inode's (absent) ACL instead of asking us on every
+            // `ls -l`; sessions store no ACLs, so setting one fails with EOPNOTSUPP.
+            InitFlags::FUSE_POSIX_ACL,
         ];
         if self.spec.writeback_cache {
             wanted.push(InitFlags::FUSE_WRITEBACK_CACHE);
@@ -196,31 +230,26 @@ impl<V: Vfs> Filesystem for Bridge<V> {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let name = name.as_bytes().to_vec();
         let negative_ttl = self.spec.negative_ttl;
-        let vfs = self.vfs.clone();
-        self.rt.spawn(async move {
-            match vfs.lookup(parent.0, &name).await {
-                Ok(e) => entry(reply, e),
-                // A zero inode with a TTL lets the kernel remember the absence.
-                Err(FsError::NotFound(_)) if !negative_ttl.is_zero() => {
-                    let mut attr = file_attr(&Attr {
-                        ino: 0,
-                        kind: FileKind::File,
-                        perm: 0,
-                        uid: 0,
-                        gid: 0,
-                        size: 0,
-                        nlink: 0,
-                        rdev: 0,
-                        atime: aether_domain::Timestamp::from_nanos(0),
-                        mtime: aether_domain::Timestamp::from_nanos(0),
-                        ctime: aether_domain::Timestamp::from_nanos(0),
-                    });
-                    attr.ino = INodeNo(0);
-                    reply.entry_with_ttls(&negative_ttl, &Duration::ZERO, &attr, Generation(0));
+        self.run(
+            reply,
+            |v| async move {
+                match v.lookup(parent.0, &name).await {
+                    Ok(e) => Ok(Some(e)),
+                    Err(FsError::NotFound(_)) if !negative_ttl.is_zero() => Ok(None),
+                    Err(e) => Err(e),
                 }
-                Err(e) => reply.error(errno_of(&e)),
-            }
-        });
+            },
+            move |r, found| match found {
+                Some(e) => entry(r, e),
+                // A zero inode with a TTL lets the kernel remember the absence.
+                None => r.entry_with_ttls(
+                    &negative_ttl,
+                    &Duration::ZERO,
+                    &negative_attr(),
+                    Generation(0),
+                ),
+            },
+        );
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -692,6 +721,21 @@ impl<V: Vfs> Filesystem for Bridge<V> {
                 )
             },
         );
+    }
+
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        // No device controls on session files; tools probe (terminal checks) and expect ENOTTY.
+        reply.error(Errno::ENOTTY);
     }
 
     fn fallocate(

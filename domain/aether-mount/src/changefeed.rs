@@ -119,6 +119,9 @@ where
                 let Some(parent) = st.nodes.resolve(dir) else {
                     continue;
                 };
+                if let Some(l) = st.nodes.get_mut(parent).and_then(|p| p.listing.as_mut()) {
+                    l.kernel_cached = false;
+                }
                 if let Some(p) = st.nodes.get_mut(parent)
                     && p.pending == 0
                     && let Some(l) = p.listing.as_mut()
@@ -146,6 +149,8 @@ where
         if let Some(k) = self.kernel() {
             for (parent, name, child) in kernel_work {
                 k.invalidate_entry(parent, &name);
+                // Drops the kernel's cached listing of the parent too.
+                k.invalidate_inode(parent);
                 if let Some(c) = child {
                     k.invalidate_inode(c);
                 }

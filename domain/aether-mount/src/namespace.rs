@@ -84,6 +84,7 @@ where
                 children: BTreeMap::new(),
                 loaded: true,
                 fresh_until: self.clock.elapsed() + self.config.dir_ttl,
+                kernel_cached: false,
             }),
             attr_fresh_until: self.clock.elapsed() + self.config.lookup_ttl,
             stage: None,
@@ -823,10 +824,13 @@ where
         let fh = st.next_fh;
         st.next_fh += 1;
         st.handles.insert(fh, Handle::Dir { entries });
+        // The kernel may keep serving this listing from its own cache until it changes.
+        let listing = st.nodes.get_mut(ino).and_then(|n| n.listing.as_mut());
+        let keep_cache = listing.is_some_and(|l| std::mem::replace(&mut l.kernel_cached, true));
         Ok(OpenOut {
             fh,
-            keep_cache: false,
-            cache_dir: false,
+            keep_cache,
+            cache_dir: true,
         })
     }
 

@@ -54,6 +54,8 @@ pub(crate) struct Listing {
     pub(crate) loaded: bool,
     /// Monotonic time after which the listing must be re-read.
     pub(crate) fresh_until: Duration,
+    /// The kernel holds this exact listing in its directory cache.
+    pub(crate) kernel_cached: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -245,8 +247,10 @@ impl Nodes {
 
     /// Adds the name `name` in `parent` for `ino`.
     pub(crate) fn attach(&mut self, parent: u64, name: &str, ino: u64) {
-        if let Some(listing) = self.nodes.get_mut(&parent).and_then(|p| p.listing.as_mut()) {
-            listing.children.insert(name.to_owned(), ino);
+        if let Some(listing) = self.nodes.get_mut(&parent).and_then(|p| p.listing.as_mut())
+            && listing.children.insert(name.to_owned(), ino) != Some(ino)
+        {
+            listing.kernel_cached = false;
         }
         if let Some(node) = self.nodes.get_mut(&ino)
             && !node.links.iter().any(|(p, n)| *p == parent && n == name)
@@ -257,13 +261,9 @@ impl Nodes {
 
     /// Removes the name `name` from `parent`; returns the inode it named.
     pub(crate) fn detach(&mut self, parent: u64, name: &str) -> Option<u64> {
-        let ino = self
-            .nodes
-            .get_mut(&parent)?
-            .listing
-            .as_mut()?
-            .children
-            .remove(name)?;
+        let listing = self.nodes.get_mut(&parent)?.listing.as_mut()?;
+        let ino = listing.children.remove(name)?;
+        listing.kernel_cached = false;
         if let Some(node) = self.nodes.get_mut(&ino) {
             node.links.retain(|(p, n)| !(*p == parent && n == name));
         }
