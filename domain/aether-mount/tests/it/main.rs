@@ -1,6 +1,7 @@
 //! Engine tests over the in-memory session API and cache: what a user of the mount would notice
 //! (reads, writes, names, durability of the journal, write-back, invalidation).
 
+mod model;
 mod scenarios;
 
 use std::sync::Arc;
