@@ -28,7 +28,21 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             }
             cargo(&bench)
         }
-        _ => bail!("usage: cargo xtask bench server [--quick]"),
+        Some("mount") => {
+            cargo(&["build", "--release", "-p", "aether", "-p", "afs-server"])?;
+            let script = crate::tidy::workspace_root().join("bench/mount.sh");
+            let mut cmd = Command::new("bash");
+            cmd.arg(script);
+            if quick {
+                cmd.arg("--quick");
+            }
+            let status = cmd.status().context("run bench/mount.sh")?;
+            if !status.success() {
+                bail!("bench/mount.sh failed");
+            }
+            Ok(())
+        }
+        _ => bail!("usage: cargo xtask bench <server | mount> [--quick]"),
     }
 }
 

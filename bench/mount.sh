@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# The mount benchmark (`cargo xtask bench mount [--quick]`): one run, side by side, of a native
+# directory, bindfs (the FUSE floor), rclone mount (--vfs-cache-mode full) of rclone serve
+# webdav, sshfs over loopback, and an aether mount of an afs-server on loopback.
+# Rows: sequential write + fsync, sequential read cold and warm, 10,000 4 KiB creates in 100
+# directories, ls -lR cold and warm, and a real workload (copy a crate's source in, git add +
+# commit, grep -r). Prints a table; times are seconds unless a unit says otherwise.
+# Needs root, /dev/fuse and: apt-get install bindfs rclone sshfs openssh-server fuse3 git
+set -euo pipefail
+
+QUICK=0
+[ "${1:-}" = "--quick" ] && QUICK=1
+SIZE_MB=$([ $QUICK = 1 ] && echo 256 || echo 1024)
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+AETHER=$ROOT/target/release/aether
+SERVER=$ROOT/target/release/afs-server
+W=${BENCH_DIR:-/tmp/aether-bench}
+TOKEN="00000000-0000-4000-8000-000000000001:bench"
+
+now() { date +%s.%N; }
+since() { echo "$(now) - $1" | bc -l; }
+drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
+need() { command -v "$1" >/dev/null || { echo "missing $1: apt-get install bindfs rclone sshfs openssh-server fuse3" >&2; exit 2; }; }
+for t in bindfs rclone sshfs sshd git bc python3; do need "$t"; done
+[ -x "$AETHER" ] && [ -x "$SERVER" ] || { echo "build first: cargo build --release -p aether -p afs-server" >&2; exit 2; }
+
+cleanup() {
+  set +e
+  for m in bindfs rclone sshfs aether; do umount -l "$W/mnt/$m" 2>/dev/null; done
+  [ -n "${AETHER_SID:-}" ] && "$AETHER" stop --session-id "$AETHER_SID" --cache-dir "$W/aether-cache" >/dev/null 2>&1
+  kill ${PIDS:-} 2>/dev/null
+  wait 2>/dev/null
+}
+trap cleanup EXIT
+PIDS=""
+rm -rf "$W" && mkdir -p "$W"/{src,mnt,back}/ "$W"/mnt/{native,bindfs,rclone,sshfs,aether} "$W"/back/{bindfs,rclone,sshfs}
+
+# Inputs: random bytes (no compression or dedup shortcuts) and a real crate's source tree.
+head -c $((SIZE_MB << 20)) /dev/urandom > "$W/src/big.bin"
+CRATE=$(ls -d "$HOME"/.cargo/registry/src/*/tokio-1.* 2>/dev/null | sort -V | tail -1)
+[ -n "$CRATE" ] || CRATE=$(ls -d "$HOME"/.cargo/registry/src/*/* | head -1)
+cat > "$W/src/creates.py" <<'EOF'
+import os, sys
+d = sys.argv[1]
+data = os.urandom(4096)
+for i in range(100):
+    os.makedirs(f"{d}/c/d{i}", exist_ok=True)
+    for j in range(100):
+        with open(f"{d}/c/d{i}/f{j}", "wb") as f:
+            f.write(data)
+EOF
+
+# --- the peers ---
+bindfs "$W/back/bindfs" "$W/mnt/bindfs"
+
+RPORT=18081
+rclone serve webdav "$W/back/rclone" --addr 127.0.0.1:$RPORT >/dev/null 2>&1 & PIDS="$PIDS $!"
+sleep 1
+rclone mount :webdav: "$W/mnt/rclone" --webdav-url http://127.0.0.1:$RPORT --vfs-cache-mode full --vfs-write-back 0s \
+  --cache-dir "$W/rclone-cache" --daemon
+
+mkdir -p "$W/ssh" && ssh-keygen -q -t ed25519 -N '' -f "$W/ssh/key" && ssh-keygen -q -t ed25519 -N '' -f "$W/ssh/hostkey"
+mkdir -p /root/.ssh && cat "$W/ssh/key.pub" >> /root/.ssh/authorized_keys
+mkdir -p /run/sshd
+/usr/sbin/sshd -p 2222 -h "$W/ssh/hostkey" -o ListenAddress=127.0.0.1 -o PermitRootLogin=prohibit-password -o PidFile="$W/ssh/pid"
+sleep 0.5
+sshfs -p 2222 root@127.0.0.1:"$W/back/sshfs" "$W/mnt/sshfs" \
+  -o IdentityFile="$W/ssh/key",StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null
+
+# --- ours ---
+"$SERVER" --listen 127.0.0.1:0 --data-dir "$W/aether-data" --max-file-bytes $(((SIZE_MB + 64) << 20)) > "$W/server.out" 2>"$W/server.err" & PIDS="$PIDS $!"
+for _ in $(seq 50); do grep -q listening "$W/server.out" 2>/dev/null && break; sleep 0.1; done
+ENDPOINT=http://$(sed -n 's/.*listening on http:\/\///p' "$W/server.out")
+export AFS_AETHER_SERVER_ENDPOINT=$ENDPOINT AFS_AUTH_TOKEN=$TOKEN
+AETHER_SID=$(curl -s -X POST "$ENDPOINT/v1/sessions" -H "Authorization: Bearer $TOKEN" -d '{}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+mount_aether() { "$AETHER" mount --session-id "$AETHER_SID" --mount-dir "$W/mnt/aether" --cache-dir "$W/aether-cache" >/dev/null; }
+remount_aether_cold() {
+  "$AETHER" stop --session-id "$AETHER_SID" --cache-dir "$W/aether-cache" >/dev/null
+  rm -rf "$W/aether-cache"
+  mount_aether
+}
+mount_aether
+rss() { ps -o rss= -p "$(pgrep -f "aether mount --session-id $AETHER_SID" | head -1)" 2>/dev/null | tr -d ' ' || echo '?'; }
+sleep 1
+IDLE_RSS=$(rss)
+
+# Remounts a target with empty caches (for the cold rows).
+cold() {
+  case $1 in
+    aether) remount_aether_cold ;;
+    rclone) # rclone uploads in the background: wait until its server holds everything.
+            for _ in $(seq 600); do
+              [ "$(find "$W/back/rclone" -type f | wc -l)" = "$(find "$W/mnt/rclone" -type f | wc -l)" ] \
+                && [ "$(stat -c %s "$W/back/rclone/big.bin" 2>/dev/null)" = "$((SIZE_MB << 20))" ] && break
+              sleep 0.5
+            done
+            umount -l "$W/mnt/rclone"; sleep 1; rm -rf "$W/rclone-cache"
+            rclone mount :webdav: "$W/mnt/rclone" --webdav-url http://127.0.0.1:$RPORT --vfs-cache-mode full --vfs-write-back 0s --cache-dir "$W/rclone-cache" --daemon ;;
+  esac
+  drop_caches
+}
+
+TARGETS="native bindfs rclone sshfs aether"
+declare -A R
+for t in $TARGETS; do
+  d=$W/mnt/$t
+  echo "== $t" >&2
+  s=$(now); dd if="$W/src/big.bin" of="$d/big.bin" bs=1M conv=fsync status=none; R[$t,write]=$(since "$s")
+  cold "$t"
+  s=$(now); cat "$d/big.bin" > /dev/null; R[$t,read_cold]=$(since "$s")
+  s=$(now); cat "$d/big.bin" > /dev/null; R[$t,read_warm]=$(since "$s")
+  s=$(now); python3 "$W/src/creates.py" "$d"; R[$t,creates]=$(since "$s")
+  cold "$t"
+  s=$(now); ls -lR "$d/c" > /dev/null; R[$t,ls_cold]=$(since "$s")
+  s=$(now); ls -lR "$d/c" > /dev/null; R[$t,ls_warm]=$(since "$s")
+  s=$(now)
+  cp -r "$CRATE" "$d/crate"
+  (cd "$d/crate" && git init -q . && git add -A && git -c user.email=b@e -c user.name=b commit -qm bench && grep -r "fn " . > /dev/null)
+  R[$t,workload]=$(since "$s")
+done
+
+mbps() { echo "$SIZE_MB / $1" | bc -l; }
+printf '\n%-34s' "row"; for t in $TARGETS; do printf '%12s' "$t"; done; printf '%16s\n' "aether/ratio"
+row() { # name key kind(time|rate|mbps) ratio-against
+  printf '%-34s' "$1"
+  for t in $TARGETS; do
+    v=${R[$t,$2]}
+    case $3 in
+      mbps) printf '%12.0f' "$(mbps "$v")" ;;
+      rate) printf '%12.0f' "$(echo "10000 / $v" | bc -l)" ;;
+      time) printf '%12.3f' "$v" ;;
+    esac
+  done
+  printf '%16.2f\n' "$(echo "${R[aether,$2]} / ${R[$4,$2]}" | bc -l)"
+}
+row "seq write ${SIZE_MB} MiB + fsync (MiB/s)" write mbps native
+row "seq read cold (MiB/s)" read_cold mbps native
+row "seq read warm (MiB/s)" read_warm mbps bindfs
+row "10k 4 KiB creates (files/s)" creates rate native
+row "ls -lR 10k cold (s)" ls_cold time native
+row "ls -lR 10k warm (s)" ls_warm time native
+row "crate copy+git commit+grep (s)" workload time native
+echo "(aether/ratio: aether's time over native's, or over bindfs's for the warm read; <1 is faster)"
+echo "crate: $CRATE"
+echo "aether runtime RSS: ${IDLE_RSS} KiB idle after mounting, $(rss) KiB after the run"
