@@ -31,6 +31,9 @@ pub struct DiskCache {
     journal: journal::Journal,
     shared: Option<SharedStore>,
     stages: Mutex<HashMap<u64, Arc<File>>>,
+    /// Staging files committed by hard link: they share their inode with a blob, so the next
+    /// change must first give them an inode of their own (blobs never change).
+    linked: Mutex<std::collections::HashSet<u64>>,
     open_blobs: Mutex<HashMap<String, Arc<File>>>,
 }
 
@@ -66,6 +69,7 @@ impl DiskCache {
             journal,
             shared,
             stages: Mutex::new(HashMap::new()),
+            linked: Mutex::new(std::collections::HashSet::new()),
             open_blobs: Mutex::new(HashMap::new()),
         })
     }
@@ -110,6 +114,32 @@ impl DiskCache {
             .get(&stage)
             .cloned()
             .ok_or_else(|| CacheError::Missing(format!("staging area {stage}")))
+    }
+
+    /// Gives staging area `stage` an inode of its own if it shares one with a blob.
+    fn unshare_stage(&self, stage: u64) -> Result<(), CacheError> {
+        let shared = self
+            .linked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&stage);
+        if !shared {
+            return Ok(());
+        }
+        let path = self.stage_path(stage);
+        let tmp = self.tmp_path("unshare");
+        fs::copy(&path, &tmp).map_err(|e| io_err("copy staged content", &path, e))?;
+        fs::rename(&tmp, &path).map_err(|e| io_err("replace staging file", &path, e))?;
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io_err("open staging file", &path, e))?;
+        self.stages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(stage, Arc::new(f));
+        Ok(())
     }
 
     /// Moves a finished temporary file into the blob store as `hash` (no-op if present).
@@ -186,6 +216,8 @@ impl LocalCache for DiskCache {
 
     fn stage_open(&self, stage: u64, from: Option<&str>) -> CacheResult<()> {
         let path = self.stage_path(stage);
+        // Never open an old staging file for writing: it may share its inode with a blob.
+        self.stage_drop(stage);
         if let Some(h) = from {
             valid_hash(h)?;
             let src = self.blob_path(h);
@@ -206,6 +238,7 @@ impl LocalCache for DiskCache {
     }
 
     fn stage_write(&self, stage: u64, offset: u64, data: &[u8]) -> CacheResult<()> {
+        self.unshare_stage(stage)?;
         let f = self.stage_file(stage)?;
         f.write_all_at(data, offset)
             .map_err(|e| io_err("write", &self.stage_path(stage), e))
@@ -217,6 +250,7 @@ impl LocalCache for DiskCache {
     }
 
     fn stage_truncate(&self, stage: u64, size: u64) -> CacheResult<()> {
+        self.unshare_stage(stage)?;
         let f = self.stage_file(stage)?;
         f.set_len(size)
             .map_err(|e| io_err("truncate", &self.stage_path(stage), e))
@@ -225,8 +259,10 @@ impl LocalCache for DiskCache {
     fn stage_commit(&self, stage: u64) -> CacheResult<(String, u64)> {
         let path = self.stage_path(stage);
         let mut f = File::open(&path).map_err(|e| io_err("open staging file", &path, e))?;
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
         let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
+        // Small files are the common case: size the buffer to the file, not to the maximum.
+        let mut buf = vec![0u8; (len as usize).clamp(1, 1 << 20)];
         let mut size = 0u64;
         loop {
             let n = f.read(&mut buf).map_err(|e| io_err("read", &path, e))?;
@@ -237,16 +273,34 @@ impl LocalCache for DiskCache {
             size += n as u64;
         }
         let hash = hex::encode(hasher.finalize());
-        if !self.blob_path(&hash).exists() {
-            let tmp = self.tmp_path("commit");
-            fs::copy(&path, &tmp).map_err(|e| io_err("copy staged content", &path, e))?;
-            self.install_blob(&tmp, &hash)?;
+        let dest = self.blob_path(&hash);
+        if !dest.exists() {
+            // The blob shares the staging file's inode until the staging file changes again.
+            let dir = dest.parent().expect("blob paths have a shard directory");
+            ensure_private_dir(dir)?;
+            match fs::hard_link(&path, &dest) {
+                Ok(()) => {
+                    self.linked
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(stage);
+                    if let Some(shared) = &self.shared {
+                        shared.adopt(&hash, &dest);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_err("link staged content", &path, e)),
+            }
         }
         Ok((hash, size))
     }
 
     fn stage_drop(&self, stage: u64) {
         self.stages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&stage);
+        self.linked
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&stage);

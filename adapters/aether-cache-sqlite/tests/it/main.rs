@@ -151,3 +151,28 @@ fn blobs_needed_by_the_journal_survive_clear() {
     cache.clear_clean().unwrap();
     assert_eq!(cache.read_blob(&hash, 0, 100).unwrap(), data);
 }
+
+#[test]
+fn committing_links_and_a_later_write_never_changes_the_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), "sess_a");
+    cache.stage_open(3, None).unwrap();
+    cache.stage_write(3, 0, b"first version").unwrap();
+    let (first, _) = cache.stage_commit(3).unwrap();
+    // Written again after the commit (the file stayed open), and truncated.
+    cache.stage_write(3, 0, b"FIRST").unwrap();
+    assert_eq!(cache.read_blob(&first, 0, 100).unwrap(), b"first version");
+    cache.stage_truncate(3, 2).unwrap();
+    assert_eq!(cache.read_blob(&first, 0, 100).unwrap(), b"first version");
+    let (second, size) = cache.stage_commit(3).unwrap();
+    assert_eq!(
+        (size, cache.read_blob(&second, 0, 100).unwrap()),
+        (2, b"FI".to_vec())
+    );
+    // Re-opening the staging area from a blob does not touch the blob either.
+    cache.stage_open(3, Some(&first)).unwrap();
+    cache.stage_write(3, 0, b"x").unwrap();
+    assert_eq!(cache.read_blob(&first, 0, 100).unwrap(), b"first version");
+    cache.stage_open(3, None).unwrap();
+    assert_eq!(cache.read_blob(&second, 0, 100).unwrap(), b"FI");
+}
