@@ -48,6 +48,9 @@ impl Journal {
                  appended_at INTEGER NOT NULL,
                  bytes INTEGER NOT NULL,
                  op TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS units (
+                 first INTEGER PRIMARY KEY,
+                 last INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS rejected (
                  seq INTEGER PRIMARY KEY,
                  appended_at INTEGER NOT NULL,
@@ -112,11 +115,47 @@ impl Journal {
     }
 
     pub(crate) fn ack(&self, seq: u64) -> CacheResult<()> {
-        self.conn()
-            .prepare_cached("DELETE FROM journal WHERE seq = ?1")
-            .and_then(|mut s| s.execute(params![seq as i64]))
-            .map_err(db_err("acknowledge a journal entry"))?;
-        Ok(())
+        self.ack_range(seq, seq)
+    }
+
+    pub(crate) fn ack_range(&self, first: u64, last: u64) -> CacheResult<()> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction()
+            .map_err(db_err("acknowledge journal entries"))?;
+        tx.prepare_cached("DELETE FROM journal WHERE seq BETWEEN ?1 AND ?2")
+            .and_then(|mut s| s.execute(params![first as i64, last as i64]))
+            .and_then(|_| {
+                tx.prepare_cached("DELETE FROM units WHERE first BETWEEN ?1 AND ?2")
+                    .and_then(|mut s| s.execute(params![first as i64, last as i64]))
+            })
+            .map_err(db_err("acknowledge journal entries"))?;
+        tx.commit().map_err(db_err("acknowledge journal entries"))
+    }
+
+    pub(crate) fn unit(&self, first: u64, last: u64) -> CacheResult<(u64, u64)> {
+        let conn = self.conn();
+        conn.prepare_cached("INSERT OR IGNORE INTO units (first, last) VALUES (?1, ?2)")
+            .and_then(|mut s| s.execute(params![first as i64, last as i64]))
+            .map_err(db_err("fix a write-back unit"))?;
+        let last: i64 = conn
+            .prepare_cached("SELECT last FROM units WHERE first = ?1")
+            .and_then(|mut s| s.query_row(params![first as i64], |r| r.get(0)))
+            .map_err(db_err("fix a write-back unit"))?;
+        Ok((first, last as u64))
+    }
+
+    pub(crate) fn split_unit(&self, first: u64, last: u64) -> CacheResult<()> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction()
+            .map_err(db_err("split a write-back unit"))?;
+        for seq in first..=last {
+            tx.prepare_cached("INSERT OR REPLACE INTO units (first, last) VALUES (?1, ?1)")
+                .and_then(|mut s| s.execute(params![seq as i64]))
+                .map_err(db_err("split a write-back unit"))?;
+        }
+        tx.commit().map_err(db_err("split a write-back unit"))
     }
 
     pub(crate) fn reject(&self, seq: u64, error: &str) -> CacheResult<()> {
@@ -130,6 +169,7 @@ impl Journal {
             params![seq as i64, error],
         )
         .and_then(|_| tx.execute("DELETE FROM journal WHERE seq = ?1", params![seq as i64]))
+        .and_then(|_| tx.execute("DELETE FROM units WHERE first = ?1", params![seq as i64]))
         .map_err(db_err("set a journal entry aside"))?;
         tx.commit().map_err(db_err("set a journal entry aside"))
     }

@@ -319,6 +319,18 @@ impl LocalCache for DiskCache {
         self.journal.ack(seq)
     }
 
+    fn journal_unit(&self, first: u64, last: u64) -> CacheResult<(u64, u64)> {
+        self.journal.unit(first, last)
+    }
+
+    fn journal_split_unit(&self, first: u64, last: u64) -> CacheResult<()> {
+        self.journal.split_unit(first, last)
+    }
+
+    fn journal_ack_range(&self, first: u64, last: u64) -> CacheResult<()> {
+        self.journal.ack_range(first, last)
+    }
+
     fn journal_reject(&self, seq: u64, error: &str) -> CacheResult<()> {
         self.journal.reject(seq, error)
     }

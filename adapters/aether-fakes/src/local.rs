@@ -18,6 +18,8 @@ struct Inner {
     journal: BTreeMap<u64, JournalEntry>,
     rejected: Vec<RejectedEntry>,
     last_seq: u64,
+    /// Fixed write-back units: first → last.
+    units: BTreeMap<u64, u64>,
 }
 
 #[derive(Clone, Default)]
@@ -145,12 +147,39 @@ impl LocalCache for MemoryCache {
     }
 
     fn journal_ack(&self, seq: u64) -> CacheResult<()> {
-        self.lock().journal.remove(&seq);
+        let mut g = self.lock();
+        g.journal.remove(&seq);
+        g.units.remove(&seq);
+        Ok(())
+    }
+
+    fn journal_unit(&self, first: u64, last: u64) -> CacheResult<(u64, u64)> {
+        let mut g = self.lock();
+        let last = *g.units.entry(first).or_insert(last);
+        Ok((first, last))
+    }
+
+    fn journal_split_unit(&self, first: u64, last: u64) -> CacheResult<()> {
+        let mut g = self.lock();
+        for seq in first..=last {
+            g.units.insert(seq, seq);
+        }
+        Ok(())
+    }
+
+    fn journal_ack_range(&self, first: u64, last: u64) -> CacheResult<()> {
+        let mut g = self.lock();
+        let doomed: Vec<u64> = g.journal.range(first..=last).map(|(s, _)| *s).collect();
+        for seq in doomed {
+            g.journal.remove(&seq);
+        }
+        g.units.retain(|f, _| !(first..=last).contains(f));
         Ok(())
     }
 
     fn journal_reject(&self, seq: u64, error: &str) -> CacheResult<()> {
         let mut g = self.lock();
+        g.units.remove(&seq);
         if let Some(entry) = g.journal.remove(&seq) {
             g.rejected.push(RejectedEntry {
                 entry,

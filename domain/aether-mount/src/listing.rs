@@ -177,6 +177,9 @@ where
                     st.nodes.insert(n)
                 }
             };
+            if e.nlink > 1 && e.kind != aether_domain::EntryKind::Directory {
+                st.nodes.register_link_group(e.inode, ino);
+            }
             children.insert(name, ino);
         }
         // Names that vanished on the server lose their link here.

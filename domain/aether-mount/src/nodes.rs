@@ -187,6 +187,13 @@ impl Nodes {
         ino
     }
 
+    /// Records that server inode `server_inode` (a link group) is local inode `ino`.
+    pub(crate) fn register_link_group(&mut self, server_inode: u64, ino: u64) {
+        if server_inode != 0 {
+            self.by_server_inode.insert(server_inode, ino);
+        }
+    }
+
     pub(crate) fn linked_node(&self, server_inode: u64) -> Option<u64> {
         self.by_server_inode
             .get(&server_inode)

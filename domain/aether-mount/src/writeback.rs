@@ -52,6 +52,23 @@ impl Backoff {
     }
 }
 
+/// At most this many journal entries travel in one batch.
+const MAX_UNIT_ENTRIES: usize = 512;
+/// Batches carry at most this much file content (base64 in JSON adds a third; the server's
+/// JSON limit is 8 MiB by default).
+const MAX_UNIT_BYTES: u64 = 4 << 20;
+/// Files larger than this travel alone (whole or as a patch), never inside a batch.
+const MAX_BATCHED_FILE: u64 = 256 << 10;
+
+/// What an entry adds to a batch, or `None` if it must travel alone.
+fn batch_bytes(op: &JournalOp) -> Option<u64> {
+    match op {
+        JournalOp::Write { patch: Some(_), .. } => None,
+        JournalOp::Write { size, .. } if *size > MAX_BATCHED_FILE => None,
+        other => Some(other.payload_bytes() + 256),
+    }
+}
+
 /// How one journal entry fared at the server.
 enum Applied {
     Done,
@@ -71,50 +88,211 @@ where
         let mut failures = 0u32;
         loop {
             let wake = self.writeback_wake.notified();
-            let batch = match self.cache.journal_pending(256) {
-                Ok(b) => b,
+            let unit = match self.next_unit() {
+                Ok(u) => u,
                 Err(e) => {
                     tracing::error!(target: "aether_mount", error = %e, "cannot read the write journal");
                     Vec::new()
                 }
             };
-            if batch.is_empty() {
+            if unit.is_empty() {
                 futures::select! {
                     _ = wake.fuse() => continue,
                     _ = shutdown => return,
                 }
             }
-            for entry in batch {
-                match self.apply(&entry).await {
-                    Applied::Done => {
-                        failures = 0;
-                        if let Err(e) = self.cache.journal_ack(entry.seq) {
-                            tracing::error!(target: "aether_mount", error = %e, "cannot acknowledge a journal entry");
-                        }
-                        self.finished(&entry, None);
+            let (first, last) = (unit[0].seq, unit[unit.len() - 1].seq);
+            let outcome = match unit.as_slice() {
+                [one] => self.apply(one).await,
+                many => self.apply_batch(many).await,
+            };
+            match outcome {
+                Applied::Done => {
+                    failures = 0;
+                    if let Err(e) = self.cache.journal_ack_range(first, last) {
+                        tracing::error!(target: "aether_mount", error = %e, "cannot acknowledge journal entries");
                     }
-                    Applied::Refused(e) => {
-                        let why = format!("{}: {}", e.code.as_str(), e.message);
-                        tracing::warn!(target: "aether_mount", seq = entry.seq, error = %why, "the server refused a journaled change; it is kept in the rejected list");
-                        if let Err(e) = self.cache.journal_reject(entry.seq, &why) {
-                            tracing::error!(target: "aether_mount", error = %e, "cannot set a refused journal entry aside");
-                        }
-                        self.finished(&entry, Some(why));
+                    for entry in &unit {
+                        self.finished(entry, None);
                     }
-                    Applied::Retry(e) => {
-                        failures += 1;
-                        let noise = (self.clock.elapsed().subsec_nanos() % 1000) as f64 / 1000.0;
-                        let wait = self.config.backoff.jittered(failures, noise);
-                        tracing::warn!(target: "aether_mount", seq = entry.seq, error = %e.message, retry_in_ms = wait.as_millis() as u64, "write-back failed; will retry");
-                        futures::select! {
-                            _ = self.clock.sleep(wait).fuse() => {}
-                            _ = shutdown => return,
-                        }
-                        break;
+                }
+                // A batch is all or nothing: send its entries one by one to find the culprit.
+                Applied::Refused(e) if unit.len() > 1 => {
+                    tracing::info!(target: "aether_mount", first, last, error = %e.message, "a batch was refused; sending its entries one by one");
+                    if let Err(e) = self.cache.journal_split_unit(first, last) {
+                        tracing::error!(target: "aether_mount", error = %e, "cannot split a write-back unit");
+                    }
+                }
+                Applied::Refused(e) => {
+                    let entry = &unit[0];
+                    let why = format!("{}: {}", e.code.as_str(), e.message);
+                    tracing::warn!(target: "aether_mount", seq = entry.seq, error = %why, "the server refused a journaled change; it is kept in the rejected list");
+                    if let Err(e) = self.cache.journal_reject(entry.seq, &why) {
+                        tracing::error!(target: "aether_mount", error = %e, "cannot set a refused journal entry aside");
+                    }
+                    self.finished(entry, Some(why));
+                }
+                Applied::Retry(e) => {
+                    failures += 1;
+                    let noise = (self.clock.elapsed().subsec_nanos() % 1000) as f64 / 1000.0;
+                    let wait = self.config.backoff.jittered(failures, noise);
+                    tracing::warn!(target: "aether_mount", first, last, error = %e.message, retry_in_ms = wait.as_millis() as u64, "write-back failed; will retry");
+                    futures::select! {
+                        _ = self.clock.sleep(wait).fuse() => {}
+                        _ = shutdown => return,
                     }
                 }
             }
         }
+    }
+
+    /// The next write-back unit: the oldest pending entries that can travel in one batch,
+    /// fixed in the journal before they are sent (see `LocalCache::journal_unit`).
+    fn next_unit(&self) -> Result<Vec<JournalEntry>, aether_ports::local_cache::CacheError> {
+        let pending = self.cache.journal_pending(MAX_UNIT_ENTRIES)?;
+        let Some(head) = pending.first() else {
+            return Ok(pending);
+        };
+        let mut bytes = 0u64;
+        let mut proposal = head.seq;
+        for e in &pending {
+            let size = batch_bytes(&e.op);
+            let Some(size) = size else { break };
+            if bytes + size > MAX_UNIT_BYTES && e.seq != head.seq {
+                break;
+            }
+            bytes += size;
+            proposal = e.seq;
+        }
+        let (_, last) = self.cache.journal_unit(head.seq, proposal)?;
+        Ok(pending.into_iter().take_while(|e| e.seq <= last).collect())
+    }
+
+    /// Sends several journal entries as one atomic batch.
+    async fn apply_batch(&self, unit: &[JournalEntry]) -> Applied {
+        let key = format!(
+            "aether:{}:{}:{}-{}",
+            self.config.worker_id,
+            self.config.session_id,
+            unit[0].seq,
+            unit[unit.len() - 1].seq
+        );
+        let ctx = self.ctx().with_idempotency_key(key);
+        let mut operations = Vec::with_capacity(unit.len());
+        for e in unit {
+            match self.batch_operation(&e.op) {
+                Ok(op) => operations.push(op),
+                Err(err) => return Applied::Refused(err),
+            }
+        }
+        let result = self
+            .remote
+            .batch(&ctx, &self.config.session_id, BatchRequest { operations })
+            .await;
+        match result {
+            Ok(_) => {
+                self.contact();
+                Applied::Done
+            }
+            Err(e) if errors::retryable(&e) => Applied::Retry(e),
+            Err(e) => {
+                self.contact();
+                Applied::Refused(e)
+            }
+        }
+    }
+
+    fn batch_operation(&self, op: &JournalOp) -> aether_domain::Result<BatchOperation> {
+        Ok(match op.clone() {
+            JournalOp::Mkdir { path, mode } => BatchOperation::Mkdir(MkdirRequest {
+                path,
+                mode: Some(mode),
+                parents: false,
+            }),
+            JournalOp::Mknod {
+                path,
+                kind,
+                mode,
+                rdev,
+            } => BatchOperation::Mknod(MknodRequest {
+                path,
+                kind,
+                mode,
+                rdev,
+            }),
+            JournalOp::Write {
+                path,
+                hash,
+                size,
+                mode,
+                ..
+            } => {
+                let data = self.cache.read_blob(&hash, 0, size as usize).map_err(|e| {
+                    Error::precondition(format!(
+                        "the journaled content of {path} is gone from the local cache: {e}"
+                    ))
+                })?;
+                BatchOperation::WriteFile {
+                    path,
+                    data,
+                    mode: Some(mode),
+                    parents: false,
+                    expected_hash: None,
+                }
+            }
+            JournalOp::DeleteFile { path } => BatchOperation::DeleteFile(DeleteFileRequest {
+                path,
+                expected_hash: None,
+            }),
+            JournalOp::Rmdir { path } => BatchOperation::Rmdir(RmdirRequest {
+                path,
+                recursive: false,
+            }),
+            JournalOp::Rename {
+                from,
+                to,
+                no_replace,
+                exchange,
+            } => BatchOperation::Rename(RenameRequest {
+                from,
+                to,
+                no_replace,
+                exchange,
+            }),
+            JournalOp::Link { existing, new } => BatchOperation::Link(LinkRequest {
+                existing_path: existing,
+                new_path: new,
+            }),
+            JournalOp::Symlink { path, target } => {
+                BatchOperation::Symlink(SymlinkRequest { path, target })
+            }
+            JournalOp::SetAttributes {
+                path,
+                mode,
+                uid,
+                gid,
+                atime,
+                mtime,
+            } => BatchOperation::SetAttributes(SetAttributesRequest {
+                path,
+                mode,
+                uid,
+                gid,
+                atime,
+                mtime,
+            }),
+            JournalOp::SetXattr { path, name, value } => {
+                BatchOperation::SetXattr(SetXattrRequest {
+                    path,
+                    name,
+                    value,
+                    mode: XattrSetMode::default(),
+                })
+            }
+            JournalOp::RemoveXattr { path, name } => {
+                BatchOperation::RemoveXattr(XattrRequest { path, name })
+            }
+        })
     }
 
     /// Waits until every journal entry up to `upto` is written back; fails if entry `check`

@@ -183,6 +183,15 @@ pub trait LocalCache: Send + Sync + 'static {
     fn journal_pending(&self, limit: usize) -> CacheResult<Vec<JournalEntry>>;
     /// The server holds the effect of entry `seq`.
     fn journal_ack(&self, seq: u64) -> CacheResult<()>;
+    /// Fixes the next write-back unit: the entries `first..=last` go to the server together,
+    /// under one idempotency key. If a unit starting at `first` was fixed before (by a runtime
+    /// that then crashed), that one is returned instead of the proposal, so a resend carries
+    /// the same entries and key. Durable when this returns.
+    fn journal_unit(&self, first: u64, last: u64) -> CacheResult<(u64, u64)>;
+    /// The unit `first..=last` is to be sent entry by entry (the server refused it as a whole).
+    fn journal_split_unit(&self, first: u64, last: u64) -> CacheResult<()>;
+    /// The server holds the effect of entries `first..=last` (and their unit is done).
+    fn journal_ack_range(&self, first: u64, last: u64) -> CacheResult<()>;
     /// The server refused entry `seq` for good: move it aside with the reason.
     fn journal_reject(&self, seq: u64, error: &str) -> CacheResult<()>;
     fn journal_rejected(&self) -> CacheResult<Vec<RejectedEntry>>;

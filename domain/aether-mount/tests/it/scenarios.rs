@@ -234,6 +234,26 @@ async fn a_partial_edit_of_a_large_file_is_sent_as_a_patch() {
     assert_eq!(got[0], 7);
 }
 
+/// Runs `fsync` of `ino` with the write-back loop beside it.
+async fn fsync_with_writeback<R: aether_ports::SessionApi + 'static>(
+    e: &Engine<R, aether_fakes::MemoryCache, ManualClock>,
+    ino: u64,
+    fh: u64,
+) -> Result<(), FsError> {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (_, r) = futures::join!(
+        e.run_writeback(async {
+            let _ = rx.await;
+        }),
+        async {
+            let r = e.fsync(ino, Some(fh)).await;
+            let _ = tx.send(());
+            r
+        }
+    );
+    r
+}
+
 #[tokio::test]
 async fn write_back_retries_through_outages_and_sets_refusals_aside() {
     let w = World::new().await;
@@ -246,16 +266,30 @@ async fn write_back_retries_through_outages_and_sets_refusals_aside() {
         w.config(),
     ));
     e.start().await.unwrap();
-    plan.set(
-        "write_file",
-        Fault {
-            error: Some(aether_domain::Error::unavailable("server restarting")),
-            times: Some(3),
-            ..Default::default()
-        },
+    let unavailable = |times| Fault {
+        error: Some(aether_domain::Error::unavailable("server restarting")),
+        times: Some(times),
+        ..Default::default()
+    };
+
+    // An outage: the batch is retried with backoff until the server answers.
+    plan.set("batch", unavailable(3));
+    e.mkdir(ME, ROOT_INO, b"dir", 0o755).await.unwrap();
+    let (entry, open) = e.create(ME, ROOT_INO, b"f", 0o644, RW).await.unwrap();
+    e.write(entry.attr.ino, open.fh, 0, b"eventually")
+        .await
+        .unwrap();
+    fsync_with_writeback(&e, entry.attr.ino, open.fh)
+        .await
+        .unwrap();
+    assert_eq!(
+        w.server_read("/f").await.as_deref(),
+        Some(&b"eventually"[..])
     );
+
+    // A lost reply: the resend carries the same idempotency key and is applied once.
     plan.set(
-        "mkdir",
+        "batch",
         Fault {
             drop_reply: true,
             times: Some(1),
@@ -263,45 +297,50 @@ async fn write_back_retries_through_outages_and_sets_refusals_aside() {
         },
     );
     e.mkdir(ME, ROOT_INO, b"once", 0o755).await.unwrap();
-    let (entry, open) = e.create(ME, ROOT_INO, b"f", 0o644, RW).await.unwrap();
-    e.write(entry.attr.ino, open.fh, 0, b"eventually")
+    e.write(entry.attr.ino, open.fh, 0, b"EVENTUALLY")
         .await
         .unwrap();
-    let synced = e.fsync(entry.attr.ino, Some(open.fh));
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let (_, r) = futures::join!(
-        e.run_writeback(async {
-            let _ = rx.await;
-        }),
-        async {
-            let r = synced.await;
-            let _ = tx.send(());
-            r
-        }
-    );
-    r.unwrap();
+    fsync_with_writeback(&e, entry.attr.ino, open.fh)
+        .await
+        .unwrap();
     assert_eq!(
         w.server_read("/f").await.as_deref(),
-        Some(&b"eventually"[..])
+        Some(&b"EVENTUALLY"[..])
+    );
+    assert!(
+        e.cache().journal_rejected().unwrap().is_empty(),
+        "the resend was not refused"
     );
 
-    // A refusal (the session was archived) is kept aside and fsync says so.
+    // A batch refused as a whole is split; entries the server accepts still land.
+    plan.set(
+        "batch",
+        Fault {
+            error: Some(aether_domain::Error::invalid("synthetic refusal")),
+            times: Some(1),
+            ..Default::default()
+        },
+    );
+    e.mkdir(ME, ROOT_INO, b"split", 0o755).await.unwrap();
+    e.write(entry.attr.ino, open.fh, 0, b"split-up!!")
+        .await
+        .unwrap();
+    fsync_with_writeback(&e, entry.attr.ino, open.fh)
+        .await
+        .unwrap();
+    assert_eq!(
+        w.server_read("/f").await.as_deref(),
+        Some(&b"split-up!!"[..])
+    );
+    assert!(e.cache().journal_rejected().unwrap().is_empty());
+
+    // A refusal for good (the session was archived) is kept aside and fsync says so.
     w.api.archive_session(&w.ctx, &w.session).await.unwrap();
     let (entry, open) = e.create(ME, ROOT_INO, b"g", 0o644, RW).await.unwrap();
     e.write(entry.attr.ino, open.fh, 0, b"refused")
         .await
         .unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let (_, r) = futures::join!(
-        e.run_writeback(async {
-            let _ = rx.await;
-        }),
-        async {
-            let r = e.fsync(entry.attr.ino, Some(open.fh)).await;
-            let _ = tx.send(());
-            r
-        }
-    );
+    let r = fsync_with_writeback(&e, entry.attr.ino, open.fh).await;
     assert!(matches!(r, Err(FsError::Io(_))), "{r:?}");
     let rejected = e.cache().journal_rejected().unwrap();
     assert_eq!(rejected.len(), 1);
@@ -310,4 +349,16 @@ async fn write_back_retries_through_outages_and_sets_refusals_aside() {
         "{}",
         rejected[0].error
     );
+    let listing = w
+        .api
+        .manifest(&w.ctx, &w.session, ManifestRequest::default())
+        .await
+        .unwrap();
+    let paths: Vec<_> = listing
+        .entries
+        .items
+        .iter()
+        .map(|e| e.path.as_str())
+        .collect();
+    assert_eq!(paths, ["/", "/dir", "/f", "/once", "/split"]);
 }
