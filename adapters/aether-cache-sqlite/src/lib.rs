@@ -82,6 +82,10 @@ impl DiskCache {
         self.layout.blobs.join(&hash[..2]).join(hash)
     }
 
+    fn partial_path(&self, hash: &str) -> PathBuf {
+        self.layout.dirty.join(format!("partial-{hash}"))
+    }
+
     fn stage_path(&self, stage: u64) -> PathBuf {
         self.layout.staging.join(stage.to_string())
     }
@@ -167,6 +171,20 @@ impl DiskCache {
     }
 }
 
+/// Feeds written bytes to a hasher (for `io::copy`).
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn read_at(f: &File, offset: u64, len: usize, path: &Path) -> Result<Vec<u8>, CacheError> {
     let mut buf = vec![0u8; len];
     let mut done = 0;
@@ -199,7 +217,16 @@ impl LocalCache for DiskCache {
 
     fn read_blob(&self, hash: &str, offset: u64, len: usize) -> CacheResult<Vec<u8>> {
         let f = self.blob_file(hash)?;
-        read_at(&f, offset, len, &self.blob_path(hash))
+        let path = self.blob_path(hash);
+        let size = f.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+        if offset == 0 && len as u64 >= size {
+            // The whole blob (a write-back): read it without zeroing a buffer first (a fresh
+            // descriptor: the cached one is shared, and reading would move its position).
+            return fs::read(&path).map_err(|e| io_err("read", &path, e));
+        }
+        // Never allocate past the end of the blob.
+        let len = len.min(size.saturating_sub(offset) as usize);
+        read_at(&f, offset, len, &path)
     }
 
     fn put_blob(&self, hash: &str, data: &[u8]) -> CacheResult<()> {
@@ -212,6 +239,47 @@ impl LocalCache for DiskCache {
         f.write_all(data).map_err(|e| io_err("write", &tmp, e))?;
         drop(f);
         self.install_blob(&tmp, hash)
+    }
+
+    fn partial_write(&self, hash: &str, offset: u64, data: &[u8]) -> CacheResult<()> {
+        valid_hash(hash)?;
+        let path = self.partial_path(hash);
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io_err("open partial blob", &path, e))?;
+        f.write_all_at(data, offset)
+            .map_err(|e| io_err("write partial blob", &path, e))
+    }
+
+    fn partial_read(&self, hash: &str, offset: u64, len: usize) -> CacheResult<Vec<u8>> {
+        valid_hash(hash)?;
+        let path = self.partial_path(hash);
+        let f = File::open(&path).map_err(|e| io_err("open partial blob", &path, e))?;
+        read_at(&f, offset, len, &path)
+    }
+
+    fn partial_promote(&self, hash: &str) -> CacheResult<bool> {
+        valid_hash(hash)?;
+        let path = self.partial_path(hash);
+        let mut f = File::open(&path).map_err(|e| io_err("open partial blob", &path, e))?;
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut f, &mut HashWriter(&mut hasher))
+            .map_err(|e| io_err("read partial blob", &path, e))?;
+        if hex::encode(hasher.finalize()) != hash {
+            let _ = fs::remove_file(&path);
+            return Ok(false);
+        }
+        self.install_blob(&path, hash)?;
+        Ok(true)
+    }
+
+    fn partial_drop(&self, hash: &str) {
+        if valid_hash(hash).is_ok() {
+            let _ = fs::remove_file(self.partial_path(hash));
+        }
     }
 
     fn stage_open(&self, stage: u64, from: Option<&str>) -> CacheResult<()> {

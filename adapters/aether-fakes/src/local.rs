@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 struct Inner {
     blobs: HashMap<String, Vec<u8>>,
     stages: HashMap<u64, Vec<u8>>,
+    partials: HashMap<String, Vec<u8>>,
     journal: BTreeMap<u64, JournalEntry>,
     rejected: Vec<RejectedEntry>,
     last_seq: u64,
@@ -61,6 +62,42 @@ impl LocalCache for MemoryCache {
     fn put_blob(&self, hash: &str, data: &[u8]) -> CacheResult<()> {
         self.lock().blobs.insert(hash.to_owned(), data.to_vec());
         Ok(())
+    }
+
+    fn partial_write(&self, hash: &str, offset: u64, data: &[u8]) -> CacheResult<()> {
+        let mut g = self.lock();
+        let p = g.partials.entry(hash.to_owned()).or_default();
+        let end = offset as usize + data.len();
+        if p.len() < end {
+            p.resize(end, 0);
+        }
+        p[offset as usize..end].copy_from_slice(data);
+        Ok(())
+    }
+
+    fn partial_read(&self, hash: &str, offset: u64, len: usize) -> CacheResult<Vec<u8>> {
+        let g = self.lock();
+        let p = g
+            .partials
+            .get(hash)
+            .ok_or_else(|| CacheError::Missing(format!("partial {hash}")))?;
+        Ok(slice(p, offset, len))
+    }
+
+    fn partial_promote(&self, hash: &str) -> CacheResult<bool> {
+        let mut g = self.lock();
+        let Some(data) = g.partials.remove(hash) else {
+            return Ok(false);
+        };
+        if hex::encode(Sha256::digest(&data)) != hash {
+            return Ok(false);
+        }
+        g.blobs.insert(hash.to_owned(), data);
+        Ok(true)
+    }
+
+    fn partial_drop(&self, hash: &str) {
+        self.lock().partials.remove(hash);
     }
 
     fn stage_open(&self, stage: u64, from: Option<&str>) -> CacheResult<()> {

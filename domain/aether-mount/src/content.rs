@@ -15,12 +15,42 @@ use crate::{Engine, Handle, State, errors};
 /// of the changed ranges instead of whole.
 const PATCH_MIN_SIZE: u64 = 1 << 20;
 
+/// Files up to this size are fetched whole on first read; larger ones by range.
+const WHOLE_FETCH_MAX: u64 = 4 << 20;
+/// The first ranged fetch of a read stream, and the most a sequential stream reads ahead.
+const FIRST_WINDOW: u64 = 1 << 20;
+const MAX_WINDOW: u64 = 32 << 20;
+
 /// Where the bytes of a read come from.
 enum Source {
     Stage,
     Blob(String),
     Empty,
     Fetch,
+    /// A large file not in the cache: fetched by range into a partial blob.
+    Ranged {
+        hash: String,
+        size: u64,
+    },
+}
+
+/// Whether the merged ranges cover `[start, end)`.
+fn covers(ranges: &[(u64, u64)], start: u64, end: u64) -> bool {
+    start >= end || ranges.iter().any(|&(s, e)| s <= start && end <= e)
+}
+
+/// Adds `[start, end)` to merged, sorted ranges.
+fn add_range(ranges: &mut Vec<(u64, u64)>, start: u64, end: u64) {
+    ranges.push((start, end));
+    ranges.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+    for &(s, e) in ranges.iter() {
+        match merged.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => merged.push((s, e)),
+        }
+    }
+    *ranges = merged;
 }
 
 impl<R, C, K> Engine<R, C, K>
@@ -62,6 +92,8 @@ where
                 ino,
                 write: how.write,
                 append: how.append,
+                next_read: 0,
+                window: 0,
             },
         );
         Ok(OpenOut {
@@ -83,6 +115,10 @@ where
             (Some(_), _) => Source::Stage,
             (None, Some(h)) if self.cache.has_blob(h) => Source::Blob(h.clone()),
             (None, _) if n.attr.size == 0 => Source::Empty,
+            (None, Some(h)) if n.attr.size > WHOLE_FETCH_MAX => Source::Ranged {
+                hash: h.clone(),
+                size: n.attr.size,
+            },
             (None, _) => Source::Fetch,
         })
     }
@@ -111,6 +147,25 @@ where
                     self.fetch_content(ino).await?;
                     continue;
                 }
+                Source::Ranged { hash, size: total } => {
+                    let end = offset.saturating_add(u64::from(size)).min(total);
+                    if offset >= total {
+                        return Ok(Vec::new());
+                    }
+                    let held = self
+                        .lock()
+                        .partials
+                        .get(&hash)
+                        .is_some_and(|r| covers(r, offset, end));
+                    if !held {
+                        self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
+                        self.fetch_range(ino, Some(fh), &hash, total, offset, end)
+                            .await?;
+                        continue;
+                    }
+                    self.cache
+                        .partial_read(&hash, offset, (end - offset) as usize)
+                }
             };
             return got.map_err(errors::cache_error);
         }
@@ -118,6 +173,25 @@ where
 
     /// Downloads the whole content of `ino` into the local blob cache.
     async fn fetch_content(&self, ino: u64) -> FsResult<()> {
+        let large = {
+            let st = self.lock();
+            st.nodes
+                .get(ino)
+                .and_then(|n| match (&n.hash, n.attr.size) {
+                    (Some(h), size) if size > WHOLE_FETCH_MAX => Some((h.clone(), size)),
+                    _ => None,
+                })
+        };
+        if let Some((hash, size)) = large {
+            let mut offset = 0;
+            while offset < size && !self.cache.has_blob(&hash) {
+                let end = (offset + MAX_WINDOW).min(size);
+                self.fetch_range(ino, None, &hash, size, offset, end)
+                    .await?;
+                offset = end;
+            }
+            return Ok(());
+        }
         let path = self
             .lock()
             .nodes
@@ -155,6 +229,108 @@ where
         Ok(())
     }
 
+    /// Fetches at least `[start, end)` of blob `hash` (the content of `ino`, `total` bytes)
+    /// into its partial copy, reading ahead on sequential streams of handle `fh`; promotes the
+    /// copy to a blob once it is complete.
+    async fn fetch_range(
+        &self,
+        ino: u64,
+        fh: Option<u64>,
+        hash: &str,
+        total: u64,
+        start: u64,
+        end: u64,
+    ) -> FsResult<()> {
+        let gate = {
+            let mut locks = self.fetch_locks.lock().unwrap_or_else(|p| p.into_inner());
+            locks.entry(hash.to_owned()).or_default().clone()
+        };
+        let _one_fetch = gate.lock().await;
+        let (path, fetch_end) = {
+            let mut st = self.lock();
+            if st.partials.get(hash).is_some_and(|r| covers(r, start, end))
+                || self.cache.has_blob(hash)
+            {
+                return Ok(());
+            }
+            // Sequential streams read ahead in growing windows; others fetch what they need.
+            let window = match fh.and_then(|fh| st.handles.get_mut(&fh)) {
+                Some(Handle::File {
+                    next_read, window, ..
+                }) => {
+                    let w = if *next_read == start && *window > 0 {
+                        (*window * 2).min(MAX_WINDOW)
+                    } else {
+                        FIRST_WINDOW
+                    };
+                    *window = w;
+                    *next_read = start.saturating_add(w);
+                    w
+                }
+                _ => end - start,
+            };
+            let path = st
+                .nodes
+                .path(ino)
+                .ok_or_else(|| FsError::NotFound(format!("inode {ino} has no name")))?;
+            (path, end.max(start.saturating_add(window)).min(total))
+        };
+        let got = self
+            .remote
+            .read_file(
+                &self.ctx(),
+                &self.config.session_id,
+                ReadFileRequest {
+                    path: path.clone(),
+                    range: Some(aether_ports::ByteRange::From {
+                        start,
+                        end_inclusive: Some(fetch_end - 1),
+                    }),
+                },
+            )
+            .await
+            .map_err(|e| self.remote_failed(e, &path))?;
+        self.contact();
+        let mut st = self.lock();
+        if got.entry.content_hash.as_deref() != Some(hash) {
+            // The file changed on the server: start over with its new content.
+            st.partials.remove(hash);
+            self.cache.partial_drop(hash);
+            if let Some(n) = st.nodes.get_mut(ino)
+                && n.stage.is_none()
+                && n.pending == 0
+            {
+                n.hash = got.entry.content_hash.clone();
+                n.attr.size = got.entry.size;
+            }
+            return Ok(());
+        }
+        let got_end = start + got.data.len() as u64;
+        self.cache
+            .partial_write(hash, start, &got.data)
+            .map_err(errors::cache_error)?;
+        let ranges = st.partials.entry(hash.to_owned()).or_default();
+        add_range(ranges, start, got_end);
+        if covers(ranges, 0, total) {
+            st.partials.remove(hash);
+            drop(st);
+            self.fetch_locks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(hash);
+            if !self
+                .cache
+                .partial_promote(hash)
+                .map_err(errors::cache_error)?
+            {
+                return Err(FsError::Io(format!(
+                    "{path}: the downloaded content does not match its hash"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Opens a staging area for `ino` holding its current content, fetching it if needed.
     async fn ensure_stage(&self, ino: u64) -> FsResult<()> {
         loop {
@@ -169,7 +345,7 @@ where
                 Source::Stage => return Ok(()),
                 Source::Blob(h) => Some(h),
                 Source::Empty => None,
-                Source::Fetch => {
+                Source::Fetch | Source::Ranged { .. } => {
                     self.fetch_content(ino).await?;
                     continue;
                 }

@@ -82,6 +82,9 @@ enum Handle {
         ino: u64,
         write: bool,
         append: bool,
+        /// Where the next sequential read would start, and the read-ahead window.
+        next_read: u64,
+        window: u64,
     },
     Dir {
         entries: Vec<aether_ports::vfs::DirEntryOut>,
@@ -99,6 +102,8 @@ struct State {
     rejected: BTreeMap<u64, String>,
     handles: HashMap<u64, Handle>,
     next_fh: u64,
+    /// Byte ranges held of blobs being fetched by range (merged, `[start, end)`).
+    partials: HashMap<String, Vec<(u64, u64)>>,
 }
 
 /// The mount engine. Share it in an `Arc`: the kernel bridge and the background loops use it
@@ -114,6 +119,8 @@ pub struct Engine<R, C, K> {
     /// Highest journal sequence the writer has finished with (acknowledged or refused).
     done_through: tokio::sync::watch::Sender<u64>,
     counters: EngineCounters,
+    /// One fetch at a time per blob, so concurrent readers share downloads.
+    fetch_locks: Mutex<HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
     /// The session is not active (archived, conflicted): it accepts no writes.
     session_frozen: std::sync::atomic::AtomicBool,
 }
@@ -140,6 +147,7 @@ where
                 rejected: BTreeMap::new(),
                 handles: HashMap::new(),
                 next_fh: 1,
+                partials: HashMap::new(),
             }),
             remote,
             cache,
@@ -149,6 +157,7 @@ where
             writeback_wake: tokio::sync::Notify::new(),
             done_through: tokio::sync::watch::Sender::new(done),
             counters: EngineCounters::default(),
+            fetch_locks: Mutex::new(HashMap::new()),
             session_frozen: std::sync::atomic::AtomicBool::new(false),
         }
     }

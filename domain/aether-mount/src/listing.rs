@@ -48,6 +48,25 @@ fn node_of(e: &Entry) -> Node {
     }
 }
 
+/// Whether `ino` or a directory above it holds changes the server has not acknowledged: the
+/// server's view of this directory is then older than ours (a pending rename of an ancestor
+/// means the server does not even have this path yet), so it must not replace ours.
+fn pinned(st: &State, mut ino: u64) -> bool {
+    for _ in 0..4096 {
+        let Some(n) = st.nodes.get(ino) else {
+            return false;
+        };
+        if n.pending > 0 {
+            return true;
+        }
+        match n.links.first() {
+            Some((parent, _)) => ino = *parent,
+            None => return false,
+        }
+    }
+    false
+}
+
 impl<R, C, K> Engine<R, C, K>
 where
     R: SessionApi + 'static,
@@ -72,7 +91,7 @@ where
             .listing
             .as_ref()
             .ok_or_else(|| FsError::NotDir(st.nodes.path(ino).unwrap_or_default()))?;
-        Ok(listing.loaded && (node.pending > 0 || listing.fresh_until > self.clock.elapsed()))
+        Ok(listing.loaded && (listing.fresh_until > self.clock.elapsed() || pinned(st, ino)))
     }
 
     /// Makes sure the listing of directory `ino` is loaded and fresh.
@@ -131,8 +150,20 @@ where
             return;
         };
         // Local changes not yet acknowledged win over the server's (older) view.
-        if node.pending > 0 && node.listing.as_ref().is_some_and(|l| l.loaded) {
+        if pinned(st, dir) && node.listing.as_ref().is_some_and(|l| l.loaded) {
             return;
+        }
+        // Names we already know anchor their link groups first, so that another name of the
+        // same file listed earlier joins the known inode instead of getting a new one.
+        for e in &entries {
+            if e.nlink > 1 && e.kind != aether_domain::EntryKind::Directory {
+                let name = e.path.rsplit('/').next().unwrap_or_default();
+                if let Some(c) = st.nodes.child(dir, name)
+                    && st.nodes.get(c).map(|n| n.attr.kind) == Some(file_kind(e.kind))
+                {
+                    st.nodes.register_link_group(e.inode, c);
+                }
+            }
         }
         let mut children = std::collections::BTreeMap::new();
         for e in entries {

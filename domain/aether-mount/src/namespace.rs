@@ -762,6 +762,8 @@ where
                 ino,
                 write: true,
                 append: how.append,
+                next_read: 0,
+                window: 0,
             },
         );
         let entry = self.entry_out(self.attr_now(&st, ino)?);

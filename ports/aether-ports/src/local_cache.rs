@@ -167,6 +167,15 @@ pub trait LocalCache: Send + Sync + 'static {
     /// Stores `data` as blob `hash` (the caller computed the hash).
     fn put_blob(&self, hash: &str, data: &[u8]) -> CacheResult<()>;
 
+    /// Stores bytes `offset..` of blob `hash`, fetched by range, in a partial copy.
+    fn partial_write(&self, hash: &str, offset: u64, data: &[u8]) -> CacheResult<()>;
+    /// Bytes of the partial copy of `hash` (the caller knows which ranges it holds).
+    fn partial_read(&self, hash: &str, offset: u64, len: usize) -> CacheResult<Vec<u8>>;
+    /// The partial copy of `hash` is complete: check its hash and keep it as blob `hash`.
+    /// Returns false (and drops it) if the bytes do not hash to `hash`.
+    fn partial_promote(&self, hash: &str) -> CacheResult<bool>;
+    fn partial_drop(&self, hash: &str);
+
     /// Creates staging area `stage` holding a copy of blob `from` (or empty).
     fn stage_open(&self, stage: u64, from: Option<&str>) -> CacheResult<()>;
     fn stage_write(&self, stage: u64, offset: u64, data: &[u8]) -> CacheResult<()>;

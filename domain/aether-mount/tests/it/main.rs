@@ -92,7 +92,7 @@ impl World {
 }
 
 /// Runs the write-back loop until the journal is empty.
-pub(crate) async fn write_back(e: &TestEngine) {
+pub(crate) async fn write_back<R: SessionApi + 'static>(e: &Engine<R, MemoryCache, ManualClock>) {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let drained = async {
         for _ in 0..100_000 {

@@ -10,7 +10,10 @@ use aether_ports::vfs::*;
 use aether_ports::*;
 use proptest::prelude::*;
 
-use crate::{TestEngine, World, write_back};
+use aether_fakes::{Fault, FaultPlan, Faulty};
+use aether_mount::Engine;
+
+use crate::{World, write_back};
 
 const ME: Caller = Caller {
     uid: 0,
@@ -43,6 +46,8 @@ enum Op {
     Rmdir(usize),
     Fsync,
     Remount,
+    /// Time passes beyond every TTL: the engine must re-read listings from the server.
+    Expire,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -60,6 +65,7 @@ fn op() -> impl Strategy<Value = Op> {
         p.prop_map(Op::Rmdir),
         Just(Op::Fsync),
         Just(Op::Remount),
+        Just(Op::Expire),
     ]
 }
 
@@ -275,7 +281,7 @@ impl Model {
                 }
                 Ok(())
             }
-            Op::Fsync | Op::Remount => Ok(()),
+            Op::Fsync | Op::Remount | Op::Expire => Ok(()),
         }
     }
 
@@ -302,8 +308,51 @@ fn want_of(r: &Result<(), FsError>) -> Want {
     }
 }
 
+/// A remote failure injected for one engine operation: which API call, and how.
+#[derive(Debug, Clone)]
+struct Injected {
+    call: &'static str,
+    drop_reply: bool,
+    times: u32,
+}
+
+const CALLS: [&str; 6] = [
+    "manifest",
+    "read_file",
+    "batch",
+    "write_file",
+    "patch_segments",
+    "*",
+];
+
+fn injected() -> impl Strategy<Value = Option<Injected>> {
+    proptest::option::of(
+        (0..CALLS.len(), any::<bool>(), 1..3u32).prop_map(|(c, d, t)| Injected {
+            call: CALLS[c],
+            drop_reply: d,
+            times: t,
+        }),
+    )
+}
+
+fn arm(plan: &FaultPlan, f: &Option<Injected>) {
+    plan.clear();
+    if let Some(f) = f {
+        plan.set(
+            f.call,
+            Fault {
+                error: (!f.drop_reply)
+                    .then(|| aether_domain::Error::unavailable("injected outage")),
+                drop_reply: f.drop_reply,
+                times: Some(f.times),
+                ..Default::default()
+            },
+        );
+    }
+}
+
 /// Resolves a path to an inode through lookups (no symlink following).
-async fn resolve(e: &TestEngine, p: &str) -> Result<u64, FsError> {
+async fn resolve<V: Vfs>(e: &V, p: &str) -> Result<u64, FsError> {
     let mut ino = ROOT_INO;
     let parts: Vec<&str> = p.split('/').filter(|s| !s.is_empty()).collect();
     for (i, part) in parts.iter().enumerate() {
@@ -318,7 +367,7 @@ async fn resolve(e: &TestEngine, p: &str) -> Result<u64, FsError> {
 }
 
 /// Resolves a directory path: its last component must be a directory too.
-async fn resolve_dir(e: &TestEngine, p: &str) -> Result<u64, FsError> {
+async fn resolve_dir<V: Vfs>(e: &V, p: &str) -> Result<u64, FsError> {
     let ino = resolve(e, p).await?;
     match e.getattr(ino).await?.0.kind {
         FileKind::Dir => Ok(ino),
@@ -328,7 +377,7 @@ async fn resolve_dir(e: &TestEngine, p: &str) -> Result<u64, FsError> {
     }
 }
 
-async fn run_op(e: &TestEngine, op: &Op, ps: &[String]) -> Result<(), FsError> {
+async fn run_op<V: Vfs>(e: &V, op: &Op, ps: &[String]) -> Result<(), FsError> {
     let split = |p: &str| (parent(p).to_owned(), name(p).to_owned());
     match op {
         Op::Mkdir(i) => {
@@ -355,9 +404,11 @@ async fn run_op(e: &TestEngine, op: &Op, ps: &[String]) -> Result<(), FsError> {
             };
             let (entry, open) = e.create(ME, dir, n.as_bytes(), 0o644, how).await?;
             let ino = entry.attr.ino;
-            e.write(ino, open.fh, 0, data).await?;
-            e.flush(ino, open.fh).await?;
-            e.release(ino, open.fh).await
+            // As the kernel does, the handle is released whatever happened.
+            let written = e.write(ino, open.fh, 0, data).await.map(drop);
+            let flushed = e.flush(ino, open.fh).await;
+            let released = e.release(ino, open.fh).await;
+            written.and(flushed).and(released)
         }
         Op::WriteAt(i, off, data) => {
             let ino = resolve(e, &ps[*i]).await?;
@@ -419,12 +470,12 @@ async fn run_op(e: &TestEngine, op: &Op, ps: &[String]) -> Result<(), FsError> {
             e.rename(from, n1.as_bytes(), to, n2.as_bytes(), RenameMode::Replace)
                 .await
         }
-        Op::Fsync | Op::Remount => Ok(()),
+        Op::Fsync | Op::Remount | Op::Expire => Ok(()),
     }
 }
 
 /// The engine's whole tree: path → kind and bytes (files) or target (links).
-async fn snapshot(e: &TestEngine) -> BTreeMap<String, String> {
+async fn snapshot<V: Vfs>(e: &V) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut stack = vec![(ROOT_INO, String::new())];
     while let Some((dir, prefix)) = stack.pop() {
@@ -521,6 +572,7 @@ proptest! {
                 let want = model.apply(op, &ps);
                 match op {
                     Op::Fsync => write_back(&e).await,
+                    Op::Expire => w.clock.advance(std::time::Duration::from_secs(3600)),
                     Op::Remount => {
                         // A crash: staging areas go, the journal and blobs stay.
                         drop(e);
@@ -529,12 +581,65 @@ proptest! {
                         write_back(&e).await;
                     }
                     _ => {
-                        let got = want_of(&run_op(&e, op, &ps).await);
+                        let got = want_of(&run_op(&*e, op, &ps).await);
                         assert_eq!(got, want, "step {step}: {op:?}");
                     }
                 }
-                assert_eq!(snapshot(&e).await, model_snapshot(&model), "after step {step}: {op:?}");
+                if !matches!(op, Op::Expire) {
+                    assert_eq!(snapshot(&*e).await, model_snapshot(&model), "after step {step}: {op:?}");
+                }
             }
+            write_back(&e).await;
+            assert_eq!(e.cache().journal_rejected().unwrap(), vec![], "the server refused nothing");
+            assert_eq!(server_snapshot(&w).await, model_snapshot(&model), "the server's tree");
+        });
+    }
+
+    /// Outages and lost replies between the engine and the server: every operation either
+    /// does what the reference does or fails with a clear error and changes nothing; the tree
+    /// stays consistent and, once the server answers again, the server holds exactly it.
+    #[test]
+    fn engine_stays_consistent_under_remote_faults(
+        steps in proptest::collection::vec((op(), injected()), 1..40)
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async {
+            let ps = paths();
+            let w = World::new().await;
+            let plan = FaultPlan::default();
+            let mount = || async {
+                let e = Engine::new(Faulty::new(w.api.clone(), plan.clone()), w.cache.clone(), w.clock.clone(), w.config());
+                e.start().await.unwrap();
+                e
+            };
+            let mut e = mount().await;
+            let mut model = Model::default();
+            for (step, (op, fault)) in steps.iter().enumerate() {
+                let before = model.clone();
+                let want = model.apply(op, &ps);
+                arm(&plan, fault);
+                match op {
+                    Op::Fsync => write_back(&e).await,
+                    Op::Expire => w.clock.advance(std::time::Duration::from_secs(3600)),
+                    Op::Remount => {
+                        plan.clear();
+                        drop(e);
+                        w.cache.crash();
+                        e = mount().await;
+                        write_back(&e).await;
+                    }
+                    _ => match run_op(&e, op, &ps).await {
+                        Err(FsError::TimedOut(_)) => model = before,
+                        other => assert_eq!(want_of(&other), want, "step {step}: {op:?} with {fault:?}"),
+                    },
+                }
+                plan.clear();
+                // Expiry is checked by the next operation, which must re-read from the server.
+                if !matches!(op, Op::Expire) {
+                    assert_eq!(snapshot(&e).await, model_snapshot(&model), "after step {step}: {op:?} with {fault:?}");
+                }
+            }
+            plan.clear();
             write_back(&e).await;
             assert_eq!(e.cache().journal_rejected().unwrap(), vec![], "the server refused nothing");
             assert_eq!(server_snapshot(&w).await, model_snapshot(&model), "the server's tree");

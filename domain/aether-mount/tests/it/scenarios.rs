@@ -362,3 +362,65 @@ async fn write_back_retries_through_outages_and_sets_refusals_aside() {
         .collect();
     assert_eq!(paths, ["/", "/dir", "/f", "/once", "/split"]);
 }
+
+#[tokio::test]
+async fn large_files_are_read_by_range_and_cached_once_complete() {
+    let w = World::new().await;
+    let big: Vec<u8> = (0..(10u32 << 20)).map(|i| (i % 251) as u8).collect();
+    w.api
+        .write_file(
+            &w.ctx,
+            &w.session,
+            WriteFileRequest {
+                path: "/big.bin".into(),
+                data: big.clone().into(),
+                mode: None,
+                parents: false,
+                expected_hash: None,
+            },
+        )
+        .await
+        .unwrap();
+    let e = w.mount().await;
+    let ino = e.lookup(ROOT_INO, b"big.bin").await.unwrap().attr.ino;
+    let open = e
+        .open(
+            ino,
+            OpenIn {
+                read: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    // A read near the end first fetches only what it needs.
+    let tail = e.read(ino, open.fh, (10 << 20) - 100, 4096).await.unwrap();
+    assert_eq!(tail, &big[(10 << 20) - 100..]);
+    assert_eq!(e.cache().stats().blob_count, 0, "not yet complete");
+    // A sequential pass reads everything (in growing windows) and keeps the whole blob.
+    let mut got = Vec::new();
+    let mut off = 0u64;
+    loop {
+        let chunk = e.read(ino, open.fh, off, 128 << 10).await.unwrap();
+        if chunk.is_empty() {
+            break;
+        }
+        off += chunk.len() as u64;
+        got.extend(chunk);
+    }
+    assert!(got == big, "sequential read returns the file");
+    assert_eq!(
+        e.cache().stats().blob_count,
+        1,
+        "the complete blob is cached"
+    );
+    e.release(ino, open.fh).await.unwrap();
+    // Editing it now starts from the cached blob.
+    let open = e.open(ino, RW).await.unwrap();
+    e.write(ino, open.fh, 5, b"EDIT").await.unwrap();
+    e.release(ino, open.fh).await.unwrap();
+    write_back(&e).await;
+    let server = w.server_read("/big.bin").await.unwrap();
+    assert_eq!(&server[5..9], b"EDIT");
+    assert_eq!(server.len(), big.len());
+}
