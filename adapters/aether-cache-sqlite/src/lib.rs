@@ -426,6 +426,16 @@ impl LocalCache for DiskCache {
         }
     }
 
+    fn disk_space(&self) -> Option<(u64, u64)> {
+        let st = rustix::fs::statvfs(&self.layout.root).ok()?;
+        let unit = if st.f_frsize > 0 {
+            st.f_frsize
+        } else {
+            st.f_bsize
+        };
+        Some((st.f_bavail * unit, st.f_blocks * unit))
+    }
+
     fn clear_clean(&self) -> CacheResult<u64> {
         let needed = self.journal.referenced_hashes()?;
         self.open_blobs

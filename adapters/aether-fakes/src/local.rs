@@ -26,11 +26,18 @@ struct Inner {
 #[derive(Clone, Default)]
 pub struct MemoryCache {
     inner: Arc<Mutex<Inner>>,
+    /// What `disk_space` reports (tests set it to simulate a full disk).
+    disk: Arc<Mutex<Option<(u64, u64)>>>,
 }
 
 impl MemoryCache {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().expect("memory cache lock")
+    }
+
+    /// Makes `disk_space` report `free` of `total` bytes.
+    pub fn set_disk_space(&self, space: Option<(u64, u64)>) {
+        *self.disk.lock().expect("disk lock") = space;
     }
 
     /// Forgets staging areas, as a crash of the runtime would (journal and blobs survive).
@@ -252,6 +259,10 @@ impl LocalCache for MemoryCache {
             staging_bytes: g.stages.values().map(|b| b.len() as u64).sum(),
             shared_links: 0,
         }
+    }
+
+    fn disk_space(&self) -> Option<(u64, u64)> {
+        *self.disk.lock().expect("disk lock")
     }
 
     fn clear_clean(&self) -> CacheResult<u64> {

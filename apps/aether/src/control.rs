@@ -138,7 +138,7 @@ fn answer(
     }
 }
 
-/// The journal's state against the SPEC's thresholds (reported, not yet enforced).
+/// The journal's state against the SPEC's thresholds, and the gate writers pass.
 fn backpressure(engine: &MountEngine, cfg: &AetherConfig) -> Value {
     let j = engine.cache().journal_stats();
     let bp = &cfg.backpressure;
@@ -150,11 +150,12 @@ fn backpressure(engine: &MountEngine, cfg: &AetherConfig) -> Value {
         .oldest_appended_at
         .map(|t| ((now - t.nanos()).max(0) as u64) / 1_000_000_000)
         .unwrap_or(0);
-    let high = j.pending_bytes >= bp.journal_high_water_bytes
-        || j.pending_entries >= bp.journal_high_water_entries
-        || age >= bp.journal_max_age_seconds;
+    let state = match engine.gate() {
+        aether_domain::backpressure::Gate::Open => "normal".to_owned(),
+        aether_domain::backpressure::Gate::Held(p) => format!("holding writers ({})", p.as_str()),
+    };
     json!({
-        "state": if high { "high" } else { "normal" },
+        "state": state,
         "pending_entries": j.pending_entries,
         "pending_bytes": j.pending_bytes,
         "oldest_age_seconds": age,

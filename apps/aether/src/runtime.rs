@@ -226,6 +226,8 @@ pub(crate) async fn start(plan: MountPlan) -> Result<Running> {
                 multiplier: b.multiplier,
                 jitter_percent: b.jitter_percent,
             },
+            backpressure: thresholds(&cfg.backpressure),
+            backpressure_wait: Duration::from_secs(60),
         },
     ));
     engine
@@ -355,6 +357,22 @@ impl Running {
         }
         let _ = std::fs::remove_file(&self.socket);
         left
+    }
+}
+
+fn thresholds(b: &crate::config::Backpressure) -> aether_domain::backpressure::Thresholds {
+    aether_domain::backpressure::Thresholds {
+        journal_high_bytes: b.journal_high_water_bytes,
+        journal_low_bytes: b.journal_low_water_bytes,
+        journal_high_entries: b.journal_high_water_entries,
+        journal_low_entries: b.journal_low_water_entries,
+        journal_max_age: Duration::from_secs(b.journal_max_age_seconds),
+        journal_clear_age: Duration::from_secs(b.journal_clear_age_seconds),
+        dirty_high_bytes: b.cache_dirty_high_water_bytes,
+        dirty_low_bytes: b.cache_dirty_low_water_bytes,
+        disk_low_free_bytes: b.cache_disk_low_free_bytes,
+        disk_high_free_bytes: b.cache_disk_high_free_bytes,
+        disk_low_free_percent: b.cache_disk_low_free_percent,
     }
 }
 

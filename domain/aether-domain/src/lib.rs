@@ -1,6 +1,7 @@
 //! Pure model of AetherFS (domain layer): ids, paths, entries, session state machine, copy-on-write
 //! overlay resolution and tree-mutation rules. No I/O, no clock reads, no async runtime.
 
+pub mod backpressure;
 pub mod cache_policy;
 pub mod error;
 pub mod ids;

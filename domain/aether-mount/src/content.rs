@@ -62,6 +62,7 @@ where
     pub(crate) async fn open_file(&self, ino: u64, how: OpenIn) -> FsResult<OpenOut> {
         if how.write || how.truncate {
             self.writable()?;
+            self.admit().await?;
         }
         {
             let st = self.lock();
@@ -376,6 +377,7 @@ where
         data: &[u8],
     ) -> FsResult<u32> {
         self.writable()?;
+        self.admit().await?;
         let append = match self.lock().handles.get(&fh) {
             Some(Handle::File {
                 write: true,

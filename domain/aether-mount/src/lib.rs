@@ -44,6 +44,10 @@ pub struct MountConfig {
     pub dir_ttl: Duration,
     pub read_only: bool,
     pub backoff: Backoff,
+    /// When writers are held back (SPEC 5.1 `[backpressure]`).
+    pub backpressure: aether_domain::backpressure::Thresholds,
+    /// The longest a writer waits for the backlog to drain before failing with `ENOSPC`.
+    pub backpressure_wait: Duration,
 }
 
 /// Counters for `status` and metrics.
@@ -104,6 +108,9 @@ struct State {
     next_fh: u64,
     /// Byte ranges held of blobs being fetched by range (merged, `[start, end)`).
     partials: HashMap<String, Vec<(u64, u64)>>,
+    /// The backpressure gate and when it was last assessed (monotonic).
+    gate: aether_domain::backpressure::Gate,
+    gate_checked: Duration,
 }
 
 /// The mount engine. Share it in an `Arc`: the kernel bridge and the background loops use it
@@ -148,6 +155,8 @@ where
                 handles: HashMap::new(),
                 next_fh: 1,
                 partials: HashMap::new(),
+                gate: aether_domain::backpressure::Gate::Open,
+                gate_checked: Duration::ZERO,
             }),
             remote,
             cache,
@@ -261,6 +270,65 @@ where
             )));
         }
         Ok(())
+    }
+
+    /// The backpressure gate as last assessed.
+    pub fn gate(&self) -> aether_domain::backpressure::Gate {
+        self.lock().gate
+    }
+
+    /// Assesses the backlog now and returns the gate.
+    fn assess(&self) -> aether_domain::backpressure::Gate {
+        let j = self.cache.journal_stats();
+        let now = self.clock.now();
+        let oldest_age = j
+            .oldest_appended_at
+            .map(|t| Duration::from_nanos((now.nanos() - t.nanos()).max(0) as u64))
+            .unwrap_or_default();
+        let reading = aether_domain::backpressure::Reading {
+            journal_bytes: j.pending_bytes,
+            journal_entries: j.pending_entries,
+            oldest_age,
+            // Content not yet on the server is what the cache holds dirty.
+            dirty_bytes: j.pending_bytes,
+            disk: self.cache.disk_space(),
+        };
+        let mut st = self.lock();
+        st.gate = self.config.backpressure.next(st.gate, &reading);
+        st.gate_checked = self.clock.elapsed();
+        st.gate
+    }
+
+    /// Waits while the backpressure gate holds writers back; fails with `ENOSPC` when the
+    /// backlog does not drain within `backpressure_wait`.
+    async fn admit(&self) -> FsResult<()> {
+        use aether_domain::backpressure::Gate;
+        // Assessing reads the journal's figures: at most every 50 ms while the gate is open.
+        let recent = {
+            let st = self.lock();
+            st.gate == Gate::Open
+                && self.clock.elapsed() < st.gate_checked + Duration::from_millis(50)
+        };
+        if recent {
+            return Ok(());
+        }
+        let deadline = self.clock.elapsed() + self.config.backpressure_wait;
+        loop {
+            let pressure = match self.assess() {
+                Gate::Open => return Ok(()),
+                Gate::Held(p) => p,
+            };
+            if self.clock.elapsed() >= deadline {
+                return Err(FsError::NoSpace(format!(
+                    "writes are held back ({} over its high-water mark) and the server has not taken the backlog",
+                    pressure.as_str()
+                )));
+            }
+            let mut progress = self.done_through.subscribe();
+            let tick = self.clock.sleep(Duration::from_millis(100));
+            futures::pin_mut!(tick);
+            futures::future::select(Box::pin(progress.changed()), tick).await;
+        }
     }
 
     /// Appends `op` to the journal and marks `inos` as holding unacknowledged changes.

@@ -299,6 +299,7 @@ where
     ) -> FsResult<(Attr, Duration)> {
         self.op();
         self.writable()?;
+        self.admit().await?;
         if let Some(size) = set.size {
             self.truncate(ino, fh, size).await?;
         }
@@ -378,6 +379,7 @@ where
     ) -> FsResult<EntryOut> {
         self.op();
         self.writable()?;
+        self.admit().await?;
         let name = check_name(name)?;
         if kind == FileKind::Dir {
             return Err(FsError::Invalid("mknod cannot make a directory".into()));
@@ -420,6 +422,7 @@ where
     ) -> FsResult<EntryOut> {
         self.op();
         self.writable()?;
+        self.admit().await?;
         let name = check_name(name)?;
         self.ensure_listing(parent).await?;
         let mut st = self.lock();
@@ -441,6 +444,7 @@ where
     async fn unlink(&self, parent: u64, name: &[u8]) -> FsResult<()> {
         self.op();
         self.writable()?;
+        self.admit().await?;
         let name = check_name(name)?;
         self.ensure_listing(parent).await?;
         let mut st = self.lock();
@@ -480,6 +484,7 @@ where
     async fn rmdir(&self, parent: u64, name: &[u8]) -> FsResult<()> {
         self.op();
         self.writable()?;
+        self.admit().await?;
         let name = check_name(name)?;
         self.ensure_listing(parent).await?;
         let child = self.lock().nodes.child(parent, name);
@@ -538,6 +543,7 @@ where
     ) -> FsResult<EntryOut> {
         self.op();
         self.writable()?;
+        self.admit().await?;
         let name = check_name(name)?;
         let target = std::str::from_utf8(target)
             .map_err(|_| FsError::IllegalName("symbolic link target is not UTF-8".into()))?;
@@ -576,6 +582,7 @@ where
     ) -> FsResult<()> {
         self.op();
         self.writable()?;
+        self.admit().await?;
         let name = check_name(name)?;
         let new_name = check_name(new_name)?;
         self.ensure_listing(parent).await?;
@@ -688,6 +695,7 @@ where
     async fn link(&self, ino: u64, new_parent: u64, new_name: &[u8]) -> FsResult<EntryOut> {
         self.op();
         self.writable()?;
+        self.admit().await?;
         let new_name = check_name(new_name)?;
         self.ensure_listing(new_parent).await?;
         let mut st = self.lock();
@@ -740,6 +748,7 @@ where
     ) -> FsResult<(EntryOut, OpenOut)> {
         self.op();
         self.writable()?;
+        self.admit().await?;
         let name = check_name(name)?;
         self.ensure_listing(parent).await?;
         let mut st = self.lock();
@@ -871,6 +880,7 @@ where
     async fn setxattr(&self, ino: u64, name: &[u8], value: &[u8], mode: XattrMode) -> FsResult<()> {
         self.op();
         self.writable()?;
+        self.admit().await?;
         let name = xattr_name(name)?;
         if unstored_xattr(name) {
             return Err(FsError::Unsupported(format!(
@@ -948,6 +958,7 @@ where
     async fn removexattr(&self, ino: u64, name: &[u8]) -> FsResult<()> {
         self.op();
         self.writable()?;
+        self.admit().await?;
         let name = xattr_name(name)?;
         if unstored_xattr(name) {
             return Err(FsError::NoAttribute(name.to_owned()));
@@ -990,6 +1001,7 @@ where
     ) -> FsResult<()> {
         self.op();
         self.writable()?;
+        self.admit().await?;
         if mode != 0 {
             return Err(FsError::Unsupported(format!(
                 "fallocate mode {mode:#x} (only plain space reservation is supported)"

@@ -209,6 +209,8 @@ pub trait LocalCache: Send + Sync + 'static {
     fn journal_sync(&self) -> CacheResult<()>;
 
     fn stats(&self) -> CacheStats;
+    /// Free and total bytes of the disk holding the cache, when the platform tells.
+    fn disk_space(&self) -> Option<(u64, u64)>;
     /// Drops every blob no pending journal entry or open stage needs; returns bytes freed.
     fn clear_clean(&self) -> CacheResult<u64>;
 }

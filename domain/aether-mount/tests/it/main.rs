@@ -59,16 +59,22 @@ impl World {
                 multiplier: 2.0,
                 jitter_percent: 0.0,
             },
+            backpressure: Default::default(),
+            backpressure_wait: Duration::from_secs(30),
         }
     }
 
     /// A started engine over this world's cache (a mount or a remount).
     pub(crate) async fn mount(&self) -> Arc<TestEngine> {
+        self.mount_with(self.config()).await
+    }
+
+    pub(crate) async fn mount_with(&self, config: MountConfig) -> Arc<TestEngine> {
         let engine = Arc::new(Engine::new(
             self.api.clone(),
             self.cache.clone(),
             self.clock.clone(),
-            self.config(),
+            config,
         ));
         engine.start().await.unwrap();
         engine

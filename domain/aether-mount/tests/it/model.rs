@@ -308,6 +308,14 @@ fn want_of(r: &Result<(), FsError>) -> Want {
     }
 }
 
+/// These tests run the write-back only at `Fsync` and jump the clock by hours at `Expire`:
+/// backpressure by backlog age would hold writers back (it has its own scenario test).
+fn patient(mut config: aether_mount::MountConfig) -> aether_mount::MountConfig {
+    config.backpressure.journal_max_age = std::time::Duration::from_secs(1 << 40);
+    config.backpressure.journal_clear_age = std::time::Duration::from_secs(1 << 40);
+    config
+}
+
 /// A remote failure injected for one engine operation: which API call, and how.
 #[derive(Debug, Clone)]
 struct Injected {
@@ -566,7 +574,8 @@ proptest! {
         rt.block_on(async {
             let ps = paths();
             let w = World::new().await;
-            let mut e = w.mount().await;
+            let config = patient(w.config());
+            let mut e = w.mount_with(config.clone()).await;
             let mut model = Model::default();
             for (step, op) in ops.iter().enumerate() {
                 let want = model.apply(op, &ps);
@@ -577,7 +586,7 @@ proptest! {
                         // A crash: staging areas go, the journal and blobs stay.
                         drop(e);
                         w.cache.crash();
-                        e = w.mount().await;
+                        e = w.mount_with(config.clone()).await;
                         write_back(&e).await;
                     }
                     _ => {
@@ -608,7 +617,7 @@ proptest! {
             let w = World::new().await;
             let plan = FaultPlan::default();
             let mount = || async {
-                let e = Engine::new(Faulty::new(w.api.clone(), plan.clone()), w.cache.clone(), w.clock.clone(), w.config());
+                let e = Engine::new(Faulty::new(w.api.clone(), plan.clone()), w.cache.clone(), w.clock.clone(), patient(w.config()));
                 e.start().await.unwrap();
                 e
             };

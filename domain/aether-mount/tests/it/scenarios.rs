@@ -424,3 +424,55 @@ async fn large_files_are_read_by_range_and_cached_once_complete() {
     assert_eq!(&server[5..9], b"EDIT");
     assert_eq!(server.len(), big.len());
 }
+
+#[tokio::test]
+async fn writers_wait_at_high_water_and_fail_clearly_when_the_server_stays_away() {
+    let w = World::new().await;
+    let plan = FaultPlan::default();
+    let mut config = w.config();
+    config.backpressure.journal_high_entries = 4;
+    config.backpressure.journal_low_entries = 1;
+    config.backpressure_wait = std::time::Duration::from_secs(5);
+    let e = Engine::new(
+        Faulty::new(w.api.clone(), plan.clone()),
+        w.cache.clone(),
+        w.clock.clone(),
+        config,
+    );
+    e.start().await.unwrap();
+    plan.set(
+        "*",
+        Fault {
+            error: Some(aether_domain::Error::unavailable("server away")),
+            ..Default::default()
+        },
+    );
+    for i in 0..4 {
+        e.mkdir(ME, ROOT_INO, format!("d{i}").as_bytes(), 0o755)
+            .await
+            .unwrap();
+        w.clock.advance(std::time::Duration::from_millis(60));
+    }
+    // Over the high-water mark with nobody draining: held, then refused with ENOSPC.
+    let held = e.mkdir(ME, ROOT_INO, b"d4", 0o755).await;
+    assert!(matches!(held, Err(FsError::NoSpace(_))), "{held:?}");
+    assert!(matches!(
+        e.gate(),
+        aether_domain::backpressure::Gate::Held(_)
+    ));
+    // The server is back: the write-back drains the backlog and writers go on.
+    plan.clear();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (_, made) = futures::join!(
+        e.run_writeback(async {
+            let _ = rx.await;
+        }),
+        async {
+            let r = e.mkdir(ME, ROOT_INO, b"d4", 0o755).await;
+            let _ = tx.send(());
+            r
+        }
+    );
+    made.unwrap();
+    assert_eq!(e.gate(), aether_domain::backpressure::Gate::Open);
+}
