@@ -48,6 +48,10 @@ impl Journal {
                  appended_at INTEGER NOT NULL,
                  bytes INTEGER NOT NULL,
                  op TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS listings (
+                 path TEXT PRIMARY KEY,
+                 generation INTEGER NOT NULL,
+                 entries TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS units (
                  first INTEGER PRIMARY KEY,
                  last INTEGER NOT NULL);
@@ -252,6 +256,66 @@ impl Journal {
             // Checkpointed and removed: the data is in the main file, synced by SQLite.
             Err(_) => Ok(()),
         }
+    }
+
+    pub(crate) fn index_save(
+        &self,
+        generation: u64,
+        listings: &[(String, Vec<aether_ports::Entry>)],
+    ) -> CacheResult<()> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction()
+            .map_err(db_err("save the listing index"))?;
+        tx.execute("DELETE FROM listings", [])
+            .map_err(db_err("save the listing index"))?;
+        for (path, entries) in listings {
+            let json = serde_json::to_string(entries)
+                .map_err(|e| CacheError::Backend(format!("encode a listing: {e}")))?;
+            tx.prepare_cached(
+                "INSERT INTO listings (path, generation, entries) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut s| s.execute(params![path, generation as i64, json]))
+            .map_err(db_err("save the listing index"))?;
+        }
+        tx.commit().map_err(db_err("save the listing index"))
+    }
+
+    pub(crate) fn index_take(
+        &self,
+    ) -> CacheResult<Option<(u64, Vec<(String, Vec<aether_ports::Entry>)>)>> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction()
+            .map_err(db_err("read the listing index"))?;
+        let rows: Vec<(String, i64, String)> = {
+            let mut stmt = tx
+                .prepare("SELECT path, generation, entries FROM listings ORDER BY path")
+                .map_err(db_err("read the listing index"))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(db_err("read the listing index"))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(db_err("read the listing index"))?
+        };
+        tx.execute("DELETE FROM listings", [])
+            .map_err(db_err("read the listing index"))?;
+        tx.commit().map_err(db_err("read the listing index"))?;
+        let Some(generation) = rows.first().map(|r| r.1 as u64) else {
+            return Ok(None);
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for (path, g, json) in rows {
+            if g as u64 != generation {
+                return Ok(None);
+            }
+            match serde_json::from_str(&json) {
+                Ok(entries) => out.push((path, entries)),
+                // An index written by another version: start from the server instead.
+                Err(_) => return Ok(None),
+            }
+        }
+        Ok(Some((generation, out)))
     }
 
     pub(crate) fn referenced_hashes(&self) -> CacheResult<HashSet<String>> {

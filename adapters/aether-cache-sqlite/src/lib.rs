@@ -426,6 +426,18 @@ impl LocalCache for DiskCache {
         }
     }
 
+    fn index_save(
+        &self,
+        generation: u64,
+        listings: &[(String, Vec<aether_ports::Entry>)],
+    ) -> CacheResult<()> {
+        self.journal.index_save(generation, listings)
+    }
+
+    fn index_take(&self) -> CacheResult<Option<(u64, Vec<(String, Vec<aether_ports::Entry>)>)>> {
+        self.journal.index_take()
+    }
+
     fn disk_space(&self) -> Option<(u64, u64)> {
         let st = rustix::fs::statvfs(&self.layout.root).ok()?;
         let unit = if st.f_frsize > 0 {

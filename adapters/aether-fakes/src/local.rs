@@ -16,6 +16,7 @@ struct Inner {
     blobs: HashMap<String, Vec<u8>>,
     stages: HashMap<u64, Vec<u8>>,
     partials: HashMap<String, Vec<u8>>,
+    index: Option<(u64, Vec<(String, Vec<aether_ports::Entry>)>)>,
     journal: BTreeMap<u64, JournalEntry>,
     rejected: Vec<RejectedEntry>,
     last_seq: u64,
@@ -259,6 +260,19 @@ impl LocalCache for MemoryCache {
             staging_bytes: g.stages.values().map(|b| b.len() as u64).sum(),
             shared_links: 0,
         }
+    }
+
+    fn index_save(
+        &self,
+        generation: u64,
+        listings: &[(String, Vec<aether_ports::Entry>)],
+    ) -> CacheResult<()> {
+        self.lock().index = Some((generation, listings.to_vec()));
+        Ok(())
+    }
+
+    fn index_take(&self) -> CacheResult<Option<(u64, Vec<(String, Vec<aether_ports::Entry>)>)>> {
+        Ok(self.lock().index.take())
     }
 
     fn disk_space(&self) -> Option<(u64, u64)> {

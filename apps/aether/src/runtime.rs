@@ -336,19 +336,30 @@ impl Running {
     /// Flushes pending writes (up to `timeout`), unmounts and stops the loops. Returns the
     /// number of journal entries still pending (kept for the next mount).
     pub(crate) async fn shutdown(mut self, timeout: Duration) -> u64 {
-        let left = self.engine.flush_all(timeout).await;
-        if left > 0 {
-            tracing::warn!(
-                pending = left,
-                "the server did not take every change in time; they stay in the journal for the next mount"
-            );
-        }
-        let _ = self.engine.cache().journal_sync();
+        self.engine.flush_all(timeout).await;
         if let Some(m) = self.mounted.take() {
             let dir = self.plan_dir.clone();
             let unmounted = tokio::task::spawn_blocking(move || m.unmount()).await;
             if !matches!(unmounted, Ok(Ok(()))) && !detach_dead_mount(&dir) {
                 tracing::warn!(dir = %dir.display(), "unmount failed; the directory may still be busy");
+            }
+        }
+        // Whatever closing files journaled during the unmount goes too; then the listings are
+        // saved so that the next mount of an unchanged session reads no directory again.
+        let left = self.engine.flush_all(timeout).await;
+        let _ = self.engine.cache().journal_sync();
+        if left > 0 {
+            tracing::warn!(
+                pending = left,
+                "the server did not take every change in time; they stay in the journal for the next mount"
+            );
+        } else {
+            match self.engine.save_index(Duration::from_secs(2)).await {
+                Ok(n) => tracing::info!(
+                    directories = n,
+                    "saved the listing index for the next mount"
+                ),
+                Err(e) => tracing::warn!(error = %e, "could not save the listing index"),
             }
         }
         let _ = self.stop_loops.send(true);

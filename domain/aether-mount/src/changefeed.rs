@@ -66,6 +66,11 @@ where
                 let page = self.remote.list_events(&ctx, sid, req).await?;
                 let Some(last) = page.items.last() else { break };
                 cursor = last.sequence;
+                // Changes made after the mount started may postdate a listing we loaded.
+                let started = self.start_generation.load(Ordering::Relaxed);
+                for e in page.items.iter().filter(|e| e.generation > started) {
+                    self.on_event(e);
+                }
                 if page.items.len() < aether_ports::model::MAX_PAGE_SIZE as usize {
                     break;
                 }
@@ -87,6 +92,8 @@ where
 
     /// Applies one remote event to the caches (our own write-backs' echoes excepted).
     pub fn on_event(&self, event: &Event) {
+        self.seen_generation
+            .fetch_max(event.generation, Ordering::Relaxed);
         let paths: Vec<&str> = event
             .path
             .iter()

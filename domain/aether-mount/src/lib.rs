@@ -130,6 +130,10 @@ pub struct Engine<R, C, K> {
     fetch_locks: Mutex<HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
     /// The session is not active (archived, conflicted): it accepts no writes.
     session_frozen: std::sync::atomic::AtomicBool,
+    /// The session's generation when the mount started, and the highest generation of any
+    /// event the changefeed has delivered since (our own included).
+    start_generation: AtomicU64,
+    seen_generation: AtomicU64,
 }
 
 impl<R, C, K> Engine<R, C, K>
@@ -168,6 +172,8 @@ where
             counters: EngineCounters::default(),
             fetch_locks: Mutex::new(HashMap::new()),
             session_frozen: std::sync::atomic::AtomicBool::new(false),
+            start_generation: AtomicU64::new(0),
+            seen_generation: AtomicU64::new(0),
         }
     }
 
@@ -198,8 +204,45 @@ where
         self.contact();
         let frozen = session.status != aether_domain::SessionStatus::Active;
         self.session_frozen.store(frozen, Ordering::Relaxed);
-        self.load_dir(aether_ports::vfs::ROOT_INO).await?;
+        self.start_generation
+            .store(session.generation, Ordering::Relaxed);
+        self.seen_generation
+            .store(session.generation, Ordering::Relaxed);
+        // Listings saved at this very generation are still true: no directory needs reading.
+        let saved = self.cache.index_take().map_err(errors::cache_error)?;
+        match saved {
+            Some((generation, listings)) if generation == session.generation => {
+                self.restore_listings(listings);
+            }
+            _ => self.load_dir(aether_ports::vfs::ROOT_INO).await?,
+        }
         Ok(session)
+    }
+
+    /// Saves the listings the mount knows for the next mount, if the changefeed has shown us
+    /// every change up to the session's current generation (so none of them is stale).
+    /// Returns the number of directories saved.
+    pub async fn save_index(&self, settle: Duration) -> FsResult<usize> {
+        if self.cache.journal_stats().pending_entries > 0 {
+            return Ok(0);
+        }
+        let session = self
+            .remote
+            .get_session(&self.ctx(), &self.config.session_id)
+            .await
+            .map_err(|e| fs_error(e, &self.config.session_id))?;
+        let deadline = self.clock.elapsed() + settle;
+        while self.seen_generation.load(Ordering::Relaxed) < session.generation {
+            if self.clock.elapsed() >= deadline {
+                return Ok(0);
+            }
+            self.clock.sleep(Duration::from_millis(20)).await;
+        }
+        let listings = self.listings_snapshot();
+        self.cache
+            .index_save(session.generation, &listings)
+            .map_err(errors::cache_error)?;
+        Ok(listings.len())
     }
 
     pub fn status(&self) -> EngineStatus {

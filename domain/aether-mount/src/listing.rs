@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use aether_ports::local_cache::{LocalCache, MountClock};
-use aether_ports::vfs::{Attr, EntryOut, FileKind, FsError, FsResult};
+use aether_ports::vfs::{Attr, EntryOut, FileKind, FsError, FsResult, ROOT_INO};
 use aether_ports::{Entry, ManifestRequest, PageRequest, SessionApi};
 
 use crate::nodes::{Listing, Node, file_kind};
@@ -232,6 +232,87 @@ where
         if let Some(l) = st.nodes.get_mut(dir).and_then(|n| n.listing.as_mut()) {
             l.loaded = true;
             l.fresh_until = now + self.config.dir_ttl;
+        }
+    }
+
+    /// The server's view of `ino` at `path`, rebuilt from what the mount knows.
+    fn entry_of(st: &State, ino: u64, path: String) -> Option<Entry> {
+        let n = st.nodes.get(ino)?;
+        let a = &n.attr;
+        Some(Entry {
+            path,
+            kind: crate::nodes::entry_kind(a.kind),
+            mode: a.perm,
+            uid: a.uid,
+            gid: a.gid,
+            size: a.size,
+            content_hash: n.hash.clone(),
+            target: n.target.clone(),
+            rdev: u64::from(a.rdev),
+            nlink: a.nlink,
+            atime: a.atime,
+            mtime: a.mtime,
+            ctime: a.ctime,
+            version: 0,
+            inode: n.server_inode,
+            cas_extents: None,
+        })
+    }
+
+    /// Every loaded listing that is still valid and holds no local state (open files, pending
+    /// changes), as manifest pages would show it.
+    pub(crate) fn listings_snapshot(&self) -> Vec<(String, Vec<Entry>)> {
+        let st = self.lock();
+        let mut out = Vec::new();
+        let mut stack = vec![ROOT_INO];
+        while let Some(dir) = stack.pop() {
+            let Some(node) = st.nodes.get(dir) else {
+                continue;
+            };
+            let Some(listing) = node.listing.as_ref() else {
+                continue;
+            };
+            if !listing.loaded || listing.fresh_until == Duration::ZERO || pinned(&st, dir) {
+                continue;
+            }
+            let Some(path) = st.nodes.path(dir) else {
+                continue;
+            };
+            let clean = listing.children.values().all(|c| {
+                st.nodes
+                    .get(*c)
+                    .is_some_and(|n| n.stage.is_none() && n.pending == 0)
+            });
+            if !clean {
+                continue;
+            }
+            let mut entries = Vec::with_capacity(listing.children.len() + 1);
+            entries.extend(Self::entry_of(&st, dir, path.clone()));
+            for (name, child) in &listing.children {
+                let child_path = if path == "/" {
+                    format!("/{name}")
+                } else {
+                    format!("{path}/{name}")
+                };
+                entries.extend(Self::entry_of(&st, *child, child_path));
+                if st.nodes.get(*child).is_some_and(|n| n.is_dir()) {
+                    stack.push(*child);
+                }
+            }
+            out.push((path, entries));
+        }
+        out
+    }
+
+    /// Installs listings saved by an earlier mount (parents before children).
+    pub(crate) fn restore_listings(&self, mut listings: Vec<(String, Vec<Entry>)>) {
+        listings.sort_by_key(|(p, _)| (p.matches('/').count(), p.clone()));
+        let mut st = self.lock();
+        for (path, entries) in listings {
+            let Some(ino) = st.nodes.resolve(&path) else {
+                continue;
+            };
+            self.merge_listing(&mut st, ino, &path, entries);
         }
     }
 

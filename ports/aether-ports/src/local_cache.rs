@@ -208,6 +208,17 @@ pub trait LocalCache: Send + Sync + 'static {
     /// Forces the journal to stable storage (power-loss durability).
     fn journal_sync(&self) -> CacheResult<()>;
 
+    /// Saves the directory listings the mount knows, valid at session generation `generation`
+    /// (replacing any earlier save).
+    fn index_save(
+        &self,
+        generation: u64,
+        listings: &[(String, Vec<crate::Entry>)],
+    ) -> CacheResult<()>;
+    /// The saved listings and their generation, if any; the save is consumed (a later crash
+    /// must not bring back listings that changed since).
+    fn index_take(&self) -> CacheResult<Option<(u64, Vec<(String, Vec<crate::Entry>)>)>>;
+
     fn stats(&self) -> CacheStats;
     /// Free and total bytes of the disk holding the cache, when the platform tells.
     fn disk_space(&self) -> Option<(u64, u64)>;

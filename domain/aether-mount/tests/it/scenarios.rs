@@ -476,3 +476,92 @@ async fn writers_wait_at_high_water_and_fail_clearly_when_the_server_stays_away(
     made.unwrap();
     assert_eq!(e.gate(), aether_domain::backpressure::Gate::Open);
 }
+
+/// Feeds the session's whole event log to the engine, as its changefeed would.
+async fn deliver_events(w: &World, e: &impl std::ops::Deref<Target = crate::TestEngine>) {
+    let events = w
+        .api
+        .list_events(
+            &w.ctx,
+            &w.session,
+            ListEventsRequest {
+                page: PageRequest {
+                    page_size: Some(1000),
+                    page_token: None,
+                },
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    for ev in &events.items {
+        e.on_event(ev);
+    }
+}
+
+#[tokio::test]
+async fn a_remount_of_an_unchanged_session_reads_no_directory_again() {
+    let w = World::new().await;
+    let e = w.mount().await;
+    let src = e.mkdir(ME, ROOT_INO, b"src", 0o755).await.unwrap().attr.ino;
+    write_new(&e, src, "lib.rs", b"pub fn f() {}").await;
+    write_new(&e, ROOT_INO, "README", b"hi").await;
+    write_back(&e).await;
+    deliver_events(&w, &e).await;
+    assert_eq!(e.save_index(std::time::Duration::ZERO).await.unwrap(), 2);
+    drop(e);
+
+    // The session did not change: the remount answers from the saved listings, with the
+    // server's listing route failing to prove it is not asked.
+    let plan = FaultPlan::default();
+    plan.set(
+        "manifest",
+        Fault {
+            error: Some(aether_domain::Error::unavailable("not asked")),
+            ..Default::default()
+        },
+    );
+    let e2 = Engine::new(
+        Faulty::new(w.api.clone(), plan.clone()),
+        w.cache.clone(),
+        ManualClock::default(),
+        w.config(),
+    );
+    e2.start().await.unwrap();
+    let src = e2.lookup(ROOT_INO, b"src").await.unwrap().attr.ino;
+    let lib = e2.lookup(src, b"lib.rs").await.unwrap();
+    assert_eq!(lib.attr.size, 13);
+    let open = e2
+        .open(
+            lib.attr.ino,
+            OpenIn {
+                read: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        e2.read(lib.attr.ino, open.fh, 0, 100).await.unwrap(),
+        b"pub fn f() {}"
+    );
+    drop(e2);
+
+    // The save is used once; after a change elsewhere, listings are read again.
+    w.api
+        .write_file(
+            &w.ctx,
+            &w.session,
+            WriteFileRequest {
+                path: "/new".into(),
+                data: b"x".to_vec().into(),
+                mode: None,
+                parents: false,
+                expected_hash: None,
+            },
+        )
+        .await
+        .unwrap();
+    let e3 = w.mount().await;
+    assert!(e3.lookup(ROOT_INO, b"new").await.is_ok());
+}
