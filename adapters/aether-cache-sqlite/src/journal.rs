@@ -258,11 +258,7 @@ impl Journal {
         }
     }
 
-    pub(crate) fn index_save(
-        &self,
-        generation: u64,
-        listings: &[(String, Vec<aether_ports::Entry>)],
-    ) -> CacheResult<()> {
+    pub(crate) fn index_save(&self, generation: u64, listings: &Listings) -> CacheResult<()> {
         let mut conn = self.conn();
         let tx = conn
             .transaction()
@@ -281,9 +277,7 @@ impl Journal {
         tx.commit().map_err(db_err("save the listing index"))
     }
 
-    pub(crate) fn index_take(
-        &self,
-    ) -> CacheResult<Option<(u64, Vec<(String, Vec<aether_ports::Entry>)>)>> {
+    pub(crate) fn index_take(&self) -> CacheResult<Option<(u64, Listings)>> {
         let mut conn = self.conn();
         let tx = conn
             .transaction()

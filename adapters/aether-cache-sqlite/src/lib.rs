@@ -426,15 +426,11 @@ impl LocalCache for DiskCache {
         }
     }
 
-    fn index_save(
-        &self,
-        generation: u64,
-        listings: &[(String, Vec<aether_ports::Entry>)],
-    ) -> CacheResult<()> {
+    fn index_save(&self, generation: u64, listings: &Listings) -> CacheResult<()> {
         self.journal.index_save(generation, listings)
     }
 
-    fn index_take(&self) -> CacheResult<Option<(u64, Vec<(String, Vec<aether_ports::Entry>)>)>> {
+    fn index_take(&self) -> CacheResult<Option<(u64, Listings)>> {
         self.journal.index_take()
     }
 

@@ -16,7 +16,7 @@ struct Inner {
     blobs: HashMap<String, Vec<u8>>,
     stages: HashMap<u64, Vec<u8>>,
     partials: HashMap<String, Vec<u8>>,
-    index: Option<(u64, Vec<(String, Vec<aether_ports::Entry>)>)>,
+    index: Option<(u64, Listings)>,
     journal: BTreeMap<u64, JournalEntry>,
     rejected: Vec<RejectedEntry>,
     last_seq: u64,
@@ -262,16 +262,12 @@ impl LocalCache for MemoryCache {
         }
     }
 
-    fn index_save(
-        &self,
-        generation: u64,
-        listings: &[(String, Vec<aether_ports::Entry>)],
-    ) -> CacheResult<()> {
-        self.lock().index = Some((generation, listings.to_vec()));
+    fn index_save(&self, generation: u64, listings: &Listings) -> CacheResult<()> {
+        self.lock().index = Some((generation, listings.clone()));
         Ok(())
     }
 
-    fn index_take(&self) -> CacheResult<Option<(u64, Vec<(String, Vec<aether_ports::Entry>)>)>> {
+    fn index_take(&self) -> CacheResult<Option<(u64, Listings)>> {
         Ok(self.lock().index.take())
     }
 

@@ -15,6 +15,9 @@ use crate::serde_helpers as h;
 
 pub type CacheResult<T> = std::result::Result<T, CacheError>;
 
+/// Directory listings by directory path, each as the manifest shows it (the directory first).
+pub type Listings = Vec<(String, Vec<crate::Entry>)>;
+
 /// A failure of the local cache (disk full, permissions, corrupt index).
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -210,14 +213,10 @@ pub trait LocalCache: Send + Sync + 'static {
 
     /// Saves the directory listings the mount knows, valid at session generation `generation`
     /// (replacing any earlier save).
-    fn index_save(
-        &self,
-        generation: u64,
-        listings: &[(String, Vec<crate::Entry>)],
-    ) -> CacheResult<()>;
+    fn index_save(&self, generation: u64, listings: &Listings) -> CacheResult<()>;
     /// The saved listings and their generation, if any; the save is consumed (a later crash
     /// must not bring back listings that changed since).
-    fn index_take(&self) -> CacheResult<Option<(u64, Vec<(String, Vec<crate::Entry>)>)>>;
+    fn index_take(&self) -> CacheResult<Option<(u64, Listings)>>;
 
     fn stats(&self) -> CacheStats;
     /// Free and total bytes of the disk holding the cache, when the platform tells.
