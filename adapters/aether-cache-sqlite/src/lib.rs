@@ -285,7 +285,15 @@ impl LocalCache for DiskCache {
     fn stage_open(&self, stage: u64, from: Option<&str>) -> CacheResult<()> {
         let path = self.stage_path(stage);
         // Never open an old staging file for writing: it may share its inode with a blob.
-        self.stage_drop(stage);
+        // (Staging files exist only while in `stages`: the directory is emptied at open.)
+        let known = self
+            .stages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&stage);
+        if known {
+            self.stage_drop(stage);
+        }
         if let Some(h) = from {
             valid_hash(h)?;
             let src = self.blob_path(h);
