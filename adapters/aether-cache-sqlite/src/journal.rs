@@ -26,7 +26,7 @@ pub(crate) struct Journal {
     conn: Mutex<Connection>,
     wal: PathBuf,
     unsynced: AtomicBool,
-    policy: SyncPolicy,
+    policy: Mutex<SyncPolicy>,
 }
 
 fn db_err(what: &str) -> impl Fn(rusqlite::Error) -> CacheError + '_ {
@@ -68,8 +68,30 @@ impl Journal {
             conn: Mutex::new(conn),
             wal: PathBuf::from(wal),
             unsynced: AtomicBool::new(false),
-            policy,
+            policy: Mutex::new(policy),
         })
+    }
+
+    pub(crate) fn policy(&self) -> SyncPolicy {
+        *self.policy.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes the sync policy of a live journal (SIGHUP).
+    pub(crate) fn set_policy(&self, policy: SyncPolicy) -> CacheResult<()> {
+        let sync = if policy == SyncPolicy::Immediate {
+            "FULL"
+        } else {
+            "NORMAL"
+        };
+        self.conn()
+            .execute_batch(&format!("PRAGMA synchronous={sync};"))
+            .map_err(db_err("change the journal's sync policy"))?;
+        *self.policy.lock().unwrap_or_else(|p| p.into_inner()) = policy;
+        if policy == SyncPolicy::Immediate {
+            self.unsynced.store(true, Ordering::Relaxed);
+            self.sync()?;
+        }
+        Ok(())
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -83,7 +105,7 @@ impl Journal {
         conn.prepare_cached("INSERT INTO journal (appended_at, bytes, op) VALUES (?1, ?2, ?3)")
             .and_then(|mut s| s.execute(params![now.nanos(), op.payload_bytes() as i64, json]))
             .map_err(db_err("append to the journal"))?;
-        if self.policy != SyncPolicy::Immediate {
+        if self.policy() != SyncPolicy::Immediate {
             self.unsynced.store(true, Ordering::Relaxed);
         }
         Ok(conn.last_insert_rowid() as u64)

@@ -78,6 +78,15 @@ impl DiskCache {
         &self.layout
     }
 
+    pub fn sync_policy(&self) -> SyncPolicy {
+        self.journal.policy()
+    }
+
+    /// Changes when the journal reaches stable storage, while mounted (SIGHUP).
+    pub fn set_sync_policy(&self, policy: SyncPolicy) -> Result<(), CacheError> {
+        self.journal.set_policy(policy)
+    }
+
     fn blob_path(&self, hash: &str) -> PathBuf {
         self.layout.blobs.join(&hash[..2]).join(hash)
     }

@@ -37,7 +37,19 @@ fn environment() -> Vec<(String, String)> {
     std::env::vars().collect()
 }
 
+type LogReload =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+/// Changes the log level of the running process (SIGHUP); set once logging starts.
+static LOG_RELOAD: std::sync::OnceLock<LogReload> = std::sync::OnceLock::new();
+
+/// Whether `RUST_LOG` is set to a valid filter (it then wins over `log_level`).
+fn rust_log_wins() -> bool {
+    tracing_subscriber::EnvFilter::try_from_default_env().is_ok()
+}
+
 fn init_logging(cli: &Cli, level: &str) {
+    use tracing_subscriber::prelude::*;
     let level = match cli.verbose {
         0 if cli.quiet => "error",
         0 => level,
@@ -46,10 +58,29 @@ fn init_logging(cli: &Cli, level: &str) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let installed = tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
         .try_init();
+    if installed.is_ok() {
+        let _ = LOG_RELOAD.set(handle);
+    }
+}
+
+/// Applies a new log level unless `RUST_LOG` wins; returns whether it applied.
+fn set_log_level(level: &str) -> bool {
+    if rust_log_wins() {
+        return false;
+    }
+    LOG_RELOAD.get().is_some_and(|h| {
+        h.modify(|f| *f = tracing_subscriber::EnvFilter::new(level))
+            .is_ok()
+    })
 }
 
 /// Flag values as configuration layers (flag name, key, value).
@@ -188,7 +219,10 @@ fn run(cli: Cli) -> Result<()> {
             }
             let plan = mount_plan(&cli, &env, &loaded.config, args)?;
             if args.foreground {
-                foreground(plan)
+                let reload = || -> Result<AetherConfig> {
+                    Ok(load_config(&cli, &environment(), mount_flag_layers(args))?.config)
+                };
+                foreground(plan, &reload)
             } else {
                 background::spawn_and_wait(&plan)
             }
@@ -295,15 +329,28 @@ pub(crate) fn absolute(p: &Path) -> Result<PathBuf> {
         .collect())
 }
 
-/// Runs a mount attached to this process until a signal or `aether stop`.
-fn foreground(plan: runtime::MountPlan) -> Result<()> {
+/// Runs a mount attached to this process until a signal or `aether stop`; SIGHUP reloads the
+/// configuration through `reload`.
+fn foreground(plan: runtime::MountPlan, reload: &dyn Fn() -> Result<AetherConfig>) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
     let rt = runtime()?;
     rt.block_on(async move {
         let session = plan.session_id.clone();
         let dir = plan.mount_dir.clone();
-        let running = runtime::start(plan).await?;
+        let mut running = runtime::start(plan).await?;
         background::announce_ready(&session, &dir);
-        runtime::wait_for_stop(&running.stop_requested).await;
+        let mut hangup = signal(SignalKind::hangup()).context("listen for SIGHUP")?;
+        let stop = running.stop_requested.clone();
+        loop {
+            tokio::select! {
+                _ = runtime::wait_for_stop(&stop) => break,
+                _ = hangup.recv() => match reload() {
+                    Ok(cfg) => running.reload(cfg, &set_log_level),
+                    // A bad edit must not take the mount down: keep the old settings.
+                    Err(e) => tracing::warn!(error = %format!("{e:#}"), "SIGHUP: the configuration is invalid; keeping the current one"),
+                },
+            }
+        }
         tracing::info!("stopping: flushing pending writes and unmounting");
         running.shutdown(Duration::from_secs(60)).await;
         Ok(())

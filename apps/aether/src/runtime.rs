@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use aether_cache_sqlite::{DiskCache, SharedStore, SyncPolicy};
@@ -75,6 +76,9 @@ pub(crate) struct Running {
     plan_dir: PathBuf,
     socket: PathBuf,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The configuration in force and the live journal sync interval (for SIGHUP reloads).
+    config: AetherConfig,
+    sync_interval_ms: Arc<AtomicU64>,
 }
 
 /// The worker id: configured, else a UUID kept in `<cache_dir>/worker-id`.
@@ -179,11 +183,7 @@ pub(crate) async fn start(plan: MountPlan) -> Result<Running> {
     prepare_mount_dir(&plan.mount_dir)?;
     control::claim_socket(&plan.control_socket, &plan.session_id)?;
     let cfg = &plan.config;
-    let policy = match cfg.journal_sync_policy.as_str() {
-        "immediate" => SyncPolicy::Immediate,
-        "manual" => SyncPolicy::Manual,
-        _ => SyncPolicy::Interval,
-    };
+    let policy = sync_policy(&cfg.journal_sync_policy);
     let shared = match &plan.shared_root {
         Some(root) => match SharedStore::open(root) {
             Ok(s) => Some(s),
@@ -253,15 +253,21 @@ pub(crate) async fn start(plan: MountPlan) -> Result<Running> {
             async move { e.run_changefeed(stopped(rx)).await },
         ));
     }
-    if policy == SyncPolicy::Interval {
+    // The `interval` policy's timer; the policy and interval may change live (SIGHUP).
+    let sync_interval_ms = Arc::new(AtomicU64::new(cfg.journal_sync_interval_ms));
+    {
         let e = engine.clone();
-        let every = Duration::from_millis(cfg.journal_sync_interval_ms);
+        let every = sync_interval_ms.clone();
         let mut rx = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
             loop {
+                let wait = Duration::from_millis(every.load(Ordering::Relaxed).max(1));
                 tokio::select! {
-                    _ = tokio::time::sleep(every) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = rx.wait_for(|s| *s) => return,
+                }
+                if e.cache().sync_policy() != SyncPolicy::Interval {
+                    continue;
                 }
                 if let Err(err) = e.cache().journal_sync() {
                     tracing::warn!(error = %err, "journal sync failed");
@@ -335,10 +341,69 @@ pub(crate) async fn start(plan: MountPlan) -> Result<Running> {
         plan_dir: plan.mount_dir,
         socket: plan.control_socket,
         tasks,
+        config: plan.config,
+        sync_interval_ms,
     })
 }
 
+fn sync_policy(name: &str) -> SyncPolicy {
+    match name {
+        "immediate" => SyncPolicy::Immediate,
+        "manual" => SyncPolicy::Manual,
+        _ => SyncPolicy::Interval,
+    }
+}
+
 impl Running {
+    /// Applies a reloaded configuration (SIGHUP): the log level and the journal sync settings
+    /// take effect now; any other change is reported as needing a restart.
+    pub(crate) fn reload(&mut self, new: AetherConfig, set_log_level: &dyn Fn(&str) -> bool) {
+        let old = std::mem::replace(&mut self.config, new.clone());
+        if old.log_level != new.log_level {
+            if set_log_level(&new.log_level) {
+                tracing::info!(log_level = %new.log_level, "log level changed");
+            } else {
+                tracing::info!("log level unchanged: RUST_LOG is set and wins");
+            }
+        }
+        if old.journal_sync_policy != new.journal_sync_policy {
+            match self
+                .engine
+                .cache()
+                .set_sync_policy(sync_policy(&new.journal_sync_policy))
+            {
+                Ok(()) => {
+                    tracing::info!(policy = %new.journal_sync_policy, "journal sync policy changed")
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot change the journal sync policy"),
+            }
+        }
+        if old.journal_sync_interval_ms != new.journal_sync_interval_ms {
+            self.sync_interval_ms
+                .store(new.journal_sync_interval_ms, Ordering::Relaxed);
+            tracing::info!(
+                interval_ms = new.journal_sync_interval_ms,
+                "journal sync interval changed"
+            );
+        }
+        let live = [
+            "log_level",
+            "journal_sync_policy",
+            "journal_sync_interval_ms",
+        ];
+        let (a, b) = (
+            serde_json::to_value(&old).unwrap_or_default(),
+            serde_json::to_value(&new).unwrap_or_default(),
+        );
+        if let (Some(a), Some(b)) = (a.as_object(), b.as_object()) {
+            for (key, value) in b {
+                if !live.contains(&key.as_str()) && a.get(key) != Some(value) {
+                    tracing::warn!(key = %key, "configuration changed; restart required for it to apply");
+                }
+            }
+        }
+    }
+
     /// Flushes pending writes (up to `timeout`), unmounts and stops the loops. Returns the
     /// number of journal entries still pending (kept for the next mount).
     pub(crate) async fn shutdown(mut self, timeout: Duration) -> u64 {

@@ -349,3 +349,58 @@ fn an_archived_session_mounts_read_only() {
     let err = fs::write(m.path("new.txt"), b"x").unwrap_err();
     assert_eq!(errno(err), 30, "EROFS");
 }
+
+#[test]
+fn sighup_applies_journal_sync_settings_live_and_names_what_needs_a_restart() {
+    let server = Server::start();
+    let session = server.new_session();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("aether.toml");
+    fs::write(
+        &config,
+        "journal_sync_policy = \"interval\"\nlookup_ttl_secs = 60\n",
+    )
+    .unwrap();
+    let config_arg = config.to_str().unwrap().to_owned();
+    let m = Mount::new(&server, &session, &["--config", &config_arg]);
+    fs::write(
+        &config,
+        "journal_sync_policy = \"immediate\"\nlookup_ttl_secs = 7\n",
+    )
+    .unwrap();
+    let pid = m.pid.expect("runtime pid");
+    std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap();
+    let log = m.cache.join("logs/aether.log");
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("restart required") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(text.contains("journal sync policy changed"), "{text}");
+    assert!(
+        text.contains("restart required") && text.contains("lookup_ttl_secs"),
+        "{text}"
+    );
+    // A broken file is reported and the mount keeps going.
+    fs::write(&config, "journal_sync_policy = \"sometimes\"\n").unwrap();
+    std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap();
+    for _ in 0..100 {
+        text = fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("keeping the current one") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(text.contains("keeping the current one"), "{text}");
+    fs::write(m.path("still-works"), b"yes").unwrap();
+    assert_eq!(fs::read(m.path("still-works")).unwrap(), b"yes");
+}
