@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use aether_domain::Timestamp;
 use aether_ports::local_cache::*;
@@ -27,6 +27,10 @@ pub(crate) struct Journal {
     wal: PathBuf,
     unsynced: AtomicBool,
     policy: Mutex<SyncPolicy>,
+    /// Under `interval`, content bytes appended since the last sync, and the amount that
+    /// forces a sync before the timer (`journal_sync_backlog_bytes`).
+    unsynced_bytes: AtomicU64,
+    backlog_limit: AtomicU64,
 }
 
 fn db_err(what: &str) -> impl Fn(rusqlite::Error) -> CacheError + '_ {
@@ -69,6 +73,8 @@ impl Journal {
             wal: PathBuf::from(wal),
             unsynced: AtomicBool::new(false),
             policy: Mutex::new(policy),
+            unsynced_bytes: AtomicU64::new(0),
+            backlog_limit: AtomicU64::new(2 << 20),
         })
     }
 
@@ -105,10 +111,21 @@ impl Journal {
         conn.prepare_cached("INSERT INTO journal (appended_at, bytes, op) VALUES (?1, ?2, ?3)")
             .and_then(|mut s| s.execute(params![now.nanos(), op.payload_bytes() as i64, json]))
             .map_err(db_err("append to the journal"))?;
+        let seq = conn.last_insert_rowid() as u64;
+        drop(conn);
         if self.policy() != SyncPolicy::Immediate {
             self.unsynced.store(true, Ordering::Relaxed);
+            let pending = self
+                .unsynced_bytes
+                .fetch_add(op.payload_bytes(), Ordering::Relaxed)
+                + op.payload_bytes();
+            if self.policy() == SyncPolicy::Interval
+                && pending >= self.backlog_limit.load(Ordering::Relaxed)
+            {
+                self.sync()?;
+            }
         }
-        Ok(conn.last_insert_rowid() as u64)
+        Ok(seq)
     }
 
     pub(crate) fn pending(&self, limit: usize) -> CacheResult<Vec<JournalEntry>> {
@@ -267,10 +284,15 @@ impl Journal {
     }
 
     /// Forces appended entries to stable storage (fsync of the WAL).
+    pub(crate) fn set_backlog_limit(&self, bytes: u64) {
+        self.backlog_limit.store(bytes.max(1), Ordering::Relaxed);
+    }
+
     pub(crate) fn sync(&self) -> CacheResult<()> {
         if !self.unsynced.swap(false, Ordering::Relaxed) {
             return Ok(());
         }
+        self.unsynced_bytes.store(0, Ordering::Relaxed);
         match std::fs::File::open(&self.wal) {
             Ok(f) => f
                 .sync_data()

@@ -82,6 +82,11 @@ impl DiskCache {
         self.journal.policy()
     }
 
+    /// Under the `interval` policy, sync as soon as this many content bytes are unsynced.
+    pub fn set_sync_backlog(&self, bytes: u64) {
+        self.journal.set_backlog_limit(bytes);
+    }
+
     /// Changes when the journal reaches stable storage, while mounted (SIGHUP).
     pub fn set_sync_policy(&self, policy: SyncPolicy) -> Result<(), CacheError> {
         self.journal.set_policy(policy)

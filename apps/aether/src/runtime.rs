@@ -196,6 +196,7 @@ pub(crate) async fn start(plan: MountPlan) -> Result<Running> {
     };
     let cache = DiskCache::open(&plan.cache_dir, &plan.session_id, policy, shared)
         .map_err(|e| anyhow::anyhow!("open the cache in {}: {e}", plan.cache_dir.display()))?;
+    cache.set_sync_backlog(cfg.journal_sync_backlog_bytes);
     let mut client_cfg = ClientConfig::new(&plan.endpoint, TokenSource::Fixed(plan.token.clone()));
     client_cfg.connect_timeout = Duration::from_millis(cfg.transport.idle_timeout_ms.max(1000));
     let client = HttpClient::new(client_cfg).map_err(|e| anyhow::anyhow!("{}", e.message))?;
