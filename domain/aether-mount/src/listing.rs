@@ -48,6 +48,42 @@ fn node_of(e: &Entry) -> Node {
     }
 }
 
+/// Manifest pages a directory read may take to prefetch the subtree below it.
+const PREFETCH_PAGES: usize = 10;
+
+/// Groups a recursive listing of `top` by directory: each directory's entry first (as a
+/// manifest page shows it), then its children, directories in path order.
+fn group_by_dir(top: &str, entries: Vec<Entry>) -> std::collections::BTreeMap<String, Vec<Entry>> {
+    let mut out: std::collections::BTreeMap<String, Vec<Entry>> = std::collections::BTreeMap::new();
+    for e in entries {
+        if e.kind == aether_domain::EntryKind::Directory {
+            out.entry(e.path.clone()).or_default().insert(0, e.clone());
+        }
+        if e.path == top {
+            continue;
+        }
+        let parent = match e.path.rsplit_once('/') {
+            Some(("", _)) => "/".to_owned(),
+            Some((p, _)) => p.to_owned(),
+            None => continue,
+        };
+        out.entry(parent).or_default().push(e);
+    }
+    out
+}
+
+/// Whether a listing in byte order of paths that stopped at `cutoff` covered all of `dir`'s
+/// subtree. The paths below `dir` are exactly those starting with `dir/`, and they sort
+/// together; so it did if `cutoff` sorts after that prefix without starting with it.
+fn subtree_passed(dir: &str, cutoff: &str) -> bool {
+    let below = if dir == "/" {
+        "/".to_owned()
+    } else {
+        format!("{dir}/")
+    };
+    cutoff > below.as_str() && !cutoff.starts_with(&below)
+}
+
 /// Whether `ino` or a directory above it holds changes the server has not acknowledged: the
 /// server's view of this directory is then older than ours (a pending rename of an ancestor
 /// means the server does not even have this path yet), so it must not replace ours.
@@ -108,19 +144,60 @@ where
         self.load_dir(ino).await
     }
 
-    /// Reads the directory `ino` from the server and merges it into the inode table.
+    /// Reads the directory `ino` from the server and merges it into the inode table. The
+    /// subtree below is read too, up to `PREFETCH_PAGES` pages: a tree walk (`ls -lR`,
+    /// `git status`, `grep -r` on a cold cache) then costs a few requests instead of one per
+    /// directory.
     pub(crate) async fn load_dir(&self, ino: u64) -> FsResult<()> {
         let path = self
             .lock()
             .nodes
             .path(ino)
             .ok_or_else(|| FsError::NotFound(format!("inode {ino} has no name any more")))?;
+        let (tree, cutoff) = self.fetch_pages(&path, true, PREFETCH_PAGES).await?;
+        let own = if cutoff.is_some() {
+            // The subtree is larger than the prefetch: read this directory on its own.
+            self.fetch_pages(&path, false, usize::MAX).await?.0
+        } else {
+            Vec::new()
+        };
+        self.contact();
+        let mut by_dir = group_by_dir(&path, tree);
+        let mut st = self.lock();
+        let top = if cutoff.is_some() {
+            own
+        } else {
+            by_dir.remove(&path).unwrap_or_default()
+        };
+        self.merge_listing(&mut st, ino, &path, top);
+        // Then every subdirectory the pages covered completely, parents before children.
+        for (dir_path, entries) in by_dir {
+            if cutoff
+                .as_deref()
+                .is_some_and(|c| !subtree_passed(&dir_path, c))
+            {
+                continue;
+            }
+            if let Some(dir) = st.nodes.resolve(&dir_path) {
+                self.merge_listing(&mut st, dir, &dir_path, entries);
+            }
+        }
+        Ok(())
+    }
+
+    /// Up to `max_pages` manifest pages under `path`; the last path read if more remain.
+    async fn fetch_pages(
+        &self,
+        path: &str,
+        recursive: bool,
+        max_pages: usize,
+    ) -> FsResult<(Vec<Entry>, Option<String>)> {
         let mut entries = Vec::new();
         let mut token = None;
-        loop {
+        for _ in 0..max_pages {
             let req = ManifestRequest {
-                path_prefix: Some(path.clone()),
-                recursive: Some(false),
+                path_prefix: Some(path.to_owned()),
+                recursive: Some(recursive),
                 include_cas_extents: None,
                 page: PageRequest {
                     page_size: Some(aether_ports::model::MAX_PAGE_SIZE),
@@ -131,17 +208,15 @@ where
                 .remote
                 .manifest(&self.ctx(), &self.config.session_id, req)
                 .await
-                .map_err(|e| self.remote_failed(e, &path))?;
+                .map_err(|e| self.remote_failed(e, path))?;
             entries.extend(page.entries.items);
             token = page.entries.next_page_token;
             if token.is_none() {
-                break;
+                return Ok((entries, None));
             }
         }
-        self.contact();
-        let mut st = self.lock();
-        self.merge_listing(&mut st, ino, &path, entries);
-        Ok(())
+        let last = entries.last().map(|e| e.path.clone()).unwrap_or_default();
+        Ok((entries, Some(last)))
     }
 
     fn merge_listing(&self, st: &mut State, dir: u64, dir_path: &str, entries: Vec<Entry>) {
@@ -323,5 +398,70 @@ where
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::debug!(target: "aether_mount", code = ?e.code, message = %e.message, "remote call failed");
         fs_error(e, what)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_passed(dir: &str, cutoff: &str, expected: bool) {
+        assert_eq!(
+            subtree_passed(dir, cutoff),
+            expected,
+            "{dir} cut at {cutoff}"
+        );
+    }
+
+    #[test]
+    fn a_cut_listing_covers_the_subtrees_it_passed() {
+        check_passed("/a", "/b", true);
+        check_passed("/a", "/a", false);
+        check_passed("/a", "/a/z", false);
+        check_passed("/a", "/a-b", false);
+        check_passed("/a", "/a0", true);
+        check_passed("/a/b", "/a/c/d", true);
+        check_passed("/", "/z", false);
+    }
+
+    #[test]
+    fn a_recursive_listing_groups_by_directory() {
+        let e = |path: &str, dir: bool| Entry {
+            path: path.to_owned(),
+            kind: if dir {
+                aether_domain::EntryKind::Directory
+            } else {
+                aether_domain::EntryKind::File
+            },
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            content_hash: None,
+            target: None,
+            rdev: 0,
+            nlink: 1,
+            atime: aether_domain::Timestamp::from_nanos(0),
+            mtime: aether_domain::Timestamp::from_nanos(0),
+            ctime: aether_domain::Timestamp::from_nanos(0),
+            version: 0,
+            inode: 0,
+            cas_extents: None,
+        };
+        let grouped = group_by_dir(
+            "/",
+            vec![
+                e("/", true),
+                e("/a", true),
+                e("/a/f", false),
+                e("/a/g", true),
+                e("/b", false),
+            ],
+        );
+        let paths =
+            |d: &str| -> Vec<String> { grouped[d].iter().map(|e| e.path.clone()).collect() };
+        assert_eq!(paths("/"), ["/", "/a", "/b"]);
+        assert_eq!(paths("/a"), ["/a", "/a/f", "/a/g"]);
+        assert_eq!(paths("/a/g"), ["/a/g"]);
     }
 }
