@@ -174,8 +174,8 @@ pub trait LocalCache: Send + Sync + 'static {
     fn partial_write(&self, hash: &str, offset: u64, data: &[u8]) -> CacheResult<()>;
     /// Bytes of the partial copy of `hash` (the caller knows which ranges it holds).
     fn partial_read(&self, hash: &str, offset: u64, len: usize) -> CacheResult<Vec<u8>>;
-    /// The partial copy of `hash` is complete: check its hash and keep it as blob `hash`.
-    /// Returns false (and drops it) if the bytes do not hash to `hash`.
+    /// The partial copy of `hash` is complete: keep it as blob `hash`. Returns false (and
+    /// drops it) if the implementation checks the bytes and they do not hash to `hash`.
     fn partial_promote(&self, hash: &str) -> CacheResult<bool>;
     fn partial_drop(&self, hash: &str);
 
