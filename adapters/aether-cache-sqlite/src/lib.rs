@@ -343,26 +343,34 @@ impl LocalCache for DiskCache {
             size += n as u64;
         }
         let hash = hex::encode(hasher.finalize());
-        let dest = self.blob_path(&hash);
-        if !dest.exists() {
-            // The blob shares the staging file's inode until the staging file changes again.
-            let dir = dest.parent().expect("blob paths have a shard directory");
-            ensure_private_dir(dir)?;
-            match fs::hard_link(&path, &dest) {
-                Ok(()) => {
-                    self.linked
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(stage);
-                    if let Some(shared) = &self.shared {
-                        shared.adopt(&hash, &dest);
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io_err("link staged content", &path, e)),
-            }
-        }
+        self.stage_commit_as(stage, &hash, size)?;
         Ok((hash, size))
+    }
+
+    fn stage_commit_as(&self, stage: u64, hash: &str, _size: u64) -> CacheResult<()> {
+        valid_hash(hash)?;
+        let path = self.stage_path(stage);
+        let dest = self.blob_path(hash);
+        if dest.exists() {
+            return Ok(());
+        }
+        // The blob shares the staging file's inode until the staging file changes again.
+        let dir = dest.parent().expect("blob paths have a shard directory");
+        ensure_private_dir(dir)?;
+        match fs::hard_link(&path, &dest) {
+            Ok(()) => {
+                self.linked
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(stage);
+                if let Some(shared) = &self.shared {
+                    shared.adopt(hash, &dest);
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(io_err("link staged content", &path, e)),
+        }
     }
 
     fn stage_drop(&self, stage: u64) {

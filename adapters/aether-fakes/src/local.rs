@@ -168,6 +168,17 @@ impl LocalCache for MemoryCache {
         Ok((hash, size))
     }
 
+    fn stage_commit_as(&self, stage: u64, hash: &str, size: u64) -> CacheResult<()> {
+        // The fake checks what the disk cache trusts, so engine tests catch a wrong hash.
+        let (real, real_size) = self.stage_commit(stage)?;
+        if real != hash || real_size != size {
+            return Err(CacheError::Backend(format!(
+                "stage {stage} holds {real} ({real_size} bytes), not {hash} ({size} bytes)"
+            )));
+        }
+        Ok(())
+    }
+
     fn stage_drop(&self, stage: u64) {
         self.lock().stages.remove(&stage);
     }

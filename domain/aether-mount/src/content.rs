@@ -8,7 +8,7 @@ use aether_ports::local_cache::{JournalOp, LocalCache, MountClock};
 use aether_ports::vfs::{FileKind, FsError, FsResult, OpenIn, OpenOut};
 use aether_ports::{ReadFileRequest, SessionApi};
 
-use crate::nodes::Stage;
+use crate::nodes::{Stage, StreamHash};
 use crate::{Engine, Handle, State, errors};
 
 /// Above this size, a file whose edits touch less than half of it is written back as a patch
@@ -361,6 +361,7 @@ where
                 .map_err(errors::cache_error)?;
             n.stage = Some(Stage {
                 dirty: false,
+                stream: from.is_none().then(StreamHash::default),
                 base_hash: from,
                 ranges: Vec::new(),
                 shrunk: false,
@@ -405,7 +406,9 @@ where
         self.cache
             .stage_write(ino, offset, data)
             .map_err(errors::cache_error)?;
-        n.stage.as_mut().expect("ensured").record(offset, end);
+        let stage = n.stage.as_mut().expect("ensured");
+        stage.record(offset, end);
+        StreamHash::feed(&mut stage.stream, offset, data);
         n.attr.size = n.attr.size.max(end);
         n.attr.mtime = now;
         n.attr.ctime = now;
@@ -441,6 +444,7 @@ where
                     .map_err(errors::cache_error)?;
                 n.stage = Some(Stage {
                     base_hash: n.hash.clone(),
+                    stream: Some(StreamHash::default()),
                     ..Default::default()
                 });
             }
@@ -460,6 +464,12 @@ where
             stage.shrunk = true;
         } else {
             stage.record(old, size);
+        }
+        // Emptied, the content's hash starts over; cut or padded elsewhere, it is unknown.
+        if size == 0 {
+            stage.stream = Some(StreamHash::default());
+        } else if stage.stream.as_ref().is_some_and(|h| h.upto != size) {
+            stage.stream = None;
         }
         n.attr.size = size;
         n.attr.mtime = now;
@@ -485,7 +495,15 @@ where
         let Some(path) = st.nodes.path(ino) else {
             return Ok(());
         };
-        let (hash, size) = self.cache.stage_commit(ino).map_err(errors::cache_error)?;
+        let (hash, size) = match StreamHash::digest(&stage.stream, n.attr.size) {
+            Some(hash) => {
+                self.cache
+                    .stage_commit_as(ino, &hash, n.attr.size)
+                    .map_err(errors::cache_error)?;
+                (hash, n.attr.size)
+            }
+            None => self.cache.stage_commit(ino).map_err(errors::cache_error)?,
+        };
         let patch = match &stage.base_hash {
             Some(_)
                 if n.journaled
@@ -517,6 +535,7 @@ where
             base_hash: Some(hash),
             ranges: Vec::new(),
             shrunk: false,
+            stream: stage.stream,
         });
         Ok(())
     }

@@ -162,8 +162,19 @@ where
             Vec::new()
         };
         self.contact();
-        let mut by_dir = group_by_dir(&path, tree);
         let mut st = self.lock();
+        // Names we already know anchor their link groups before anything is merged, so that
+        // another name of the same file, in any directory of this read, joins that inode.
+        for e in tree.iter().chain(own.iter()) {
+            if e.nlink > 1
+                && e.kind != aether_domain::EntryKind::Directory
+                && let Some(known) = st.nodes.resolve(&e.path)
+                && st.nodes.get(known).map(|n| n.attr.kind) == Some(file_kind(e.kind))
+            {
+                st.nodes.register_link_group(e.inode, known);
+            }
+        }
+        let mut by_dir = group_by_dir(&path, tree);
         let top = if cutoff.is_some() {
             own
         } else {
@@ -224,6 +235,10 @@ where
         let Some(node) = st.nodes.get(dir) else {
             return;
         };
+        // Not a directory here (the name now means something else locally): nothing to merge.
+        if node.listing.is_none() {
+            return;
+        }
         // Local changes not yet acknowledged win over the server's (older) view.
         if pinned(st, dir) && node.listing.as_ref().is_some_and(|l| l.loaded) {
             return;

@@ -760,6 +760,7 @@ where
         let n = st.nodes.get_mut(ino).expect("just made");
         n.stage = Some(crate::nodes::Stage {
             dirty: true,
+            stream: Some(crate::nodes::StreamHash::default()),
             ..Default::default()
         });
         n.writers += 1;

@@ -21,6 +21,43 @@ pub(crate) struct Stage {
     pub(crate) ranges: Vec<(u64, u64)>,
     /// The file was truncated below its base size at some point.
     pub(crate) shrunk: bool,
+    /// The content's hash so far, while it was written strictly in order from an empty file:
+    /// then `close` needs no second pass over the data.
+    pub(crate) stream: Option<StreamHash>,
+}
+
+/// A SHA-256 of a staging area's first `upto` bytes, fed as they are written.
+#[derive(Clone, Default)]
+pub(crate) struct StreamHash {
+    pub(crate) state: sha2::Sha256,
+    pub(crate) upto: u64,
+}
+
+impl std::fmt::Debug for StreamHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StreamHash(upto {})", self.upto)
+    }
+}
+
+impl StreamHash {
+    /// Feeds a write at `offset`; a write anywhere else than the end ends the stream.
+    pub(crate) fn feed(stream: &mut Option<StreamHash>, offset: u64, data: &[u8]) {
+        use sha2::Digest;
+        match stream {
+            Some(h) if h.upto == offset => {
+                h.state.update(data);
+                h.upto += data.len() as u64;
+            }
+            _ => *stream = None,
+        }
+    }
+
+    /// The hex digest of the content, if the stream covers exactly `size` bytes.
+    pub(crate) fn digest(stream: &Option<StreamHash>, size: u64) -> Option<String> {
+        use sha2::Digest;
+        let h = stream.as_ref().filter(|h| h.upto == size)?;
+        Some(hex::encode(h.state.clone().finalize()))
+    }
 }
 
 impl Stage {

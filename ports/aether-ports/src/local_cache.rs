@@ -187,6 +187,8 @@ pub trait LocalCache: Send + Sync + 'static {
     /// Hashes the staging area and keeps its content as a blob; returns (hash, size). The
     /// staging area stays open for further writes.
     fn stage_commit(&self, stage: u64) -> CacheResult<(String, u64)>;
+    /// Like `stage_commit`, for a caller that already knows the content's hash and size.
+    fn stage_commit_as(&self, stage: u64, hash: &str, size: u64) -> CacheResult<()>;
     fn stage_drop(&self, stage: u64);
 
     /// Appends a mutation; it is durable against a crash of this process when this returns.
