@@ -108,6 +108,25 @@ where
         Ok(ino)
     }
 
+    /// Removes the name `name` (inode `ino`) from `parent`, journaling `op` first when the
+    /// server knows the object (a never-journaled object vanishes without a trace).
+    fn remove_name(
+        &self,
+        st: &mut State,
+        parent: u64,
+        name: &str,
+        ino: u64,
+        op: Option<JournalOp>,
+    ) -> FsResult<()> {
+        if let Some(op) = op {
+            let mut inos = st.nodes.touch_set(ino);
+            inos.push(parent);
+            self.journal(st, op, inos)?;
+        }
+        st.nodes.detach(parent, name);
+        Ok(())
+    }
+
     /// Journals a new object's owner when it differs from the server's default (root).
     fn journal_owner(&self, st: &mut State, ino: u64, caller: Caller) -> FsResult<()> {
         if caller.uid == 0 && caller.gid == 0 {
@@ -457,12 +476,13 @@ where
         if node.is_dir() {
             return Err(FsError::IsDir(path));
         }
-        if node.journaled {
-            let mut inos = st.nodes.touch_set(ino);
-            inos.push(parent);
-            self.journal(&mut st, JournalOp::DeleteFile { path }, inos)?;
-        }
-        st.nodes.detach(parent, name);
+        self.remove_name(
+            &mut st,
+            parent,
+            name,
+            ino,
+            node.journaled.then_some(JournalOp::DeleteFile { path }),
+        )?;
         let now = self.clock.now();
         if let Some(n) = st.nodes.get_mut(ino) {
             n.attr.nlink = n.attr.nlink.saturating_sub(1);
@@ -516,12 +536,13 @@ where
         {
             return Err(FsError::NotEmpty(path));
         }
-        if node.journaled {
-            let mut inos = st.nodes.touch_set(ino);
-            inos.push(parent);
-            self.journal(&mut st, JournalOp::Rmdir { path }, inos)?;
-        }
-        st.nodes.detach(parent, name);
+        self.remove_name(
+            &mut st,
+            parent,
+            name,
+            ino,
+            node.journaled.then_some(JournalOp::Rmdir { path }),
+        )?;
         let now = self.clock.now();
         if let Some(n) = st.nodes.get_mut(ino) {
             n.attr.nlink = 0;

@@ -202,6 +202,20 @@ where
         }
     }
 
+    /// The content a `Write` entry refers to, from the local cache.
+    fn journaled_content(
+        &self,
+        path: &str,
+        hash: &str,
+        size: u64,
+    ) -> aether_domain::Result<Vec<u8>> {
+        self.cache.read_blob(hash, 0, size as usize).map_err(|e| {
+            Error::precondition(format!(
+                "the journaled content of {path} is gone from the local cache: {e}"
+            ))
+        })
+    }
+
     fn batch_operation(&self, op: &JournalOp) -> aether_domain::Result<BatchOperation> {
         Ok(match op.clone() {
             JournalOp::Mkdir { path, mode } => BatchOperation::Mkdir(MkdirRequest {
@@ -227,11 +241,7 @@ where
                 mode,
                 ..
             } => {
-                let data = self.cache.read_blob(&hash, 0, size as usize).map_err(|e| {
-                    Error::precondition(format!(
-                        "the journaled content of {path} is gone from the local cache: {e}"
-                    ))
-                })?;
+                let data = self.journaled_content(&path, &hash, size)?;
                 BatchOperation::WriteFile {
                     path,
                     data,
@@ -450,11 +460,7 @@ where
                 base_hash,
                 patch,
             } => {
-                let data = self.cache.read_blob(&hash, 0, size as usize).map_err(|e| {
-                    Error::precondition(format!(
-                        "the journaled content of {path} is gone from the local cache: {e}"
-                    ))
-                })?;
+                let data = self.journaled_content(&path, &hash, size)?;
                 if let (Some(ranges), Some(base)) = (patch, base_hash) {
                     let segments = ranges
                         .iter()

@@ -287,52 +287,45 @@ async fn write_back_retries_through_outages_and_sets_refusals_aside() {
         Some(&b"eventually"[..])
     );
 
-    // A lost reply: the resend carries the same idempotency key and is applied once.
-    plan.set(
-        "batch",
-        Fault {
-            drop_reply: true,
-            times: Some(1),
-            ..Default::default()
-        },
-    );
-    e.mkdir(ME, ROOT_INO, b"once", 0o755).await.unwrap();
-    e.write(entry.attr.ino, open.fh, 0, b"EVENTUALLY")
-        .await
-        .unwrap();
-    fsync_with_writeback(&e, entry.attr.ino, open.fh)
-        .await
-        .unwrap();
-    assert_eq!(
-        w.server_read("/f").await.as_deref(),
-        Some(&b"EVENTUALLY"[..])
-    );
-    assert!(
-        e.cache().journal_rejected().unwrap().is_empty(),
-        "the resend was not refused"
-    );
-
-    // A batch refused as a whole is split; entries the server accepts still land.
-    plan.set(
-        "batch",
-        Fault {
-            error: Some(aether_domain::Error::invalid("synthetic refusal")),
-            times: Some(1),
-            ..Default::default()
-        },
-    );
-    e.mkdir(ME, ROOT_INO, b"split", 0o755).await.unwrap();
-    e.write(entry.attr.ino, open.fh, 0, b"split-up!!")
-        .await
-        .unwrap();
-    fsync_with_writeback(&e, entry.attr.ino, open.fh)
-        .await
-        .unwrap();
-    assert_eq!(
-        w.server_read("/f").await.as_deref(),
-        Some(&b"split-up!!"[..])
-    );
-    assert!(e.cache().journal_rejected().unwrap().is_empty());
+    // A lost reply: the resend carries the same idempotency key and is applied once. A batch
+    // refused as a whole: it is split, and the entries the server accepts still land.
+    let phases = [
+        (
+            "once",
+            b"EVENTUALLY",
+            Fault {
+                drop_reply: true,
+                times: Some(1),
+                ..Default::default()
+            },
+        ),
+        (
+            "split",
+            b"split-up!!",
+            Fault {
+                error: Some(aether_domain::Error::invalid("synthetic refusal")),
+                times: Some(1),
+                ..Default::default()
+            },
+        ),
+    ];
+    for (dir, content, fault) in phases {
+        plan.set("batch", fault);
+        e.mkdir(ME, ROOT_INO, dir.as_bytes(), 0o755).await.unwrap();
+        e.write(entry.attr.ino, open.fh, 0, content).await.unwrap();
+        fsync_with_writeback(&e, entry.attr.ino, open.fh)
+            .await
+            .unwrap();
+        assert_eq!(
+            w.server_read("/f").await.as_deref(),
+            Some(&content[..]),
+            "{dir}"
+        );
+        assert!(
+            e.cache().journal_rejected().unwrap().is_empty(),
+            "{dir}: nothing refused"
+        );
+    }
 
     // A refusal for good (the session was archived) is kept aside and fsync says so.
     w.api.archive_session(&w.ctx, &w.session).await.unwrap();
