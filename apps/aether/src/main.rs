@@ -228,15 +228,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Stop(a) => {
-            let loaded = load_config(&cli, &env, vec![])?;
-            let cache = a
-                .cache_dir
-                .clone()
-                .unwrap_or_else(|| loaded.config.cache_dir(&env));
-            let socket = a
-                .socket
-                .clone()
-                .unwrap_or_else(|| loaded.config.control_socket(&cache, &a.session_id));
+            let socket = control_socket(&cli, &env, &a.session_id, &a.socket, &a.cache_dir)?;
             control::request(&socket, "STOP", &a.session_id)?;
             // The runtime removes its socket once it has flushed and unmounted.
             for _ in 0..1200 {
@@ -251,15 +243,7 @@ fn run(cli: Cli) -> Result<()> {
             bail!("the runtime of {} did not stop within 120 s", a.session_id)
         }
         Command::Status(a) => {
-            let loaded = load_config(&cli, &env, vec![])?;
-            let cache = a
-                .cache_dir
-                .clone()
-                .unwrap_or_else(|| loaded.config.cache_dir(&env));
-            let socket = a
-                .socket
-                .clone()
-                .unwrap_or_else(|| loaded.config.control_socket(&cache, &a.session_id));
+            let socket = control_socket(&cli, &env, &a.session_id, &a.socket, &a.cache_dir)?;
             let reply = control::request(&socket, "STATUS", &a.session_id)?;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&reply)?);
@@ -280,6 +264,22 @@ fn run(cli: Cli) -> Result<()> {
             runtime()?.block_on(dev::run(args, loaded.config, &env))
         }
     }
+}
+
+/// The control socket of `session`'s runtime: `--socket`, else the configured location.
+fn control_socket(
+    cli: &Cli,
+    env: &[(String, String)],
+    session: &str,
+    socket: &Option<PathBuf>,
+    cache_dir: &Option<PathBuf>,
+) -> Result<PathBuf> {
+    if let Some(s) = socket {
+        return Ok(s.clone());
+    }
+    let config = load_config(cli, env, vec![])?.config;
+    let cache = cache_dir.clone().unwrap_or_else(|| config.cache_dir(env));
+    Ok(config.control_socket(&cache, session))
 }
 
 fn endpoint(cfg: &AetherConfig) -> Result<String> {

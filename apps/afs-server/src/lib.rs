@@ -136,10 +136,15 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// Stops accepting, drains in-flight requests for up to `grace`, then returns.
+    /// Stops accepting, drains in-flight requests for up to `grace`, then drops what is left
+    /// (open event streams never end on their own) and returns.
     pub async fn stop(self, grace: Duration) {
         let _ = self.shutdown.send(true);
-        let _ = tokio::time::timeout(grace, self.task).await;
+        let mut task = self.task;
+        if tokio::time::timeout(grace, &mut task).await.is_err() {
+            task.abort();
+            let _ = task.await;
+        }
     }
 }
 

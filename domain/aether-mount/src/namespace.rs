@@ -127,6 +127,27 @@ where
         Ok(())
     }
 
+    /// The common start of every creation: checks, backpressure, the parent's listing, then
+    /// the new object in the table. Returns the table still locked, and the new inode.
+    async fn new_object(
+        &self,
+        caller: Caller,
+        parent: u64,
+        name: &[u8],
+        kind: FileKind,
+        perm: u32,
+    ) -> FsResult<(std::sync::MutexGuard<'_, State>, u64)> {
+        self.op();
+        self.writable()?;
+        self.admit().await?;
+        let name = check_name(name)?;
+        self.ensure_listing(parent).await?;
+        let mut st = self.lock();
+        self.materialize(&mut st, parent)?;
+        let ino = self.create_object(&mut st, caller, parent, name, kind, perm)?;
+        Ok((st, ino))
+    }
+
     /// Journals a new object's owner when it differs from the server's default (root).
     fn journal_owner(&self, st: &mut State, ino: u64, caller: Caller) -> FsResult<()> {
         if caller.uid == 0 && caller.gid == 0 {
@@ -396,17 +417,10 @@ where
         perm: u32,
         rdev: u32,
     ) -> FsResult<EntryOut> {
-        self.op();
-        self.writable()?;
-        self.admit().await?;
-        let name = check_name(name)?;
         if kind == FileKind::Dir {
             return Err(FsError::Invalid("mknod cannot make a directory".into()));
         }
-        self.ensure_listing(parent).await?;
-        let mut st = self.lock();
-        self.materialize(&mut st, parent)?;
-        let ino = self.create_object(&mut st, caller, parent, name, kind, perm)?;
+        let (mut st, ino) = self.new_object(caller, parent, name, kind, perm).await?;
         if kind == FileKind::File {
             self.cache
                 .stage_open(ino, None)
@@ -439,14 +453,9 @@ where
         name: &[u8],
         perm: u32,
     ) -> FsResult<EntryOut> {
-        self.op();
-        self.writable()?;
-        self.admit().await?;
-        let name = check_name(name)?;
-        self.ensure_listing(parent).await?;
-        let mut st = self.lock();
-        self.materialize(&mut st, parent)?;
-        let ino = self.create_object(&mut st, caller, parent, name, FileKind::Dir, perm)?;
+        let (mut st, ino) = self
+            .new_object(caller, parent, name, FileKind::Dir, perm)
+            .await?;
         let path = st.nodes.path(ino).unwrap_or_default();
         self.journal_about(
             &mut st,
@@ -562,10 +571,6 @@ where
         name: &[u8],
         target: &[u8],
     ) -> FsResult<EntryOut> {
-        self.op();
-        self.writable()?;
-        self.admit().await?;
-        let name = check_name(name)?;
         let target = std::str::from_utf8(target)
             .map_err(|_| FsError::IllegalName("symbolic link target is not UTF-8".into()))?;
         if target.is_empty() || target.len() > 4096 || target.contains('\0') {
@@ -574,10 +579,9 @@ where
                 target.len()
             )));
         }
-        self.ensure_listing(parent).await?;
-        let mut st = self.lock();
-        self.materialize(&mut st, parent)?;
-        let ino = self.create_object(&mut st, caller, parent, name, FileKind::Symlink, 0o777)?;
+        let (mut st, ino) = self
+            .new_object(caller, parent, name, FileKind::Symlink, 0o777)
+            .await?;
         let n = st.nodes.get_mut(ino).expect("just made");
         n.target = Some(target.to_owned());
         n.attr.size = target.len() as u64;
@@ -767,14 +771,9 @@ where
         perm: u32,
         how: OpenIn,
     ) -> FsResult<(EntryOut, OpenOut)> {
-        self.op();
-        self.writable()?;
-        self.admit().await?;
-        let name = check_name(name)?;
-        self.ensure_listing(parent).await?;
-        let mut st = self.lock();
-        self.materialize(&mut st, parent)?;
-        let ino = self.create_object(&mut st, caller, parent, name, FileKind::File, perm)?;
+        let (mut st, ino) = self
+            .new_object(caller, parent, name, FileKind::File, perm)
+            .await?;
         self.cache
             .stage_open(ino, None)
             .map_err(errors::cache_error)?;

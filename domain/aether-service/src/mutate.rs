@@ -121,7 +121,19 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
                     self.notify(&rec.id);
                     return Ok(applied);
                 }
-                CommitOutcome::GenerationMoved { .. } => continue,
+                CommitOutcome::GenerationMoved { .. } => {
+                    // The commit that moved the session may be this very request, sent again
+                    // while the first copy was still in flight (a lost reply, a restarting
+                    // server): never apply one Idempotency-Key twice.
+                    if ctx.idempotency_key.is_some()
+                        && self.replay(ctx, session_id).await?.is_some()
+                    {
+                        return Err(Error::unavailable(
+                            "a request with this Idempotency-Key was applied concurrently; retry it to receive its reply",
+                        ));
+                    }
+                    continue;
+                }
             }
         }
         Err(Error::new(

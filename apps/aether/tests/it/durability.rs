@@ -79,6 +79,7 @@ fn a_server_restart_during_writes_loses_and_doubles_nothing() {
     let (api, ctx) = server.api();
     let mut after = 0;
     let mut writes = std::collections::HashMap::<String, u32>::new();
+    let mut kinds = std::collections::HashMap::<String, Vec<String>>::new();
     loop {
         let page = server
             .block_on(api.list_events(
@@ -101,10 +102,18 @@ fn a_server_restart_during_writes_loses_and_doubles_nothing() {
                 && p.starts_with("/load/f")
             {
                 *writes.entry(p.clone()).or_default() += 1;
+                kinds
+                    .entry(p.clone())
+                    .or_default()
+                    .push(format!("{}@{}", e.kind, e.sequence));
             }
         }
     }
     assert_eq!(writes.len(), 200);
-    let doubled: Vec<_> = writes.iter().filter(|(_, n)| **n != 1).collect();
+    let doubled: Vec<_> = writes
+        .iter()
+        .filter(|(_, n)| **n != 1)
+        .map(|(p, _)| (p, &kinds[p]))
+        .collect();
     assert!(doubled.is_empty(), "applied more than once: {doubled:?}");
 }
