@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use aether_ports::local_cache::{LocalCache, MountClock};
-use aether_ports::vfs::{Attr, EntryOut, FileKind, FsError, FsResult, ROOT_INO};
+use aether_ports::vfs::{Attr, EntryOut, FsError, FsResult, ROOT_INO};
 use aether_ports::{Entry, ManifestRequest, PageRequest, SessionApi};
 
-use crate::nodes::{Listing, Node, file_kind};
+use crate::nodes::{Node, file_kind};
 use crate::{Engine, State, fs_error};
 
 pub(crate) fn attr_of(e: &Entry, ino: u64) -> Attr {
@@ -29,23 +29,11 @@ pub(crate) fn attr_of(e: &Entry, ino: u64) -> Attr {
 }
 
 fn node_of(e: &Entry) -> Node {
-    let kind = file_kind(e.kind);
-    Node {
-        attr: attr_of(e, 0),
-        links: Vec::new(),
-        hash: e.content_hash.clone(),
-        target: e.target.clone(),
-        server_inode: e.inode,
-        listing: (kind == FileKind::Dir).then(Listing::default),
-        attr_fresh_until: Duration::ZERO,
-        stage: None,
-        writers: 0,
-        pending: 0,
-        journaled: true,
-        last_seq: 0,
-        xattrs: None,
-        kernel_hash: None,
-    }
+    let mut n = Node::new(attr_of(e, 0));
+    n.hash = e.content_hash.clone();
+    n.target = e.target.clone();
+    n.server_inode = e.inode;
+    n
 }
 
 /// Manifest pages a directory read may take to prefetch the subtree below it.

@@ -9,7 +9,7 @@ use aether_ports::local_cache::{JournalOp, LocalCache, MountClock};
 use aether_ports::vfs::*;
 use aether_ports::{PathRequest, SessionApi, XattrRequest};
 
-use crate::nodes::{Listing, Node, entry_kind, fresh_attr};
+use crate::nodes::{Node, entry_kind, fresh_attr};
 use crate::{Engine, Handle, State, check_name, errors};
 
 /// Extended-attribute namespaces the session never stores: answered locally, so `ls -l`'s
@@ -74,27 +74,15 @@ where
             ));
         }
         let now = self.clock.now();
-        let node = Node {
-            attr: fresh_attr(kind, perm, caller.uid, caller.gid, now),
-            links: Vec::new(),
-            hash: None,
-            target: None,
-            server_inode: 0,
-            listing: (kind == FileKind::Dir).then(|| Listing {
-                children: BTreeMap::new(),
-                loaded: true,
-                fresh_until: self.clock.elapsed() + self.config.dir_ttl,
-                kernel_cached: false,
-            }),
-            attr_fresh_until: self.clock.elapsed() + self.config.lookup_ttl,
-            stage: None,
-            writers: 0,
-            pending: 0,
-            journaled: false,
-            last_seq: 0,
-            xattrs: Some(BTreeMap::new()),
-            kernel_hash: None,
-        };
+        let mut node = Node::new(fresh_attr(kind, perm, caller.uid, caller.gid, now));
+        if let Some(l) = node.listing.as_mut() {
+            // A new directory is known to be empty.
+            l.loaded = true;
+            l.fresh_until = self.clock.elapsed() + self.config.dir_ttl;
+        }
+        node.attr_fresh_until = self.clock.elapsed() + self.config.lookup_ttl;
+        node.journaled = false;
+        node.xattrs = Some(BTreeMap::new());
         let ino = st.nodes.insert(node);
         st.nodes.attach(parent, name, ino);
         st.negative.remove(&(parent, name.to_owned()));

@@ -119,6 +119,27 @@ pub(crate) struct Node {
 }
 
 impl Node {
+    /// A node with attributes `attr` and no names, content state or pending work yet;
+    /// directories get an empty, unloaded listing.
+    pub(crate) fn new(attr: Attr) -> Node {
+        Node {
+            listing: (attr.kind == FileKind::Dir).then(Listing::default),
+            attr,
+            links: Vec::new(),
+            hash: None,
+            target: None,
+            server_inode: 0,
+            attr_fresh_until: Duration::ZERO,
+            stage: None,
+            writers: 0,
+            pending: 0,
+            journaled: true,
+            last_seq: 0,
+            xattrs: None,
+            kernel_hash: None,
+        }
+    }
+
     pub(crate) fn is_dir(&self) -> bool {
         self.attr.kind == FileKind::Dir
     }
@@ -177,22 +198,8 @@ impl Nodes {
     pub(crate) fn new(now: Timestamp) -> Self {
         let mut attr = fresh_attr(FileKind::Dir, 0o755, 0, 0, now);
         attr.ino = ROOT_INO;
-        let root = Node {
-            attr,
-            links: Vec::new(),
-            hash: None,
-            target: None,
-            server_inode: 1,
-            listing: Some(Listing::default()),
-            attr_fresh_until: Duration::ZERO,
-            stage: None,
-            writers: 0,
-            pending: 0,
-            journaled: true,
-            last_seq: 0,
-            xattrs: None,
-            kernel_hash: None,
-        };
+        let mut root = Node::new(attr);
+        root.server_inode = 1;
         Nodes {
             nodes: HashMap::from([(ROOT_INO, root)]),
             next_ino: ROOT_INO + 1,
@@ -358,22 +365,7 @@ mod tests {
     fn paths_follow_the_first_link() {
         let now = Timestamp::from_nanos(0);
         let mut nodes = Nodes::new(now);
-        let mk = |kind| Node {
-            attr: fresh_attr(kind, 0o755, 0, 0, now),
-            links: vec![],
-            hash: None,
-            target: None,
-            server_inode: 0,
-            listing: (kind == FileKind::Dir).then(Listing::default),
-            attr_fresh_until: Duration::ZERO,
-            stage: None,
-            writers: 0,
-            pending: 0,
-            journaled: true,
-            last_seq: 0,
-            xattrs: None,
-            kernel_hash: None,
-        };
+        let mk = |kind| Node::new(fresh_attr(kind, 0o755, 0, 0, now));
         let a = nodes.insert(mk(FileKind::Dir));
         nodes.attach(ROOT_INO, "a", a);
         let f = nodes.insert(mk(FileKind::File));

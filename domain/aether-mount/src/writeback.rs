@@ -189,8 +189,13 @@ where
             .remote
             .batch(&ctx, &self.config.session_id, BatchRequest { operations })
             .await;
+        self.applied(result.map(drop))
+    }
+
+    /// How a send fared: done, worth retrying, or refused for good.
+    fn applied(&self, result: aether_domain::Result<()>) -> Applied {
         match result {
-            Ok(_) => {
+            Ok(()) => {
                 self.contact();
                 Applied::Done
             }
@@ -394,17 +399,7 @@ where
         );
         let ctx = self.ctx().with_idempotency_key(key);
         let result = self.send(&ctx, &entry.op).await;
-        match result {
-            Ok(()) => {
-                self.contact();
-                Applied::Done
-            }
-            Err(e) if errors::retryable(&e) => Applied::Retry(e),
-            Err(e) => {
-                self.contact();
-                Applied::Refused(e)
-            }
-        }
+        self.applied(result)
     }
 
     async fn send(&self, ctx: &Ctx, op: &JournalOp) -> aether_domain::Result<()> {

@@ -80,6 +80,16 @@ impl World {
         engine
     }
 
+    /// The paths of the server's whole tree, in order.
+    pub(crate) async fn server_paths(&self) -> Vec<String> {
+        let listing = self
+            .api
+            .manifest(&self.ctx, &self.session, ManifestRequest::default())
+            .await
+            .unwrap();
+        listing.entries.items.into_iter().map(|e| e.path).collect()
+    }
+
     /// The server's view of one file.
     pub(crate) async fn server_read(&self, path: &str) -> Option<Vec<u8>> {
         self.api
@@ -140,4 +150,16 @@ pub(crate) async fn with_writeback<T>(
         run
     );
     out
+}
+
+/// The first `limit` bytes of `ino`, through open/read/release.
+pub(crate) async fn read_whole<V: aether_ports::vfs::Vfs>(e: &V, ino: u64, limit: u32) -> Vec<u8> {
+    let how = aether_ports::vfs::OpenIn {
+        read: true,
+        ..Default::default()
+    };
+    let open = e.open(ino, how).await.unwrap();
+    let data = e.read(ino, open.fh, 0, limit).await.unwrap();
+    e.release(ino, open.fh).await.unwrap();
+    data
 }

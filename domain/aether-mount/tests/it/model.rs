@@ -508,18 +508,7 @@ async fn snapshot<V: Vfs>(e: &V) -> BTreeMap<String, String> {
                     )
                 }
                 _ => {
-                    let open = e
-                        .open(
-                            ino,
-                            OpenIn {
-                                read: true,
-                                ..Default::default()
-                            },
-                        )
-                        .await
-                        .unwrap();
-                    let data = e.read(ino, open.fh, 0, 1 << 16).await.unwrap();
-                    e.release(ino, open.fh).await.unwrap();
+                    let data = crate::read_whole(e, ino, 1 << 16).await;
                     assert_eq!(d.entry.attr.size, data.len() as u64, "size of {path}");
                     format!("file {data:?}")
                 }

@@ -33,19 +33,7 @@ async fn write_new(e: &crate::TestEngine, parent: u64, name: &str, data: &[u8]) 
 }
 
 async fn read_all(e: &crate::TestEngine, ino: u64) -> Vec<u8> {
-    let open = e
-        .open(
-            ino,
-            OpenIn {
-                read: true,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let data = e.read(ino, open.fh, 0, 1 << 20).await.unwrap();
-    e.release(ino, open.fh).await.unwrap();
-    data
+    crate::read_whole(e, ino, 1 << 20).await
 }
 
 #[tokio::test]
@@ -115,17 +103,7 @@ async fn names_round_trip_to_the_server() {
     e.unlink(a, b"hard").await.unwrap();
     e.rmdir(ROOT_INO, b"a").await.unwrap();
     write_back(&e).await;
-    let listing = w
-        .api
-        .manifest(&w.ctx, &w.session, ManifestRequest::default())
-        .await
-        .unwrap();
-    let paths: Vec<_> = listing
-        .entries
-        .items
-        .iter()
-        .map(|e| e.path.as_str())
-        .collect();
+    let paths = w.server_paths().await;
     assert_eq!(paths, ["/", "/b", "/b/g", "/b/link"]);
     assert_eq!(w.server_read("/b/g").await.as_deref(), Some(&b"1"[..]));
     // The inode keeps its number under its new name.
@@ -342,17 +320,7 @@ async fn write_back_retries_through_outages_and_sets_refusals_aside() {
         "{}",
         rejected[0].error
     );
-    let listing = w
-        .api
-        .manifest(&w.ctx, &w.session, ManifestRequest::default())
-        .await
-        .unwrap();
-    let paths: Vec<_> = listing
-        .entries
-        .items
-        .iter()
-        .map(|e| e.path.as_str())
-        .collect();
+    let paths = w.server_paths().await;
     assert_eq!(paths, ["/", "/dir", "/f", "/once", "/split"]);
 }
 
