@@ -229,6 +229,20 @@ impl LocalCache for DiskCache {
         read_at(&f, offset, len, &path)
     }
 
+    fn open_blob(&self, hash: &str) -> CacheResult<Box<dyn std::io::Read + Send>> {
+        valid_hash(hash)?;
+        // A descriptor of its own: the cached one is shared, and reading moves the position.
+        // Blobs are never written in place, so the content cannot change while it streams.
+        let path = self.blob_path(hash);
+        match File::open(&path) {
+            Ok(f) => Ok(Box::new(f)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(CacheError::Missing(format!("blob {hash}")))
+            }
+            Err(e) => Err(io_err("open blob", &path, e)),
+        }
+    }
+
     fn put_blob(&self, hash: &str, data: &[u8]) -> CacheResult<()> {
         valid_hash(hash)?;
         if self.blob_path(hash).exists() {

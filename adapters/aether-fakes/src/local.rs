@@ -67,6 +67,11 @@ impl LocalCache for MemoryCache {
         Ok(slice(b, offset, len))
     }
 
+    fn open_blob(&self, hash: &str) -> CacheResult<Box<dyn std::io::Read + Send>> {
+        let data = self.read_blob(hash, 0, usize::MAX)?;
+        Ok(Box::new(std::io::Cursor::new(data)))
+    }
+
     fn put_blob(&self, hash: &str, data: &[u8]) -> CacheResult<()> {
         self.lock().blobs.insert(hash.to_owned(), data.to_vec());
         Ok(())

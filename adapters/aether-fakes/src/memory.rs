@@ -464,6 +464,14 @@ impl BlobStore for MemoryBlobStore {
         Ok(hash)
     }
 
+    async fn put_stream(&self, chunks: aether_ports::ByteStream) -> Result<(String, u64)> {
+        let data = aether_ports::FileBody::Stream { len: None, chunks }
+            .collect()
+            .await?;
+        let size = data.len() as u64;
+        Ok((self.put(data).await?, size))
+    }
+
     async fn get(&self, hash: &str, range: Option<(u64, u64)>) -> Result<Bytes> {
         let blobs = self
             .blobs

@@ -523,8 +523,17 @@ impl ContentApi for HttpClient {
         }
         let rb = self
             .request(ctx, Method::PUT, &Self::session_path(id, "/files"))?
-            .query(&q)
-            .body(req.data);
+            .query(&q);
+        let rb = match req.data {
+            FileBody::Bytes(b) => rb.body(b),
+            FileBody::Stream { len, chunks } => {
+                let rb = match len {
+                    Some(n) => rb.header(header::CONTENT_LENGTH, n),
+                    None => rb,
+                };
+                rb.body(reqwest::Body::wrap_stream(chunks))
+            }
+        };
         self.json(rb).await
     }
 

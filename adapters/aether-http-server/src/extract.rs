@@ -1,14 +1,18 @@
 //! Request extractors that turn every malformed input into the SPEC's error body (axum's own
 //! rejections answer plain text).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use bytes::Bytes;
+use futures::StreamExt;
 use serde::de::DeserializeOwned;
 
 use aether_domain::Error;
-use aether_ports::Ctx;
+use aether_ports::{Ctx, FileBody};
 
 use crate::AppState;
 use crate::error::HttpError;
@@ -128,15 +132,69 @@ impl<T: DeserializeOwned, A: Send + Sync> FromRequest<AppState<A>> for JsonBody<
     }
 }
 
-/// A raw body for file content, up to the file size limit.
-pub(crate) struct RawBody(pub(crate) Bytes);
+/// Bodies up to this size are read whole; larger ones stream into the blob store.
+const STREAM_ABOVE: u64 = 1 << 20;
 
-impl<A: Send + Sync> FromRequest<AppState<A>> for RawBody {
+/// A raw body for file content, up to the file size limit. A large body is handed on as a
+/// stream, so a 1 GiB upload costs the server a few chunks of memory, not a gigabyte.
+pub(crate) struct Upload {
+    pub(crate) body: FileBody,
+    pub(crate) limit: BodyLimit,
+}
+
+/// Whether a streamed body went past the size limit, known only once it has been read.
+pub(crate) struct BodyLimit {
+    limit: usize,
+    overflowed: Arc<AtomicBool>,
+}
+
+impl BodyLimit {
+    /// The reply for a write that failed: 413 if the body went past the limit, else `e`.
+    pub(crate) fn failure(&self, e: Error) -> HttpError {
+        if self.overflowed.load(Ordering::Acquire) {
+            too_large(self.limit)
+        } else {
+            e.into()
+        }
+    }
+}
+
+impl<A: Send + Sync> FromRequest<AppState<A>> for Upload {
     type Rejection = HttpError;
 
     async fn from_request(req: Request, state: &AppState<A>) -> Result<Self, HttpError> {
-        Ok(RawBody(
-            body_bytes(req, state.config.limits.max_file_bytes).await?,
-        ))
+        let limit = state.config.limits.max_file_bytes;
+        let overflowed = Arc::new(AtomicBool::new(false));
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n <= STREAM_ABOVE) {
+            let body = body_bytes(req, limit).await?.into();
+            return Ok(Upload {
+                body,
+                limit: BodyLimit { limit, overflowed },
+            });
+        }
+        let flag = overflowed.clone();
+        let mut seen = 0u64;
+        let chunks = req.into_body().into_data_stream().map(move |chunk| {
+            let chunk = chunk.map_err(|e| {
+                Error::unavailable(format!("the request body could not be read: {e}"))
+            })?;
+            seen += chunk.len() as u64;
+            if seen > limit as u64 {
+                flag.store(true, Ordering::Release);
+                return Err(Error::invalid(format!(
+                    "request body exceeds the limit of {limit} bytes"
+                )));
+            }
+            Ok(chunk)
+        });
+        Ok(Upload {
+            body: FileBody::stream(declared, chunks),
+            limit: BodyLimit { limit, overflowed },
+        })
     }
 }

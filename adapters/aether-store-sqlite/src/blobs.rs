@@ -14,7 +14,9 @@ use bytes::Bytes;
 
 use aether_domain::tree::content_hash;
 use aether_domain::{Error, Result};
+use aether_ports::ByteStream;
 use aether_ports::store::BlobStore;
+use futures::StreamExt;
 
 #[derive(Clone)]
 pub struct FileBlobStore {
@@ -151,6 +153,71 @@ fn tempfile_in(dir: &Path) -> Result<(PathBuf, fs::File)> {
     Ok((path, file))
 }
 
+/// Chunks in flight between an upload and the thread writing its blob.
+const STREAM_DEPTH: usize = 8;
+
+/// What an upload hands its writer: content, then `End` once the whole body arrived. A writer
+/// whose channel closes without `End` discards what it wrote.
+enum Piece {
+    Chunk(Bytes),
+    End,
+}
+
+fn write_stream(
+    inner: &Inner,
+    mut rx: tokio::sync::mpsc::Receiver<Piece>,
+) -> Result<(String, u64)> {
+    use sha2::{Digest, Sha256};
+    let (tmp_path, mut tmp) = tempfile_in(&inner.root.join("tmp"))?;
+    // Removes the temporary file on every early return; disarmed once it is published.
+    struct Discard<'a>(Option<&'a Path>);
+    impl Drop for Discard<'_> {
+        fn drop(&mut self) {
+            if let Some(p) = self.0 {
+                let _ = fs::remove_file(p);
+            }
+        }
+    }
+    let mut discard = Discard(Some(&tmp_path));
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    loop {
+        match rx.blocking_recv() {
+            Some(Piece::Chunk(c)) => {
+                hasher.update(&c);
+                tmp.write_all(&c).map_err(|e| io("write a blob", e))?;
+                size += c.len() as u64;
+            }
+            Some(Piece::End) => break,
+            None => return Err(Error::unavailable("the upload ended before its last byte")),
+        }
+    }
+    let hash = hex::encode(hasher.finalize());
+    let dest = FileBlobStore::path_of(&inner.root, &hash)?;
+    if fs::File::options()
+        .write(true)
+        .open(&dest)
+        .and_then(|f| f.set_modified(SystemTime::now()))
+        .is_ok()
+    {
+        return Ok((hash, size)); // already stored; the temporary copy is dropped
+    }
+    if inner.fsync {
+        tmp.sync_all().map_err(|e| io("sync a blob", e))?;
+    }
+    fs::rename(&tmp_path, &dest).map_err(|e| io("publish a blob", e))?;
+    discard.0 = None;
+    if inner.fsync {
+        let dir = dest
+            .parent()
+            .expect("a blob path always has a shard directory");
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io("sync a shard directory", e))?;
+    }
+    Ok((hash, size))
+}
+
 fn get_blocking(inner: &Inner, hash: &str, range: Option<(u64, u64)>) -> Result<Bytes> {
     let path = FileBlobStore::path_of(&inner.root, hash)?;
     let mut f = fs::File::open(&path).map_err(|e| io(&format!("open blob {hash}"), e))?;
@@ -275,6 +342,39 @@ impl BlobStore for FileBlobStore {
         };
         self.inner.hot().insert(&hash, &data);
         Ok(hash)
+    }
+
+    async fn put_stream(&self, mut chunks: ByteStream) -> Result<(String, u64)> {
+        // The network side (this task) and the disk side (a blocking thread that hashes and
+        // writes) overlap; the bounded channel keeps at most a few chunks in memory.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Piece>(STREAM_DEPTH);
+        let inner = self.inner.clone();
+        let writer = tokio::task::spawn_blocking(move || write_stream(&inner, rx));
+        let mut failed = None;
+        while let Some(chunk) = chunks.next().await {
+            match chunk {
+                Ok(c) => {
+                    if tx.send(Piece::Chunk(c)).await.is_err() {
+                        break; // the writer failed; its error is reported below
+                    }
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if failed.is_none() {
+            let _ = tx.send(Piece::End).await;
+        }
+        drop(tx);
+        let written = writer
+            .await
+            .map_err(|e| Error::internal(format!("blob write task failed: {e}")))?;
+        match failed {
+            Some(e) => Err(e),
+            None => written,
+        }
     }
 
     async fn get(&self, hash: &str, range: Option<(u64, u64)>) -> Result<Bytes> {

@@ -64,6 +64,51 @@ pub async fn check_write_read_round_trip<A: SessionApi>(h: &Harness<A>) {
     expect_err(read(h, &s, "/missing").await, Code::NotFound, None);
 }
 
+/// A body given as a stream of chunks (an upload too large to hold) stores the same content
+/// as one given whole; a stream that fails part-way changes nothing.
+pub async fn check_write_streamed_body<A: SessionApi>(h: &Harness<A>) {
+    let s = new_session(h).await;
+    let data: Vec<u8> = (0..(3u32 << 20) + 777).map(|i| (i % 253) as u8).collect();
+    let chunks: Vec<Result<bytes::Bytes>> = data
+        .chunks(100_000)
+        .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+        .collect();
+    let write = |body: FileBody| {
+        h.api.write_file(
+            &h.owner,
+            &s.id,
+            WriteFileRequest {
+                path: "/streamed".into(),
+                data: body,
+                mode: None,
+                parents: false,
+                expected_hash: None,
+            },
+        )
+    };
+    let e = write(FileBody::stream(None, futures::stream::iter(chunks)))
+        .await
+        .expect("streamed write");
+    assert_eq!(e.size, data.len() as u64);
+    assert_eq!(e.content_hash.as_deref(), Some(sha256_hex(&data).as_str()));
+    assert!(read(h, &s, "/streamed").await.expect("read") == data);
+    let before = generation(h, &s).await;
+    let broken = futures::stream::iter([
+        Ok(bytes::Bytes::from(vec![1u8; 2 << 20])),
+        Err(ApiError::unavailable("the source went away")),
+    ]);
+    expect_err(
+        write(FileBody::stream(Some(4 << 20), broken)).await,
+        Code::Unavailable,
+        None,
+    );
+    assert_eq!(generation(h, &s).await, before, "nothing was applied");
+    assert!(
+        read(h, &s, "/streamed").await.expect("read") == data,
+        "the earlier content stays"
+    );
+}
+
 pub async fn check_read_ranges<A: SessionApi>(h: &Harness<A>) {
     let s = new_session(h).await;
     put(h, &s, "/r", b"0123456789").await;

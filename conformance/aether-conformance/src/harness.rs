@@ -79,6 +79,7 @@ checks!(
     check_restore_unknown_checkpoint,
     check_read_only_scope,
     check_write_read_round_trip,
+    check_write_streamed_body,
     check_read_ranges,
     check_expected_hash,
     check_write_parents,

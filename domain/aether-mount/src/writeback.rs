@@ -13,6 +13,17 @@ use futures::FutureExt;
 
 use crate::{Engine, errors};
 
+/// Whole-file uploads larger than this stream from the cache instead of being read whole.
+const STREAM_UPLOAD_ABOVE: u64 = 1 << 20;
+/// The size of each chunk of a streamed upload.
+const UPLOAD_CHUNK: u64 = 1 << 20;
+
+fn content_gone(path: &str, e: aether_ports::local_cache::CacheError) -> Error {
+    Error::precondition(format!(
+        "the journaled content of {path} is gone from the local cache: {e}"
+    ))
+}
+
 /// Reconnect and retry pacing (SPEC 5.1 `[bridge.reconnect_backoff]`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
@@ -214,11 +225,66 @@ where
         hash: &str,
         size: u64,
     ) -> aether_domain::Result<Vec<u8>> {
-        self.cache.read_blob(hash, 0, size as usize).map_err(|e| {
-            Error::precondition(format!(
-                "the journaled content of {path} is gone from the local cache: {e}"
-            ))
-        })
+        self.journaled_range(path, hash, 0, size)
+    }
+
+    /// `[start, end)` of the content a `Write` entry refers to.
+    fn journaled_range(
+        &self,
+        path: &str,
+        hash: &str,
+        start: u64,
+        end: u64,
+    ) -> aether_domain::Result<Vec<u8>> {
+        self.cache
+            .read_blob(hash, start, (end - start) as usize)
+            .map_err(|e| content_gone(path, e))
+    }
+
+    /// The content of a whole-file upload: in memory when small, else streamed from the cache
+    /// in chunks, so uploading a large file never holds it whole.
+    fn journaled_body(&self, path: &str, hash: &str, size: u64) -> aether_domain::Result<FileBody> {
+        if size <= STREAM_UPLOAD_ABOVE {
+            return Ok(self.journaled_content(path, hash, size)?.into());
+        }
+        let reader = self
+            .cache
+            .open_blob(hash)
+            .map_err(|e| content_gone(path, e))?;
+        let path = path.to_owned();
+        let chunks = futures::stream::unfold((reader, 0u64), move |(mut reader, sent)| {
+            let path = path.clone();
+            async move {
+                if sent >= size {
+                    return None;
+                }
+                let want = (size - sent).min(UPLOAD_CHUNK);
+                let mut buf = Vec::with_capacity(want as usize);
+                let read = std::io::Read::read_to_end(
+                    &mut std::io::Read::take(&mut reader, want),
+                    &mut buf,
+                );
+                match read {
+                    Ok(n) if n as u64 == want => Some((Ok(buf.into()), (reader, sent + want))),
+                    // Ends the stream after the error: the server discards the partial upload.
+                    Ok(n) => Some((
+                        Err(Error::precondition(format!(
+                            "the journaled content of {path} is shorter than its {size} bytes \
+                             (ends at {})",
+                            sent + n as u64
+                        ))),
+                        (reader, size),
+                    )),
+                    Err(e) => Some((
+                        Err(Error::precondition(format!(
+                            "the journaled content of {path} could not be read: {e}"
+                        ))),
+                        (reader, size),
+                    )),
+                }
+            }
+        });
+        Ok(FileBody::stream(Some(size), chunks))
     }
 
     fn batch_operation(&self, op: &JournalOp) -> aether_domain::Result<BatchOperation> {
@@ -455,16 +521,12 @@ where
                 base_hash,
                 patch,
             } => {
-                let data = self.journaled_content(&path, &hash, size)?;
                 if let (Some(ranges), Some(base)) = (patch, base_hash) {
-                    let segments = ranges
-                        .iter()
-                        .filter(|(s, _)| *s < size)
-                        .map(|&(s, e)| Segment {
-                            offset: s,
-                            data: data[s as usize..(e.min(size)) as usize].to_vec(),
-                        })
-                        .collect();
+                    let mut segments = Vec::with_capacity(ranges.len());
+                    for &(s, e) in ranges.iter().filter(|(s, _)| *s < size) {
+                        let data = self.journaled_range(&path, &hash, s, e.min(size))?;
+                        segments.push(Segment { offset: s, data });
+                    }
                     let req = PatchSegmentsRequest {
                         path: path.clone(),
                         segments,
@@ -490,8 +552,8 @@ where
                     &ctx,
                     sid,
                     WriteFileRequest {
+                        data: self.journaled_body(&path, &hash, size)?,
                         path,
-                        data: data.into(),
                         mode: Some(mode),
                         parents: false,
                         expected_hash: None,

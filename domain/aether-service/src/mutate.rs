@@ -4,11 +4,11 @@
 
 use aether_domain::tree::{Op, Txn, apply_segments};
 use aether_domain::{Code, Entry, EntryKind, Error, Result, Scope};
-use aether_ports::plan::Planned;
+use aether_ports::plan::{PatchPlan, Planned};
 use aether_ports::store::{
     BlobStore, CommitOutcome, Environment, MetadataStore, NewEvent, TreeCommit, TreeRef,
 };
-use aether_ports::{Ctx, Outcome};
+use aether_ports::{Ctx, FileBody, Outcome};
 
 use crate::Service;
 use crate::reader::StoreReader;
@@ -44,8 +44,15 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
                     parents,
                     expected_hash,
                 } => {
-                    let size = data.len() as u64;
-                    let hash = self.inner.blobs.put(data).await?;
+                    let (hash, size) = match data {
+                        FileBody::Bytes(b) => {
+                            let size = b.len() as u64;
+                            (self.inner.blobs.put(b).await?, size)
+                        }
+                        FileBody::Stream { chunks, .. } => {
+                            self.inner.blobs.put_stream(chunks).await?
+                        }
+                    };
                     ops.push(Some(Op::WriteBlob {
                         path,
                         hash,
@@ -55,9 +62,9 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
                         expected_hash,
                     }));
                 }
-                Planned::Patch { .. } => {
+                Planned::Patch(patch) => {
                     ops.push(None);
-                    patches.push((i, p));
+                    patches.push((i, patch));
                 }
             }
         }
@@ -145,18 +152,15 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
     async fn resolve_patch<R: aether_domain::tree::TreeRead>(
         &self,
         txn: &Txn<'_, R>,
-        patch: &Planned,
+        patch: &PatchPlan,
     ) -> Result<Op> {
-        let Planned::Patch {
+        let PatchPlan {
             path,
             segments,
             truncate_to,
             expected_hash,
             create,
-        } = patch
-        else {
-            return Err(Error::internal("resolve_patch called with a non-patch"));
-        };
+        } = patch;
         let current = txn.get(path).await?;
         let content = match &current {
             Some(e) if e.kind == EntryKind::Directory => {

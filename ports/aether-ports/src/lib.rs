@@ -4,6 +4,7 @@
 //! kernel bridge drives, the local cache and journal).
 
 pub mod api;
+pub mod body;
 pub mod local_cache;
 pub mod model;
 pub mod plan;
@@ -15,5 +16,6 @@ pub use aether_domain::{Code, Error as ApiError, Principal, Reason, Result};
 pub use api::{
     ContentApi, Ctx, EventStream, EventsApi, FilesystemApi, Readiness, SessionApi, SessionsApi,
 };
+pub use body::{ByteStream, FileBody};
 pub use model::*;
 pub use store::Outcome;

@@ -167,6 +167,8 @@ pub trait LocalCache: Send + Sync + 'static {
     fn has_blob(&self, hash: &str) -> bool;
     /// Up to `len` bytes of blob `hash` from `offset` (fewer at the end).
     fn read_blob(&self, hash: &str, offset: u64, len: usize) -> CacheResult<Vec<u8>>;
+    /// Blob `hash` opened for reading from its start, for streaming a large upload from it.
+    fn open_blob(&self, hash: &str) -> CacheResult<Box<dyn std::io::Read + Send>>;
     /// Stores `data` as blob `hash` (the caller computed the hash).
     fn put_blob(&self, hash: &str, data: &[u8]) -> CacheResult<()>;
 

@@ -462,10 +462,10 @@ pub struct FileContent {
     pub range: Option<(u64, u64)>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct WriteFileRequest {
     pub path: String,
-    pub data: bytes::Bytes,
+    pub data: crate::FileBody,
     pub mode: Option<u32>,
     pub parents: bool,
     pub expected_hash: Option<String>,

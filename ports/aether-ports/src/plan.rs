@@ -14,23 +14,27 @@ pub fn path(raw: &str) -> Result<SessionPath> {
 }
 
 /// A mutation whose content (if any) still has to be stored before it can become an [`Op`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Planned {
     Op(Op),
     Write {
         path: SessionPath,
-        data: bytes::Bytes,
+        data: crate::FileBody,
         mode: Option<u32>,
         parents: bool,
         expected_hash: Option<String>,
     },
-    Patch {
-        path: SessionPath,
-        segments: Vec<aether_domain::tree::Segment>,
-        truncate_to: Option<u64>,
-        expected_hash: Option<String>,
-        create: bool,
-    },
+    Patch(PatchPlan),
+}
+
+/// Byte ranges to write into a file's current content (resolved when the commit is planned).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatchPlan {
+    pub path: SessionPath,
+    pub segments: Vec<aether_domain::tree::Segment>,
+    pub truncate_to: Option<u64>,
+    pub expected_hash: Option<String>,
+    pub create: bool,
 }
 
 fn mode(m: Option<u32>) -> Result<Option<u32>> {
@@ -196,7 +200,7 @@ impl TryFrom<WriteFileRequest> for Planned {
 impl TryFrom<PatchSegmentsRequest> for Planned {
     type Error = Error;
     fn try_from(r: PatchSegmentsRequest) -> Result<Planned> {
-        Ok(Planned::Patch {
+        Ok(Planned::Patch(PatchPlan {
             path: path(&r.path)?,
             segments: r
                 .segments
@@ -209,7 +213,7 @@ impl TryFrom<PatchSegmentsRequest> for Planned {
             truncate_to: r.truncate_to,
             expected_hash: expected(r.expected_hash)?,
             create: r.create,
-        })
+        }))
     }
 }
 

@@ -255,6 +255,12 @@ pub trait BlobStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool>> + Send;
     /// Stores `data` (idempotently) and returns its hash.
     fn put(&self, data: Bytes) -> impl Future<Output = Result<String>> + Send;
+    /// Stores a stream of chunks as one blob, hashing as it writes, never holding it whole;
+    /// returns its hash and size. An error from the stream discards what was written.
+    fn put_stream(
+        &self,
+        chunks: crate::ByteStream,
+    ) -> impl Future<Output = Result<(String, u64)>> + Send;
     /// Reads `[start, end)` of a blob, or all of it.
     fn get(
         &self,

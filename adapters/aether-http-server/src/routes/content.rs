@@ -12,7 +12,7 @@ use aether_ports::*;
 
 use crate::AppState;
 use crate::error::HttpError;
-use crate::extract::{Caller, JsonBody, Query, RawBody, Segment};
+use crate::extract::{Caller, JsonBody, Query, Segment, Upload};
 
 type Res = Result<Response, HttpError>;
 
@@ -151,7 +151,7 @@ pub(crate) async fn write<A: SessionApi>(
     Segment(id): Segment,
     Query(q): Query<WriteQuery>,
     headers: HeaderMap,
-    RawBody(data): RawBody,
+    upload: Upload,
 ) -> Res {
     let expected_hash = match (q.expected_hash, if_match(&headers)?) {
         (Some(a), Some(b)) if a != b => {
@@ -159,14 +159,19 @@ pub(crate) async fn write<A: SessionApi>(
         }
         (a, b) => a.or(b),
     };
+    let Upload { body, limit } = upload;
     let req = WriteFileRequest {
         path: q.path,
-        data,
+        data: body,
         mode: q.mode.as_deref().map(parse_mode).transpose()?,
         parents: q.parents.unwrap_or(false),
         expected_hash,
     };
-    let entry = st.api.write_file(&ctx, &id, req).await?;
+    let entry = st
+        .api
+        .write_file(&ctx, &id, req)
+        .await
+        .map_err(|e| limit.failure(e))?;
     let mut resp = Json(&entry).into_response();
     if let Some(e) = etag(&entry.content_hash) {
         resp.headers_mut().insert(header::ETAG, e);

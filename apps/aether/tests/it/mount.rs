@@ -109,6 +109,36 @@ fn file_operations_round_trip_and_reach_the_server() {
 }
 
 #[test]
+fn a_large_file_streams_to_the_server_at_fsync_and_back_on_a_cold_mount() {
+    let server = Server::start();
+    let session = server.new_session();
+    let mut m = Mount::new(&server, &session, &[]);
+    // Not a multiple of the 1 MiB upload chunk, and not one repeated byte.
+    let data: Vec<u8> = (0..(9u32 << 20) + 12_345)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut f = fs::File::create(m.path("big.bin")).unwrap();
+    for chunk in data.chunks(1 << 20) {
+        f.write_all(chunk).unwrap();
+    }
+    f.sync_all().unwrap();
+    // fsync returned: the server holds every byte, before the mount stops.
+    assert!(
+        server.read(&session, "/big.bin").as_deref() == Some(&data[..]),
+        "the server's copy differs after fsync"
+    );
+    drop(f);
+    m.stop();
+    // A mount with an empty cache reads it back by ranges.
+    let mut cold = Mount::new(&server, &session, &[]);
+    assert!(
+        fs::read(cold.path("big.bin")).unwrap() == data,
+        "cold read differs"
+    );
+    cold.stop();
+}
+
+#[test]
 fn git_works_inside_the_mount() {
     let server = Server::start();
     let session = server.new_session();

@@ -10,3 +10,4 @@ mod gc;
 mod model;
 mod signals;
 mod support;
+mod uploads;
