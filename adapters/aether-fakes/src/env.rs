@@ -1,21 +1,44 @@
-//! A deterministic environment: a clock that ticks one microsecond per reading and ids from a counter.
+//! A deterministic environment: a clock that ticks one microsecond per reading (plus whatever a
+//! test adds through its `FakeTime`) and ids from a counter.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
 
 use aether_domain::Timestamp;
 use aether_ports::store::{Environment, time_ordered_suffix};
 
+/// Moves a `FakeEnvironment`'s clock forward, for tests of expiry.
+#[derive(Clone, Default)]
+pub struct FakeTime(Arc<AtomicI64>);
+
+impl FakeTime {
+    pub fn advance(&self, by: Duration) {
+        let nanos = i64::try_from(by.as_nanos()).unwrap_or(i64::MAX);
+        self.0.fetch_add(nanos, Ordering::Relaxed);
+    }
+}
+
 pub struct FakeEnvironment {
     start: Timestamp,
     ticks: AtomicU64,
+    skip: FakeTime,
 }
 
 impl Default for FakeEnvironment {
     fn default() -> Self {
+        Self::with_time(FakeTime::default())
+    }
+}
+
+impl FakeEnvironment {
+    /// An environment whose clock `time` can move forward.
+    pub fn with_time(time: FakeTime) -> Self {
         // 2026-01-01T00:00:00Z
         FakeEnvironment {
             start: Timestamp(1_767_225_600_000_000_000),
             ticks: AtomicU64::new(0),
+            skip: time,
         }
     }
 }
@@ -23,7 +46,7 @@ impl Default for FakeEnvironment {
 impl Environment for FakeEnvironment {
     fn now(&self) -> Timestamp {
         let t = self.ticks.fetch_add(1, Ordering::Relaxed);
-        Timestamp(self.start.nanos() + (t as i64) * 1_000)
+        Timestamp(self.start.nanos() + (t as i64) * 1_000 + self.skip.0.load(Ordering::Relaxed))
     }
 
     fn id_suffix(&self) -> String {

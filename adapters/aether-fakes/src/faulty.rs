@@ -150,6 +150,23 @@ impl<A: ContentApi> ContentApi for Faulty<A> {
     }
 }
 
+impl<A: KnowledgeApi> KnowledgeApi for Faulty<A> {
+    faulty_methods! {
+        cache_get(session_id: &str, key: &str) -> CacheEntry;
+        cache_put(session_id: &str, key: &str, req: PutCacheRequest) -> CacheMetadata;
+        cache_delete(session_id: &str, key: &str) -> ();
+        cache_exists(session_id: &str, key: &str) -> CacheExists;
+        cache_metadata(session_id: &str, key: &str) -> CacheMetadata;
+        cache_compare_and_set(session_id: &str, key: &str, req: CompareAndSetRequest) -> CompareAndSetResponse;
+        cache_keys(session_id: &str, req: ListCacheKeysRequest) -> Page<String>;
+        cache_stats(session_id: &str) -> CacheStats;
+        cache_batch_get(session_id: &str, req: CacheKeysRequest) -> BatchGetResponse;
+        cache_batch_set(session_id: &str, req: BatchSetRequest) -> BatchSetResponse;
+        cache_batch_delete(session_id: &str, req: CacheKeysRequest) -> DeletedCount;
+        cache_delete_by_prefix(session_id: &str, req: DeleteByPrefixRequest) -> DeletedCount;
+    }
+}
+
 impl<A: EventsApi> EventsApi for Faulty<A> {
     faulty_methods! {
         list_events(session_id: &str, req: ListEventsRequest) -> Page<Event>;

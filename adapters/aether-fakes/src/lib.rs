@@ -3,10 +3,11 @@
 
 mod env;
 mod faulty;
+mod knowledge;
 mod local;
 mod memory;
 
-pub use env::FakeEnvironment;
+pub use env::{FakeEnvironment, FakeTime};
 pub use faulty::{Fault, FaultPlan, Faulty};
 pub use local::{ManualClock, MemoryCache};
 pub use memory::{MemoryBlobStore, MemoryMetadataStore};
@@ -22,4 +23,16 @@ pub fn fake_api() -> FakeApi {
         FakeEnvironment::default(),
         aether_service::Limits::default(),
     )
+}
+
+/// A fresh in-memory session API whose clock the returned `FakeTime` moves forward.
+pub fn fake_api_with_time() -> (FakeApi, FakeTime) {
+    let time = FakeTime::default();
+    let api = aether_service::Service::new(
+        MemoryMetadataStore::default(),
+        MemoryBlobStore::default(),
+        FakeEnvironment::with_time(time.clone()),
+        aether_service::Limits::default(),
+    );
+    (api, time)
 }

@@ -15,16 +15,18 @@ use aether_ports::{Checkpoint, Event};
 
 type Tree = Arc<BTreeMap<SessionPath, Entry>>;
 
-struct StoredSession {
-    rec: SessionRecord,
+pub(crate) struct StoredSession {
+    pub(crate) rec: SessionRecord,
     tree: Tree,
     checkpoints: BTreeMap<String, (Checkpoint, Tree)>,
     events: Vec<Event>,
+    /// The knowledge cache: key → (record, deleted).
+    pub(crate) kv: BTreeMap<String, (KvRecord, bool)>,
 }
 
 #[derive(Default)]
-struct State {
-    sessions: BTreeMap<SessionId, StoredSession>,
+pub(crate) struct State {
+    pub(crate) sessions: BTreeMap<SessionId, StoredSession>,
     idempotency: HashMap<(String, String, String), Outcome>,
 }
 
@@ -34,7 +36,7 @@ pub struct MemoryMetadataStore {
 }
 
 impl MemoryMetadataStore {
-    fn with<R>(&self, f: impl FnOnce(&mut State) -> Result<R>) -> Result<R> {
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut State) -> Result<R>) -> Result<R> {
         let mut state = self
             .state
             .lock()
@@ -43,7 +45,7 @@ impl MemoryMetadataStore {
     }
 }
 
-fn session_mut<'a>(
+pub(crate) fn session_mut<'a>(
     state: &'a mut State,
     tenant: &TenantId,
     id: &SessionId,
@@ -55,7 +57,7 @@ fn session_mut<'a>(
         .ok_or_else(|| Error::not_found(format!("session {id} not found")))
 }
 
-fn append(s: &mut StoredSession, events: Vec<NewEvent>) {
+pub(crate) fn append(s: &mut StoredSession, events: Vec<NewEvent>) {
     for e in events {
         let sequence = s.events.last().map_or(1, |l| l.sequence + 1);
         s.events.push(Event {
@@ -72,7 +74,12 @@ fn append(s: &mut StoredSession, events: Vec<NewEvent>) {
     }
 }
 
-fn remember(state: &mut State, tenant: &TenantId, scope: &str, idem: Option<IdempotencyRecord>) {
+pub(crate) fn remember(
+    state: &mut State,
+    tenant: &TenantId,
+    scope: &str,
+    idem: Option<IdempotencyRecord>,
+) {
     if let Some(i) = idem {
         state.idempotency.insert(
             (tenant.as_str().to_owned(), scope.to_owned(), i.key),
@@ -119,6 +126,7 @@ impl MetadataStore for MemoryMetadataStore {
                 tree: Arc::new(tree),
                 checkpoints: BTreeMap::new(),
                 events: Vec::new(),
+                kv: BTreeMap::new(),
             };
             append(&mut s, vec![event]);
             state.sessions.insert(rec.id.clone(), s);
@@ -224,6 +232,7 @@ impl MetadataStore for MemoryMetadataStore {
                 tree,
                 checkpoints: BTreeMap::new(),
                 events: Vec::new(),
+                kv: BTreeMap::new(),
             };
             append(&mut s, vec![fork_event]);
             state.sessions.insert(fork.id.clone(), s);

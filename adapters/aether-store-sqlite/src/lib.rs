@@ -1,9 +1,10 @@
 //! SQLite (WAL) metadata store and file-system CAS blob store (adapter layer): implements the
-//! `MetadataStore` and `BlobStore` ports for the embedded default deployment.
+//! `MetadataStore`, `KnowledgeStore` and `BlobStore` ports for the embedded default deployment.
 
 mod blobs;
 mod cache;
 mod db;
+mod kv;
 mod meta;
 mod rows;
 mod schema;

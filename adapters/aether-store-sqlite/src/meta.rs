@@ -22,7 +22,7 @@ use crate::rows::*;
 /// The embedded metadata store. Cheap to clone.
 #[derive(Clone)]
 pub struct SqliteMetadataStore {
-    db: Arc<Db>,
+    pub(crate) db: Arc<Db>,
     cache: Arc<ReadCache>,
 }
 
@@ -38,7 +38,7 @@ impl SqliteMetadataStore {
 }
 
 /// Maps a rusqlite error, unwrapping domain errors that row decoders smuggled through it.
-fn sql_err(context: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
+pub(crate) fn sql_err(context: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
     move |e| match e {
         rusqlite::Error::ToSqlConversionFailure(inner) => match inner.downcast::<Error>() {
             Ok(e) => *e,
@@ -49,11 +49,15 @@ fn sql_err(context: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
 }
 
 /// `execute` through the statement cache (the plain form re-parses the SQL every time).
-fn exec(conn: &Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<usize> {
+pub(crate) fn exec(
+    conn: &Connection,
+    sql: &str,
+    p: impl rusqlite::Params,
+) -> rusqlite::Result<usize> {
     conn.prepare_cached(sql)?.execute(p)
 }
 
-fn query_row<T>(
+pub(crate) fn query_row<T>(
     conn: &Connection,
     sql: &str,
     p: impl rusqlite::Params,
@@ -276,7 +280,11 @@ fn apply_change(tx: &Connection, chain: &[i64], change: &Change) -> Result<()> {
     Ok(())
 }
 
-fn append_events(tx: &Connection, session: &SessionId, events: &[NewEvent]) -> Result<()> {
+pub(crate) fn append_events(
+    tx: &Connection,
+    session: &SessionId,
+    events: &[NewEvent],
+) -> Result<()> {
     if events.is_empty() {
         return Ok(());
     }
@@ -321,7 +329,7 @@ fn insert_events(
     Ok(())
 }
 
-fn remember(
+pub(crate) fn remember(
     tx: &Connection,
     tenant: &TenantId,
     scope: &str,
@@ -571,6 +579,7 @@ impl MetadataStore for SqliteMetadataStore {
                     for stmt in [
                         "DELETE FROM checkpoints WHERE session = ?1",
                         "DELETE FROM events WHERE session = ?1",
+                        "DELETE FROM kv WHERE session = ?1",
                         "DELETE FROM idempotency WHERE scope = ?1",
                         "DELETE FROM sessions WHERE id = ?1",
                     ] {

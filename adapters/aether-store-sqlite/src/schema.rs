@@ -91,6 +91,20 @@ CREATE TABLE IF NOT EXISTS idempotency (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS idempotency_by_age ON idempotency(created_at);
 
+-- The knowledge cache. A NULL value is a deleted key kept for its version (versions never
+-- repeat); an expired one reads as absent until it is written again.
+CREATE TABLE IF NOT EXISTS kv (
+    session TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value BLOB,
+    version INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    ttl INTEGER,
+    expires_at INTEGER,
+    PRIMARY KEY (session, key)
+) WITHOUT ROWID;
+
 CREATE TABLE IF NOT EXISTS blobs (
     hash TEXT PRIMARY KEY,
     refs INTEGER NOT NULL

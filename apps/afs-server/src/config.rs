@@ -25,6 +25,8 @@ pub struct ServerConfig {
     pub blobs: Option<String>,
     pub max_json_bytes: usize,
     pub max_file_bytes: usize,
+    /// Largest knowledge-cache value.
+    pub max_cache_value_bytes: usize,
     /// fsync blobs before acknowledging writes (power-loss durability).
     pub fsync: bool,
     pub sqlite_readers: usize,
@@ -52,6 +54,7 @@ impl Default for ServerConfig {
             blobs: None,
             max_json_bytes: 8 << 20,
             max_file_bytes: 256 << 20,
+            max_cache_value_bytes: 1 << 20,
             fsync: false,
             sqlite_readers: 4,
             shutdown_grace_secs: 30,
@@ -103,6 +106,9 @@ pub struct Flags {
     pub max_file_bytes: Option<usize>,
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_cache_value_bytes: Option<usize>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub fsync: Option<bool>,
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -146,8 +152,10 @@ impl ServerConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
-        if self.max_json_bytes == 0 || self.max_file_bytes == 0 {
-            bail!("max_json_bytes and max_file_bytes: value must be greater than zero");
+        if self.max_json_bytes == 0 || self.max_file_bytes == 0 || self.max_cache_value_bytes == 0 {
+            bail!(
+                "max_json_bytes, max_file_bytes and max_cache_value_bytes: value must be greater than zero"
+            );
         }
         if self.gc_grace_secs < self.request_timeout_secs {
             bail!(

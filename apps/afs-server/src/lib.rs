@@ -76,6 +76,8 @@ pub fn build_service(cfg: &ServerConfig) -> Result<EmbeddedService> {
         SystemEnvironment::default(),
         Limits {
             max_file_bytes: cfg.max_file_bytes as u64,
+            max_cache_value_bytes: cfg.max_cache_value_bytes,
+            ..Limits::default()
         },
     ))
 }

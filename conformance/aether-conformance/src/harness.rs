@@ -44,7 +44,7 @@ impl Report {
 macro_rules! checks {
     ($($name:ident),* $(,)?) => {
         /// Runs every check against `h`, catching each failure so the report names them all.
-        pub async fn run_all<A: SessionApi>(h: &Harness<A>) -> Report {
+        pub async fn run_all<A: AetherApi>(h: &Harness<A>) -> Report {
             let mut report = Report::default();
             $(
                 match AssertUnwindSafe(crate::$name(h)).catch_unwind().await {
@@ -106,6 +106,14 @@ checks!(
     check_events_log,
     check_events_pagination_and_filters,
     check_follow_events,
+    check_cache_values_and_versions,
+    check_cache_compare_and_set,
+    check_cache_concurrent_swaps,
+    check_cache_ttl_metadata,
+    check_cache_prefix_stats_and_deletion,
+    check_cache_batches_are_atomic,
+    check_cache_events_and_idempotency,
+    check_cache_rejects_bad_input,
 );
 
 /// A fresh empty session owned by `h.owner`, tagged so list checks can find their own.

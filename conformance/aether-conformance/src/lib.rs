@@ -5,6 +5,7 @@ mod content;
 mod events;
 mod filesystem;
 mod harness;
+mod knowledge;
 mod sessions;
 
 pub use harness::{Harness, Report, run_all};
@@ -12,4 +13,5 @@ pub use harness::{Harness, Report, run_all};
 pub use content::*;
 pub use events::*;
 pub use filesystem::*;
+pub use knowledge::*;
 pub use sessions::*;

@@ -5,6 +5,7 @@ pub mod backpressure;
 pub mod cache_policy;
 pub mod error;
 pub mod ids;
+pub mod knowledge;
 pub mod mount_options;
 pub mod overlay;
 pub mod path;

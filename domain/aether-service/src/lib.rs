@@ -4,6 +4,7 @@
 mod events;
 mod filesystem;
 mod gc;
+mod knowledge;
 mod mutate;
 mod reader;
 mod sessions;
@@ -23,12 +24,18 @@ use aether_ports::{Ctx, Outcome};
 pub struct Limits {
     /// Largest file a `patchSegments` may produce (the patch is applied in memory).
     pub max_file_bytes: u64,
+    /// Largest knowledge-cache value.
+    pub max_cache_value_bytes: usize,
+    /// Most keys one knowledge-cache batch may name.
+    pub max_cache_batch: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_file_bytes: 1 << 30,
+            max_cache_value_bytes: 1 << 20,
+            max_cache_batch: 1000,
         }
     }
 }

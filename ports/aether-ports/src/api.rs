@@ -9,6 +9,7 @@ use futures::Stream;
 use aether_domain::Principal;
 
 use crate::Result;
+use crate::knowledge::*;
 use crate::model::*;
 
 /// Per-call context: who is calling and, for mutations, the idempotency key to replay on retry.
@@ -231,6 +232,84 @@ pub trait EventsApi: Send + Sync {
     ) -> impl Future<Output = Result<EventStream>> + Send;
 }
 
+/// The per-session knowledge cache: versioned byte values with TTLs, compare-and-set, atomic
+/// batches, prefix listing and deletion.
+pub trait KnowledgeApi: Send + Sync {
+    fn cache_get(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<CacheEntry>> + Send;
+    fn cache_put(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        key: &str,
+        req: PutCacheRequest,
+    ) -> impl Future<Output = Result<CacheMetadata>> + Send;
+    fn cache_delete(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn cache_exists(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<CacheExists>> + Send;
+    fn cache_metadata(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<CacheMetadata>> + Send;
+    fn cache_compare_and_set(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        key: &str,
+        req: CompareAndSetRequest,
+    ) -> impl Future<Output = Result<CompareAndSetResponse>> + Send;
+    fn cache_keys(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: ListCacheKeysRequest,
+    ) -> impl Future<Output = Result<Page<String>>> + Send;
+    fn cache_stats(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+    ) -> impl Future<Output = Result<CacheStats>> + Send;
+    fn cache_batch_get(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: CacheKeysRequest,
+    ) -> impl Future<Output = Result<BatchGetResponse>> + Send;
+    fn cache_batch_set(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: BatchSetRequest,
+    ) -> impl Future<Output = Result<BatchSetResponse>> + Send;
+    fn cache_batch_delete(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: CacheKeysRequest,
+    ) -> impl Future<Output = Result<DeletedCount>> + Send;
+    fn cache_delete_by_prefix(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: DeleteByPrefixRequest,
+    ) -> impl Future<Output = Result<DeletedCount>> + Send;
+}
+
 /// Everything a session offers; implemented automatically for any type with all four parts.
 pub trait SessionApi: SessionsApi + FilesystemApi + ContentApi + EventsApi {}
 
@@ -240,3 +319,8 @@ impl<T: SessionsApi + FilesystemApi + ContentApi + EventsApi> SessionApi for T {
 pub trait Readiness: Send + Sync {
     fn ready(&self) -> impl Future<Output = Result<()>> + Send;
 }
+
+/// The whole product API: sessions and files plus the workflow surfaces around them.
+pub trait AetherApi: SessionApi + KnowledgeApi {}
+
+impl<T: SessionApi + KnowledgeApi> AetherApi for T {}

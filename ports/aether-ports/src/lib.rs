@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod body;
+pub mod knowledge;
 pub mod local_cache;
 pub mod model;
 pub mod plan;
@@ -14,8 +15,10 @@ pub mod vfs;
 
 pub use aether_domain::{Code, Error as ApiError, Principal, Reason, Result};
 pub use api::{
-    ContentApi, Ctx, EventStream, EventsApi, FilesystemApi, Readiness, SessionApi, SessionsApi,
+    AetherApi, ContentApi, Ctx, EventStream, EventsApi, FilesystemApi, KnowledgeApi, Readiness,
+    SessionApi, SessionsApi,
 };
 pub use body::{ByteStream, FileBody};
+pub use knowledge::*;
 pub use model::*;
 pub use store::Outcome;

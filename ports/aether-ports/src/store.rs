@@ -51,6 +51,8 @@ pub enum Outcome {
     Session(Session),
     Checkpoint(Checkpoint),
     Batch(BatchResponse),
+    /// The reply of a workflow route (knowledge cache, review, sources), as its JSON.
+    Value(serde_json::Value),
 }
 
 /// Remembers an outcome in the same transaction as the change it describes.
@@ -241,6 +243,111 @@ pub trait MetadataStore: Send + Sync + 'static {
     fn forget_blobs(&self, hashes: &[String]) -> impl Future<Output = Result<()>> + Send;
     /// Liveness of the backing database, for `/readyz`.
     fn ping(&self) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// A knowledge-cache record as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvRecord {
+    pub key: String,
+    pub value: Vec<u8>,
+    pub version: u64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub ttl_seconds: Option<u64>,
+    pub expires_at: Option<Timestamp>,
+}
+
+/// One value to store. With `expected_version`, the whole write applies only if the key's
+/// present version (0 when absent, deleted or expired) equals it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvWrite {
+    pub key: String,
+    pub value: Vec<u8>,
+    pub ttl_seconds: Option<u64>,
+    pub expires_at: Option<Timestamp>,
+    pub expected_version: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvWriteOutcome {
+    /// Every write applied; the records as they now are, in order.
+    Written(Vec<KvRecord>),
+    /// A compare-and-set found another version; nothing applied.
+    VersionMoved { key: String, current: u64 },
+}
+
+/// Which keys a deletion removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvSelection {
+    Keys(Vec<String>),
+    Prefix(String),
+}
+
+/// An idempotency key of a knowledge-cache mutation; the store records `reply` under it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvIdempotency {
+    pub key: String,
+    pub time: Timestamp,
+    pub reply: crate::knowledge::KvReply,
+}
+
+impl KvIdempotency {
+    pub fn record(&self, written: &[KvRecord], deleted: &[String]) -> IdempotencyRecord {
+        IdempotencyRecord {
+            key: self.key.clone(),
+            outcome: self.reply.outcome(written, deleted),
+            time: self.time,
+        }
+    }
+}
+
+/// The knowledge cache's storage. Records whose expiry passed read as absent; deleted and
+/// expired keys keep their last version so that versions never repeat.
+pub trait KnowledgeStore: Send + Sync + 'static {
+    /// The present records of `keys`, in order (`None` for absent ones).
+    fn kv_get(
+        &self,
+        session: &SessionId,
+        keys: &[String],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<Option<KvRecord>>>> + Send;
+    /// Applies all `writes` atomically, appending one `event` (a template; `related_id` set
+    /// to the key) per write, and recording `idem`'s reply with them.
+    fn kv_write(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        writes: Vec<KvWrite>,
+        now: Timestamp,
+        event: NewEvent,
+        idem: Option<KvIdempotency>,
+    ) -> impl Future<Output = Result<KvWriteOutcome>> + Send;
+    /// Deletes the present keys selected; returns them. Appends `event` per deleted key
+    /// (`Keys`) or once with the prefix as `related_id` (`Prefix`, if anything was deleted).
+    fn kv_delete(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        which: KvSelection,
+        now: Timestamp,
+        event: NewEvent,
+        idem: Option<KvIdempotency>,
+    ) -> impl Future<Output = Result<Vec<String>>> + Send;
+    /// Present keys starting with `prefix`, sorted, strictly after `after`; and whether more follow.
+    fn kv_keys(
+        &self,
+        session: &SessionId,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(Vec<String>, bool)>> + Send;
+    /// (number of present keys, bytes of their values).
+    fn kv_stats(
+        &self,
+        session: &SessionId,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(u64, u64)>> + Send;
 }
 
 /// Content-addressed blobs keyed by SHA-256 hex.

@@ -170,3 +170,59 @@ async fn latency_delays_the_call() {
         "virtual time advanced by the injected latency"
     );
 }
+
+#[tokio::test]
+async fn a_cache_key_past_its_ttl_is_gone_and_its_version_continues() {
+    let (api, time) = aether_fakes::fake_api_with_time();
+    let s = api
+        .create_session(&ctx(), CreateSessionRequest::default())
+        .await
+        .expect("create");
+    let owner = ctx();
+    let put = |key: &'static str, ttl: Option<u64>| {
+        api.cache_put(
+            &owner,
+            &s.id,
+            key,
+            PutCacheRequest {
+                value: b"v".to_vec(),
+                ttl_seconds: ttl,
+            },
+        )
+    };
+    put("short", Some(10)).await.expect("put");
+    put("long", Some(3600)).await.expect("put");
+    put("forever", None).await.expect("put");
+    time.advance(Duration::from_secs(9));
+    assert!(
+        api.cache_exists(&ctx(), &s.id, "short")
+            .await
+            .expect("exists")
+            .exists
+    );
+    time.advance(Duration::from_secs(2));
+    let gone = api.cache_get(&ctx(), &s.id, "short").await.unwrap_err();
+    assert_eq!(gone.code, Code::NotFound);
+    let keys = api
+        .cache_keys(&ctx(), &s.id, ListCacheKeysRequest::default())
+        .await
+        .expect("keys");
+    assert_eq!(keys.items, ["forever", "long"]);
+    let stats = api.cache_stats(&ctx(), &s.id).await.expect("stats");
+    assert_eq!(stats.key_count, 2);
+    // Expired counts as absent for compare-and-set, and the version does not go back.
+    let r = api
+        .cache_compare_and_set(
+            &ctx(),
+            &s.id,
+            "short",
+            CompareAndSetRequest {
+                expected_version: 0,
+                value: b"again".to_vec(),
+                ttl_seconds: None,
+            },
+        )
+        .await
+        .expect("cas");
+    assert_eq!((r.swapped, r.current_version), (true, 2));
+}

@@ -3,6 +3,7 @@
 mod content;
 mod events;
 mod filesystem;
+mod knowledge;
 mod sessions;
 
 use std::sync::Arc;
@@ -76,7 +77,7 @@ const PAGE: &[(&str, &str, bool)] = &[
 ];
 
 /// Every `/v1` operation.
-pub(crate) fn table<A: SessionApi + Clone + 'static>() -> Vec<Route<A>> {
+pub(crate) fn table<A: AetherApi + Clone + 'static>() -> Vec<Route<A>> {
     use Doc::*;
     use Serve::*;
     vec![
@@ -110,11 +111,23 @@ pub(crate) fn table<A: SessionApi + Clone + 'static>() -> Vec<Route<A>> {
         route!(POST "/v1/sessions/{id}:mknod", "mknod", "Create a FIFO, socket or device node", query: &[], body: Json(schema::<MknodRequest>), reply: Json(schema::<Entry>), Verb),
         route!(POST "/v1/sessions/{id}/batch", "batch", "Apply mutations atomically", query: &[], body: Json(schema::<BatchRequest>), reply: Json(schema::<BatchResponse>), Handler(Box::new(post(filesystem::batch::<A>)))),
         route!(GET "/v1/sessions/{id}/events", "listEvents", "The activity log; follow=true streams Server-Sent Events", query: &[("afterSequence", "integer", false), ("since", "string", false), ("until", "string", false), ("types", "string", false), ("pageSize", "integer", false), ("pageToken", "string", false), ("follow", "boolean", false)], body: None, reply: Page("events", schema::<Event>), Handler(Box::new(get(events::events::<A>)))),
+        route!(GET "/v1/sessions/{id}/cache/keys", "listCacheKeys", "List knowledge-cache keys, sorted", query: &[("prefix", "string", false), ("pageSize", "integer", false), ("pageToken", "string", false)], body: None, reply: Page("keys", schema::<String>), Handler(Box::new(get(knowledge::keys::<A>)))),
+        route!(GET "/v1/sessions/{id}/cache/stats", "cacheStats", "Count and total size of the knowledge cache", query: &[], body: None, reply: Json(schema::<CacheStats>), Handler(Box::new(get(knowledge::stats::<A>)))),
+        route!(POST "/v1/sessions/{id}/cache/batch-get", "cacheBatchGet", "Read several keys", query: &[], body: Json(schema::<CacheKeysRequest>), reply: Json(schema::<BatchGetResponse>), Handler(Box::new(post(knowledge::batch_get::<A>)))),
+        route!(POST "/v1/sessions/{id}/cache/batch-set", "cacheBatchSet", "Write several keys atomically", query: &[], body: Json(schema::<BatchSetRequest>), reply: Json(schema::<BatchSetResponse>), Handler(Box::new(post(knowledge::batch_set::<A>)))),
+        route!(POST "/v1/sessions/{id}/cache/batch-delete", "cacheBatchDelete", "Delete several keys atomically", query: &[], body: Json(schema::<CacheKeysRequest>), reply: Json(schema::<DeletedCount>), Handler(Box::new(post(knowledge::batch_delete::<A>)))),
+        route!(POST "/v1/sessions/{id}/cache/delete-by-prefix", "cacheDeleteByPrefix", "Delete every key with a prefix", query: &[], body: Json(schema::<DeleteByPrefixRequest>), reply: Json(schema::<DeletedCount>), Handler(Box::new(post(knowledge::delete_by_prefix::<A>)))),
+        route!(GET "/v1/sessions/{id}/cache/{key}", "cacheGet", "Read a key (a key with / is percent-encoded)", query: &[], body: None, reply: Json(schema::<CacheEntry>), Handler(Box::new(get(knowledge::get_key::<A>)))),
+        route!(PUT "/v1/sessions/{id}/cache/{key}", "cachePut", "Write a key, optionally with a TTL", query: &[], body: Json(schema::<PutCacheRequest>), reply: Json(schema::<CacheMetadata>), Handler(Box::new(put(knowledge::put_key::<A>)))),
+        route!(DELETE "/v1/sessions/{id}/cache/{key}", "cacheDelete", "Delete a key", query: &[], body: None, reply: Empty, Handler(Box::new(delete(knowledge::delete_key::<A>)))),
+        route!(GET "/v1/sessions/{id}/cache/{key}/exists", "cacheExists", "Whether a key is present", query: &[], body: None, reply: Json(schema::<CacheExists>), Handler(Box::new(get(knowledge::exists::<A>)))),
+        route!(GET "/v1/sessions/{id}/cache/{key}/metadata", "cacheMetadata", "A key's size, version, times and TTL", query: &[], body: None, reply: Json(schema::<CacheMetadata>), Handler(Box::new(get(knowledge::metadata::<A>)))),
+        route!(POST "/v1/sessions/{id}/cache/{key}/compare-and-set", "cacheCompareAndSet", "Write a key only if it is at the expected version (0: absent)", query: &[], body: Json(schema::<CompareAndSetRequest>), reply: Json(schema::<CompareAndSetResponse>), Handler(Box::new(post(knowledge::compare_and_set::<A>)))),
     ]
 }
 
 /// Builds the router serving `api` under `/v1`, plus `/healthz`, `/readyz` and `/v1/openapi.json`.
-pub fn router<A: SessionApi + Readiness + Clone + 'static>(api: A, config: HttpConfig) -> Router {
+pub fn router<A: AetherApi + Readiness + Clone + 'static>(api: A, config: HttpConfig) -> Router {
     let file_limit = config.limits.max_file_bytes;
     let routes = table::<A>();
     let openapi = Arc::new(crate::openapi::document(&routes));
@@ -277,7 +290,7 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result
 }
 
 /// (method, path, operationId, served by the `:verb` dispatcher) of every documented operation.
-pub fn documented_operations<A: SessionApi + Clone + 'static>()
+pub fn documented_operations<A: AetherApi + Clone + 'static>()
 -> Vec<(String, &'static str, &'static str, bool)> {
     table::<A>()
         .into_iter()

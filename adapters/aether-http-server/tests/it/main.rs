@@ -128,7 +128,7 @@ fn limited(
     per_sec: u32,
     burst: u32,
     timeout: std::time::Duration,
-    api: impl aether_ports::SessionApi + aether_ports::Readiness + Clone + 'static,
+    api: impl aether_ports::AetherApi + aether_ports::Readiness + Clone + 'static,
 ) -> axum::Router {
     let limits = HttpLimits {
         tenant_requests_per_sec: per_sec,

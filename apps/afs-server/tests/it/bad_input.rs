@@ -64,6 +64,7 @@ async fn bad_input_table() {
     let mut cfg = config(dir.path());
     cfg.max_json_bytes = 64 * 1024;
     cfg.max_file_bytes = 1024 * 1024;
+    cfg.max_cache_value_bytes = 1024;
     let server = start(&cfg).await;
     let base = format!("http://{}", server.addr);
     let http = reqwest::Client::new();
@@ -119,6 +120,7 @@ async fn bad_input_table() {
     .await
     .expect("put");
     let files = format!("/v1/sessions/{sid}/files");
+    let cache = format!("/v1/sessions/{sid}/cache");
     let long_component = "n".repeat(256);
     let long_path = vec!["p"; 2100].join("/");
     let rows = vec![
@@ -422,6 +424,102 @@ async fn bad_input_table() {
             "Idempotency-Key",
         )
         .header("idempotency-key", "a b"),
+        row(
+            "cache key over 512 bytes",
+            Method::PUT,
+            format!("{cache}/{}", "k".repeat(513)),
+            400,
+            "INVALID_ARGUMENT",
+            "512",
+        )
+        .body(r#"{"value": "eA=="}"#),
+        row(
+            "cache key with NUL",
+            Method::GET,
+            format!("{cache}/a%00b"),
+            400,
+            "INVALID_ARGUMENT",
+            "NUL",
+        ),
+        row(
+            "cache value over the limit",
+            Method::PUT,
+            format!("{cache}/big"),
+            400,
+            "INVALID_ARGUMENT",
+            "1024",
+        )
+        .body(format!(r#"{{"value": "{}"}}"#, "A".repeat(1368))),
+        row(
+            "cache value not base64",
+            Method::PUT,
+            format!("{cache}/k"),
+            400,
+            "INVALID_ARGUMENT",
+            "base64",
+        )
+        .body(r#"{"value": "%%%"}"#),
+        row(
+            "cache TTL of zero",
+            Method::PUT,
+            format!("{cache}/k"),
+            400,
+            "INVALID_ARGUMENT",
+            "ttlSeconds",
+        )
+        .body(r#"{"value": "eA==", "ttlSeconds": 0}"#),
+        row(
+            "compare-and-set on a missing key",
+            Method::POST,
+            format!("{cache}/absent/compare-and-set"),
+            404,
+            "NOT_FOUND",
+            "absent",
+        )
+        .body(r#"{"expectedVersion": 3, "value": "eA=="}"#),
+        row(
+            "empty cache batch",
+            Method::POST,
+            format!("{cache}/batch-get"),
+            400,
+            "INVALID_ARGUMENT",
+            "batch",
+        )
+        .body(r#"{"keys": []}"#),
+        row(
+            "cache key prefix over 512 bytes",
+            Method::GET,
+            format!("{cache}/keys?prefix={}", "p".repeat(513)),
+            400,
+            "INVALID_ARGUMENT",
+            "prefix",
+        ),
+        row(
+            "cache of another tenant's session",
+            Method::GET,
+            format!("{cache}/k"),
+            404,
+            "NOT_FOUND",
+            "not found",
+        )
+        .token(Some(STRANGER)),
+        row(
+            "cache write to an archived session",
+            Method::PUT,
+            format!("/v1/sessions/{archived}/cache/k"),
+            400,
+            "FAILED_PRECONDITION",
+            "read-only",
+        )
+        .body(r#"{"value": "eA=="}"#),
+        row(
+            "wrong method on a cache route",
+            Method::PATCH,
+            format!("{cache}/stats"),
+            405,
+            "INVALID_ARGUMENT",
+            "PATCH",
+        ),
     ];
     let mut failures = Vec::new();
     for r in rows {

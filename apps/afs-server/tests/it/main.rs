@@ -7,6 +7,7 @@ mod concurrency;
 mod config;
 mod conformance;
 mod gc;
+mod knowledge;
 mod model;
 mod signals;
 mod support;
