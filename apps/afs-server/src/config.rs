@@ -152,10 +152,14 @@ impl ServerConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
-        if self.max_json_bytes == 0 || self.max_file_bytes == 0 || self.max_cache_value_bytes == 0 {
-            bail!(
-                "max_json_bytes, max_file_bytes and max_cache_value_bytes: value must be greater than zero"
-            );
+        for (key, value) in [
+            ("max_json_bytes", self.max_json_bytes),
+            ("max_file_bytes", self.max_file_bytes),
+            ("max_cache_value_bytes", self.max_cache_value_bytes),
+        ] {
+            if value == 0 {
+                bail!("{key}: value must be greater than zero");
+            }
         }
         if self.gc_grace_secs < self.request_timeout_secs {
             bail!(
