@@ -167,6 +167,21 @@ impl<A: KnowledgeApi> KnowledgeApi for Faulty<A> {
     }
 }
 
+impl<A: ReviewApi> ReviewApi for Faulty<A> {
+    faulty_methods! {
+        commit(session_id: &str, req: CommitRequest) -> Commit;
+        list_commits(session_id: &str, page: PageRequest) -> Page<Commit>;
+        request_approval(session_id: &str, req: RequestApprovalRequest) -> Approval;
+        grant_approval(session_id: &str, approval_id: &str, req: DecideApprovalRequest) -> Approval;
+        deny_approval(session_id: &str, approval_id: &str, req: DecideApprovalRequest) -> Approval;
+        list_approvals(session_id: &str, page: PageRequest) -> Page<Approval>;
+        create_annotation(session_id: &str, req: CreateAnnotationRequest) -> Annotation;
+        list_annotations(session_id: &str, req: ListAnnotationsRequest) -> Page<Annotation>;
+        update_annotation(session_id: &str, annotation_id: &str, req: UpdateAnnotationRequest) -> Annotation;
+        request_review(session_id: &str, req: RequestReviewRequest) -> Session;
+    }
+}
+
 impl<A: EventsApi> EventsApi for Faulty<A> {
     faulty_methods! {
         list_events(session_id: &str, req: ListEventsRequest) -> Page<Event>;

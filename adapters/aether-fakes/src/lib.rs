@@ -6,6 +6,7 @@ mod faulty;
 mod knowledge;
 mod local;
 mod memory;
+mod review;
 
 pub use env::{FakeEnvironment, FakeTime};
 pub use faulty::{Fault, FaultPlan, Faulty};

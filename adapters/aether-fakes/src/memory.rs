@@ -22,6 +22,9 @@ pub(crate) struct StoredSession {
     events: Vec<Event>,
     /// The knowledge cache: key → (record, deleted).
     pub(crate) kv: BTreeMap<String, (KvRecord, bool)>,
+    pub(crate) approvals: BTreeMap<String, aether_ports::review::Approval>,
+    pub(crate) commits: BTreeMap<String, aether_ports::review::Commit>,
+    pub(crate) annotations: BTreeMap<String, aether_ports::review::Annotation>,
 }
 
 #[derive(Default)]
@@ -127,6 +130,9 @@ impl MetadataStore for MemoryMetadataStore {
                 checkpoints: BTreeMap::new(),
                 events: Vec::new(),
                 kv: BTreeMap::new(),
+                approvals: BTreeMap::new(),
+                commits: BTreeMap::new(),
+                annotations: BTreeMap::new(),
             };
             append(&mut s, vec![event]);
             state.sessions.insert(rec.id.clone(), s);
@@ -233,6 +239,9 @@ impl MetadataStore for MemoryMetadataStore {
                 checkpoints: BTreeMap::new(),
                 events: Vec::new(),
                 kv: BTreeMap::new(),
+                approvals: BTreeMap::new(),
+                commits: BTreeMap::new(),
+                annotations: BTreeMap::new(),
             };
             append(&mut s, vec![fork_event]);
             state.sessions.insert(fork.id.clone(), s);

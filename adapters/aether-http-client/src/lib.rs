@@ -2,6 +2,7 @@
 //! like the service it talks to, mapping HTTP statuses and error bodies back to API errors.
 
 mod knowledge;
+mod review;
 mod sse;
 
 use std::collections::HashMap;

@@ -1,11 +1,12 @@
 //! SQLite (WAL) metadata store and file-system CAS blob store (adapter layer): implements the
-//! `MetadataStore`, `KnowledgeStore` and `BlobStore` ports for the embedded default deployment.
+//! `MetadataStore`, `KnowledgeStore`, `ReviewStore` and `BlobStore` ports for the embedded default deployment.
 
 mod blobs;
 mod cache;
 mod db;
 mod kv;
 mod meta;
+mod review;
 mod rows;
 mod schema;
 

@@ -23,7 +23,7 @@ use crate::rows::*;
 #[derive(Clone)]
 pub struct SqliteMetadataStore {
     pub(crate) db: Arc<Db>,
-    cache: Arc<ReadCache>,
+    pub(crate) cache: Arc<ReadCache>,
 }
 
 impl SqliteMetadataStore {
@@ -580,6 +580,9 @@ impl MetadataStore for SqliteMetadataStore {
                         "DELETE FROM checkpoints WHERE session = ?1",
                         "DELETE FROM events WHERE session = ?1",
                         "DELETE FROM kv WHERE session = ?1",
+                        "DELETE FROM approvals WHERE session = ?1",
+                        "DELETE FROM commits WHERE session = ?1",
+                        "DELETE FROM annotations WHERE session = ?1",
                         "DELETE FROM idempotency WHERE scope = ?1",
                         "DELETE FROM sessions WHERE id = ?1",
                     ] {

@@ -105,6 +105,31 @@ CREATE TABLE IF NOT EXISTS kv (
     PRIMARY KEY (session, key)
 ) WITHOUT ROWID;
 
+-- Review records keep their API JSON in `body`; the other columns are what queries need.
+CREATE TABLE IF NOT EXISTS approvals (
+    session TEXT NOT NULL,
+    id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (session, id)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS commits (
+    session TEXT NOT NULL,
+    id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (session, id)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS annotations (
+    session TEXT NOT NULL,
+    id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (session, id)
+) WITHOUT ROWID;
+
 CREATE TABLE IF NOT EXISTS blobs (
     hash TEXT PRIMARY KEY,
     refs INTEGER NOT NULL

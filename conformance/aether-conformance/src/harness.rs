@@ -12,6 +12,8 @@ pub struct Harness<A> {
     pub api: A,
     /// Full access in tenant A.
     pub owner: Ctx,
+    /// Another principal with full access in tenant A (decides the owner's approvals).
+    pub reviewer: Ctx,
     /// Full access in tenant B: must never see tenant A's objects.
     pub stranger: Ctx,
     /// Tenant A with only read scopes; `None` where the transport cannot express scopes.
@@ -114,6 +116,12 @@ checks!(
     check_cache_batches_are_atomic,
     check_cache_events_and_idempotency,
     check_cache_rejects_bad_input,
+    check_approval_goes_stale_and_is_decided_once,
+    check_commit_is_gated_by_a_current_approval,
+    check_denied_approval_opens_nothing,
+    check_annotations_anchor_to_content,
+    check_review_requests_move_the_session,
+    check_review_rejects_bad_input,
 );
 
 /// A fresh empty session owned by `h.owner`, tagged so list checks can find their own.

@@ -6,6 +6,7 @@ mod events;
 mod filesystem;
 mod harness;
 mod knowledge;
+mod review;
 mod sessions;
 
 pub use harness::{Harness, Report, run_all};
@@ -14,4 +15,5 @@ pub use content::*;
 pub use events::*;
 pub use filesystem::*;
 pub use knowledge::*;
+pub use review::*;
 pub use sessions::*;

@@ -68,10 +68,12 @@ pub enum Reason {
     NoSuchAttribute,
     RangeNotSatisfiable,
     HashMismatch,
+    /// A gated action without a granted, current approval.
+    ApprovalRequired,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 10] = [
         Reason::NotEmpty,
         Reason::NotADirectory,
         Reason::IsADirectory,
@@ -81,6 +83,7 @@ impl Reason {
         Reason::NoSuchAttribute,
         Reason::RangeNotSatisfiable,
         Reason::HashMismatch,
+        Reason::ApprovalRequired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -94,6 +97,7 @@ impl Reason {
             Reason::NoSuchAttribute => "NO_SUCH_ATTRIBUTE",
             Reason::RangeNotSatisfiable => "RANGE_NOT_SATISFIABLE",
             Reason::HashMismatch => "HASH_MISMATCH",
+            Reason::ApprovalRequired => "APPROVAL_REQUIRED",
         }
     }
 

@@ -85,6 +85,9 @@ macro_rules! prefixed_id {
 
 prefixed_id!(SessionId, "sess_", "session");
 prefixed_id!(CheckpointId, "ckpt_", "checkpoint");
+prefixed_id!(CommitId, "cmt_", "commit");
+prefixed_id!(ApprovalId, "appr_", "approval");
+prefixed_id!(AnnotationId, "ann_", "annotation");
 
 /// An authorization scope (SPEC §4.1, exact strings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -9,12 +9,15 @@ pub mod knowledge;
 pub mod mount_options;
 pub mod overlay;
 pub mod path;
+pub mod review;
 pub mod session;
 pub mod time;
 pub mod tree;
 
 pub use error::{Code, Error, Reason, Result};
-pub use ids::{CheckpointId, Principal, Scope, SessionId, TenantId};
+pub use ids::{
+    AnnotationId, ApprovalId, CheckpointId, CommitId, Principal, Scope, SessionId, TenantId,
+};
 pub use path::SessionPath;
 pub use session::{Action, SessionStatus};
 pub use time::Timestamp;

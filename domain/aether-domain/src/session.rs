@@ -90,8 +90,11 @@ impl SessionStatus {
         let next = match (self, t) {
             (Active | PendingReview | PendingApproval | Conflict, Archive) => Some(Archived),
             (Archived, Reactivate) => Some(Active),
-            (Active, RequestApproval) => Some(PendingApproval),
-            (PendingApproval, DecideApproval) => Some(Active),
+            // A request while one is pending (it went stale, or asks something else) or while
+            // under review keeps or makes the session pending approval.
+            (Active | PendingApproval | PendingReview, RequestApproval) => Some(PendingApproval),
+            // A reviewer's decision ends a pending approval and a review alike.
+            (PendingApproval | PendingReview, DecideApproval) => Some(Active),
             (Active, RequestReview) => Some(PendingReview),
             (PendingReview, FinishReview) => Some(Active),
             (Active | PendingApproval | PendingReview, DetectConflict) => Some(Conflict),
@@ -163,7 +166,11 @@ mod tests {
         check(Archived, Reactivate, Some(Active));
         check(Active, Reactivate, None);
         check(Active, RequestApproval, Some(PendingApproval));
-        check(PendingApproval, RequestApproval, None);
+        check(PendingApproval, RequestApproval, Some(PendingApproval));
+        check(PendingReview, RequestApproval, Some(PendingApproval));
+        check(Archived, RequestApproval, None);
+        check(Active, DecideApproval, None);
+        check(PendingReview, DecideApproval, Some(Active));
         check(PendingApproval, DecideApproval, Some(Active));
         check(Active, RequestReview, Some(PendingReview));
         check(Archived, DetectConflict, None);

@@ -7,6 +7,7 @@ mod gc;
 mod knowledge;
 mod mutate;
 mod reader;
+mod review;
 mod sessions;
 
 pub use gc::GcReport;

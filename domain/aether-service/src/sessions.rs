@@ -62,7 +62,7 @@ fn validate_checkpoint_name(name: &Option<String>) -> Result<()> {
 }
 
 impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
-    async fn transition(
+    pub(crate) async fn transition(
         &self,
         ctx: &Ctx,
         session_id: &str,

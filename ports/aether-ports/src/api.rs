@@ -11,6 +11,7 @@ use aether_domain::Principal;
 use crate::Result;
 use crate::knowledge::*;
 use crate::model::*;
+use crate::review::*;
 
 /// Per-call context: who is calling and, for mutations, the idempotency key to replay on retry.
 #[derive(Debug, Clone)]
@@ -310,6 +311,74 @@ pub trait KnowledgeApi: Send + Sync {
     ) -> impl Future<Output = Result<DeletedCount>> + Send;
 }
 
+/// Review: commits, approvals, annotations and review requests.
+pub trait ReviewApi: Send + Sync {
+    /// Records the session's tree as a commit; gated by approval when the policy lists `COMMIT`.
+    fn commit(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: CommitRequest,
+    ) -> impl Future<Output = Result<Commit>> + Send;
+    fn list_commits(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        page: PageRequest,
+    ) -> impl Future<Output = Result<Page<Commit>>> + Send;
+    fn request_approval(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: RequestApprovalRequest,
+    ) -> impl Future<Output = Result<Approval>> + Send;
+    fn grant_approval(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        approval_id: &str,
+        req: DecideApprovalRequest,
+    ) -> impl Future<Output = Result<Approval>> + Send;
+    fn deny_approval(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        approval_id: &str,
+        req: DecideApprovalRequest,
+    ) -> impl Future<Output = Result<Approval>> + Send;
+    fn list_approvals(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        page: PageRequest,
+    ) -> impl Future<Output = Result<Page<Approval>>> + Send;
+    fn create_annotation(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: CreateAnnotationRequest,
+    ) -> impl Future<Output = Result<Annotation>> + Send;
+    fn list_annotations(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: ListAnnotationsRequest,
+    ) -> impl Future<Output = Result<Page<Annotation>>> + Send;
+    fn update_annotation(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        annotation_id: &str,
+        req: UpdateAnnotationRequest,
+    ) -> impl Future<Output = Result<Annotation>> + Send;
+    fn request_review(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: RequestReviewRequest,
+    ) -> impl Future<Output = Result<Session>> + Send;
+}
+
 /// Everything a session offers; implemented automatically for any type with all four parts.
 pub trait SessionApi: SessionsApi + FilesystemApi + ContentApi + EventsApi {}
 
@@ -321,6 +390,6 @@ pub trait Readiness: Send + Sync {
 }
 
 /// The whole product API: sessions and files plus the workflow surfaces around them.
-pub trait AetherApi: SessionApi + KnowledgeApi {}
+pub trait AetherApi: SessionApi + KnowledgeApi + ReviewApi {}
 
-impl<T: SessionApi + KnowledgeApi> AetherApi for T {}
+impl<T: SessionApi + KnowledgeApi + ReviewApi> AetherApi for T {}

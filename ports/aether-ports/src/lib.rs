@@ -9,6 +9,7 @@ pub mod knowledge;
 pub mod local_cache;
 pub mod model;
 pub mod plan;
+pub mod review;
 pub mod serde_helpers;
 pub mod store;
 pub mod vfs;
@@ -16,9 +17,10 @@ pub mod vfs;
 pub use aether_domain::{Code, Error as ApiError, Principal, Reason, Result};
 pub use api::{
     AetherApi, ContentApi, Ctx, EventStream, EventsApi, FilesystemApi, KnowledgeApi, Readiness,
-    SessionApi, SessionsApi,
+    ReviewApi, SessionApi, SessionsApi,
 };
 pub use body::{ByteStream, FileBody};
 pub use knowledge::*;
 pub use model::*;
+pub use review::*;
 pub use store::Outcome;

@@ -350,6 +350,83 @@ pub trait KnowledgeStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(u64, u64)>> + Send;
 }
 
+/// A session status change made in the same transaction as a review record: from `.0` to `.1`.
+pub type StatusChange = Option<(SessionStatus, SessionStatus)>;
+
+/// Review records (approvals, commits, annotations), each written with its event, an optional
+/// session status change and the idempotency record in one transaction.
+pub trait ReviewStore: Send + Sync + 'static {
+    /// Inserts `approval`; false (and nothing written) if `status` no longer matches.
+    fn insert_approval(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        approval: &crate::review::Approval,
+        status: StatusChange,
+        event: NewEvent,
+        idem: Option<IdempotencyRecord>,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    fn approval(
+        &self,
+        session: &SessionId,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<crate::review::Approval>>> + Send;
+    /// Approvals by id, strictly after `after`.
+    fn list_approvals(
+        &self,
+        session: &SessionId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<crate::review::Approval>>> + Send;
+    /// Stores `decided` (status, decider, comment, time) if the approval is still PENDING and
+    /// the session still at its `generation`; false (nothing written) otherwise.
+    fn decide_approval(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        decided: &crate::review::Approval,
+        status: StatusChange,
+        event: NewEvent,
+        idem: Option<IdempotencyRecord>,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    fn insert_commit(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        commit: &crate::review::Commit,
+        event: NewEvent,
+        idem: Option<IdempotencyRecord>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn list_commits(
+        &self,
+        session: &SessionId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<crate::review::Commit>>> + Send;
+    /// Inserts or replaces (same id) an annotation.
+    fn put_annotation(
+        &self,
+        tenant: &TenantId,
+        session: &SessionId,
+        annotation: &crate::review::Annotation,
+        event: NewEvent,
+        idem: Option<IdempotencyRecord>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn annotation(
+        &self,
+        session: &SessionId,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<crate::review::Annotation>>> + Send;
+    /// Annotations by id, strictly after `after`, only of `status` if given.
+    fn list_annotations(
+        &self,
+        session: &SessionId,
+        status: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<crate::review::Annotation>>> + Send;
+}
+
 /// Content-addressed blobs keyed by SHA-256 hex.
 pub trait BlobStore: Send + Sync + 'static {
     /// Blobs not written or touched for at least `grace` (garbage-collection candidates).

@@ -4,6 +4,7 @@ mod content;
 mod events;
 mod filesystem;
 mod knowledge;
+mod review;
 mod sessions;
 
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{Method, Uri};
 use axum::response::IntoResponse;
-use axum::routing::{MethodRouter, delete, get, post, put};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use schemars::{Schema, SchemaGenerator};
 use serde::Deserialize;
 
@@ -111,6 +112,16 @@ pub(crate) fn table<A: AetherApi + Clone + 'static>() -> Vec<Route<A>> {
         route!(POST "/v1/sessions/{id}:mknod", "mknod", "Create a FIFO, socket or device node", query: &[], body: Json(schema::<MknodRequest>), reply: Json(schema::<Entry>), Verb),
         route!(POST "/v1/sessions/{id}/batch", "batch", "Apply mutations atomically", query: &[], body: Json(schema::<BatchRequest>), reply: Json(schema::<BatchResponse>), Handler(Box::new(post(filesystem::batch::<A>)))),
         route!(GET "/v1/sessions/{id}/events", "listEvents", "The activity log; follow=true streams Server-Sent Events", query: &[("afterSequence", "integer", false), ("since", "string", false), ("until", "string", false), ("types", "string", false), ("pageSize", "integer", false), ("pageToken", "string", false), ("follow", "boolean", false)], body: None, reply: Page("events", schema::<Event>), Handler(Box::new(get(events::events::<A>)))),
+        route!(POST "/v1/sessions/{id}/commit", "commitSession", "Record the session's tree as a commit (approval-gated when the policy lists COMMIT)", query: &[], body: Json(schema::<CommitRequest>), reply: Json(schema::<Commit>), Handler(Box::new(post(review::commit::<A>)))),
+        route!(GET "/v1/sessions/{id}/commits", "listCommits", "List commits", query: PAGE, body: None, reply: Page("commits", schema::<Commit>), Handler(Box::new(get(review::list_commits::<A>)))),
+        route!(POST "/v1/sessions/{id}/request-approval", "requestApproval", "Ask for an approval bound to the current generation", query: &[], body: Json(schema::<RequestApprovalRequest>), reply: Json(schema::<Approval>), Handler(Box::new(post(review::request_approval::<A>)))),
+        route!(POST "/v1/sessions/{id}/approvals/{approvalId}/grant", "grantApproval", "Grant a pending, current approval (another principal than the requester)", query: &[], body: Json(schema::<DecideApprovalRequest>), reply: Json(schema::<Approval>), Handler(Box::new(post(review::grant::<A>)))),
+        route!(POST "/v1/sessions/{id}/approvals/{approvalId}/deny", "denyApproval", "Deny a pending, current approval", query: &[], body: Json(schema::<DecideApprovalRequest>), reply: Json(schema::<Approval>), Handler(Box::new(post(review::deny::<A>)))),
+        route!(GET "/v1/sessions/{id}/approvals", "listApprovals", "List approvals (stale ones read STALE)", query: PAGE, body: None, reply: Page("approvals", schema::<Approval>), Handler(Box::new(get(review::list_approvals::<A>)))),
+        route!(POST "/v1/sessions/{id}/annotations", "createAnnotation", "Add a review note, optionally anchored to a path, line and content hash", query: &[], body: Json(schema::<CreateAnnotationRequest>), reply: Json(schema::<Annotation>), Handler(Box::new(post(review::create_annotation::<A>)))),
+        route!(GET "/v1/sessions/{id}/annotations", "listAnnotations", "List annotations", query: &[("status", "string", false), ("pageSize", "integer", false), ("pageToken", "string", false)], body: None, reply: Page("annotations", schema::<Annotation>), Handler(Box::new(get(review::list_annotations::<A>)))),
+        route!(PATCH "/v1/sessions/{id}/annotations/{annotationId}", "updateAnnotation", "Resolve or reopen an annotation", query: &[], body: Json(schema::<UpdateAnnotationRequest>), reply: Json(schema::<Annotation>), Handler(Box::new(patch(review::update_annotation::<A>)))),
+        route!(POST "/v1/sessions/{id}/request-review", "requestReview", "Move the session to PENDING_REVIEW", query: &[], body: Json(schema::<RequestReviewRequest>), reply: Json(schema::<Session>), Handler(Box::new(post(review::request_review::<A>)))),
         route!(GET "/v1/sessions/{id}/cache/keys", "listCacheKeys", "List knowledge-cache keys, sorted", query: &[("prefix", "string", false), ("pageSize", "integer", false), ("pageToken", "string", false)], body: None, reply: Page("keys", schema::<String>), Handler(Box::new(get(knowledge::keys::<A>)))),
         route!(GET "/v1/sessions/{id}/cache/stats", "cacheStats", "Count and total size of the knowledge cache", query: &[], body: None, reply: Json(schema::<CacheStats>), Handler(Box::new(get(knowledge::stats::<A>)))),
         route!(POST "/v1/sessions/{id}/cache/batch-get", "cacheBatchGet", "Read several keys", query: &[], body: Json(schema::<CacheKeysRequest>), reply: Json(schema::<BatchGetResponse>), Handler(Box::new(post(knowledge::batch_get::<A>)))),

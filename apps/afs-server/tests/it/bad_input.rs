@@ -513,6 +513,72 @@ async fn bad_input_table() {
         )
         .body(r#"{"value": "eA=="}"#),
         row(
+            "approval reason not upper case",
+            Method::POST,
+            format!("/v1/sessions/{sid}/request-approval"),
+            400,
+            "INVALID_ARGUMENT",
+            "reason",
+        )
+        .body(r#"{"reason": "please merge"}"#),
+        row(
+            "malformed approval id",
+            Method::POST,
+            format!("/v1/sessions/{sid}/approvals/nope/grant"),
+            400,
+            "INVALID_ARGUMENT",
+            "approval id",
+        )
+        .body("{}"),
+        row(
+            "unknown approval",
+            Method::POST,
+            format!("/v1/sessions/{sid}/approvals/appr_0000000000000000000000000000/deny"),
+            404,
+            "NOT_FOUND",
+            "appr_0000000000000000000000000000",
+        )
+        .body("{}"),
+        row(
+            "commit without an approval",
+            Method::POST,
+            format!("/v1/sessions/{sid}/commit"),
+            400,
+            "FAILED_PRECONDITION",
+            "needs a granted approval",
+        )
+        .body(r#"{"message": "ship it"}"#),
+        row(
+            "commit with an unknown field",
+            Method::POST,
+            format!("/v1/sessions/{sid}/commit"),
+            400,
+            "INVALID_ARGUMENT",
+            "msg",
+        )
+        .body(r#"{"msg": "ship it"}"#),
+        row(
+            "annotation against changed content",
+            Method::POST,
+            format!("/v1/sessions/{sid}/annotations"),
+            409,
+            "ABORTED",
+            "canary.txt",
+        )
+        .body(format!(
+            r#"{{"path": "/canary.txt", "comment": "typo", "expectedContentHash": "{}"}}"#,
+            "0".repeat(64)
+        )),
+        row(
+            "annotation status unknown",
+            Method::PATCH,
+            format!("/v1/sessions/{sid}/annotations/ann_0000000000000000000000000000"),
+            400,
+            "INVALID_ARGUMENT",
+            "DONE",
+        )
+        .body(r#"{"status": "DONE"}"#),
+        row(
             "wrong method on a cache route",
             Method::PATCH,
             format!("{cache}/stats"),

@@ -14,6 +14,7 @@ async fn embedded_service_passes_every_check() {
     let h = Harness {
         api: service,
         owner: ctx(TENANT_A, "owner"),
+        reviewer: ctx(TENANT_A, "reviewer"),
         stranger: ctx(TENANT_B, "stranger"),
         reader: Some(reader_ctx()),
     };
@@ -36,6 +37,7 @@ async fn client_over_http_with_static_tokens_passes_every_check() {
     let h = Harness {
         api: client,
         owner: ctx(TENANT_A, "owner"),
+        reviewer: ctx(TENANT_A, "reviewer"),
         stranger: ctx(TENANT_B, "stranger"),
         reader: Some(reader_ctx()),
     };
@@ -55,6 +57,7 @@ async fn client_over_http_with_dev_tokens_passes_every_check() {
     let h = Harness {
         api: client,
         owner: ctx(TENANT_A, "owner"),
+        reviewer: ctx(TENANT_A, "reviewer"),
         stranger: ctx(TENANT_B, "stranger"),
         reader: None,
     };
@@ -82,6 +85,7 @@ async fn external_endpoint_passes_every_check_when_configured() {
     let h = Harness {
         api: client,
         owner: ctx(TENANT_A, "owner"),
+        reviewer: ctx(TENANT_A, "reviewer"),
         stranger: ctx(TENANT_B, "stranger"),
         reader: None,
     };

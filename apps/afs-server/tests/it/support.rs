@@ -51,6 +51,12 @@ pub(crate) fn tokens_file(
     let rows = [
         ("owner", TENANT_A, "tok-owner-secret", vec!["tenant.admin"]),
         (
+            "reviewer",
+            TENANT_A,
+            "tok-reviewer-secret",
+            vec!["tenant.admin"],
+        ),
+        (
             "stranger",
             TENANT_B,
             "tok-stranger-secret",

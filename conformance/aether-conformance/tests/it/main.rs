@@ -24,6 +24,7 @@ async fn fake_passes_every_check() {
     let h = Harness {
         api: aether_fakes::fake_api(),
         owner: ctx("11111111-1111-1111-1111-111111111111", "owner"),
+        reviewer: ctx("11111111-1111-1111-1111-111111111111", "reviewer"),
         stranger: ctx("22222222-2222-2222-2222-222222222222", "stranger"),
         reader: Some(reader),
     };
