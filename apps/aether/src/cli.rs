@@ -203,4 +203,57 @@ pub(crate) enum SessionCmd {
         #[arg(long)]
         session_id: String,
     },
+    /// Ask for an approval of the session as it is now (bound to its generation).
+    RequestApproval {
+        #[arg(long)]
+        session_id: String,
+        /// Such as COMMIT_TO_MAIN (A-Z, 0-9, _ . -).
+        #[arg(long)]
+        reason: String,
+        /// A JSON object for the reviewer.
+        #[arg(long)]
+        details: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Grant a pending approval (as a principal other than its requester).
+    Approve {
+        #[arg(long)]
+        session_id: String,
+        #[arg(long)]
+        approval_id: String,
+        #[arg(long)]
+        comment: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deny a pending approval.
+    Deny {
+        #[arg(long)]
+        session_id: String,
+        #[arg(long)]
+        approval_id: String,
+        #[arg(long)]
+        comment: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the session's approvals (stale ones read STALE).
+    Approvals {
+        #[arg(long)]
+        session_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Record the session's tree as a commit (approval-gated by the session's policy).
+    Commit {
+        #[arg(long)]
+        session_id: String,
+        #[arg(long, short = 'm')]
+        message: String,
+        #[arg(long)]
+        author: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }

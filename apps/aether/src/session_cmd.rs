@@ -42,6 +42,23 @@ fn show(s: &Session, json: bool) -> Result<()> {
     Ok(())
 }
 
+fn show_approval(a: &Approval, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(a)?);
+    } else {
+        let decided = a
+            .decided_by
+            .as_deref()
+            .map(|d| format!("  decided by {d}"))
+            .unwrap_or_default();
+        println!(
+            "{}  {}  {}  generation {}  requested by {}{decided}",
+            a.id, a.status, a.reason, a.generation, a.requested_by
+        );
+    }
+    Ok(())
+}
+
 fn tags(raw: &[String]) -> Result<BTreeMap<String, String>> {
     raw.iter()
         .map(|t| match t.split_once('=') {
@@ -156,6 +173,111 @@ pub(crate) async fn run(cmd: &SessionCmd, endpoint: &str, token: &str) -> Result
                 .await
                 .map_err(api_err)?;
             show(&s, *json)
+        }
+        SessionCmd::RequestApproval {
+            session_id,
+            reason,
+            details,
+            json,
+        } => {
+            let details = details
+                .as_deref()
+                .map(serde_json::from_str::<serde_json::Value>)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--details is not JSON: {e}"))?;
+            let req = RequestApprovalRequest {
+                reason: reason.clone(),
+                details,
+            };
+            let a = api
+                .request_approval(&ctx, session_id, req)
+                .await
+                .map_err(api_err)?;
+            show_approval(&a, *json)
+        }
+        SessionCmd::Approve {
+            session_id,
+            approval_id,
+            comment,
+            json,
+        } => {
+            let req = DecideApprovalRequest {
+                comment: comment.clone(),
+            };
+            let a = api
+                .grant_approval(&ctx, session_id, approval_id, req)
+                .await
+                .map_err(api_err)?;
+            show_approval(&a, *json)
+        }
+        SessionCmd::Deny {
+            session_id,
+            approval_id,
+            comment,
+            json,
+        } => {
+            let req = DecideApprovalRequest {
+                comment: comment.clone(),
+            };
+            let a = api
+                .deny_approval(&ctx, session_id, approval_id, req)
+                .await
+                .map_err(api_err)?;
+            show_approval(&a, *json)
+        }
+        SessionCmd::Approvals { session_id, json } => {
+            let mut token = None;
+            let mut all = Vec::new();
+            loop {
+                let page = api
+                    .list_approvals(
+                        &ctx,
+                        session_id,
+                        PageRequest {
+                            page_size: Some(1000),
+                            page_token: token,
+                        },
+                    )
+                    .await
+                    .map_err(api_err)?;
+                all.extend(page.items);
+                token = page.next_page_token;
+                if token.is_none() {
+                    break;
+                }
+            }
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                for a in &all {
+                    show_approval(a, false)?;
+                }
+            }
+            Ok(())
+        }
+        SessionCmd::Commit {
+            session_id,
+            message,
+            author,
+            json,
+        } => {
+            let req = CommitRequest {
+                message: message.clone(),
+                author: author.clone(),
+            };
+            let c = api.commit(&ctx, session_id, req).await.map_err(api_err)?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&c)?);
+            } else {
+                println!(
+                    "{}  generation {}  checkpoint {}  {}",
+                    c.id,
+                    c.generation,
+                    c.checkpoint_id,
+                    c.message.lines().next().unwrap_or_default()
+                );
+            }
+            Ok(())
         }
         SessionCmd::Delete { session_id } => {
             api.delete_session(&ctx, session_id)

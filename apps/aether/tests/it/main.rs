@@ -3,6 +3,7 @@
 
 mod durability;
 mod mount;
+mod review;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
