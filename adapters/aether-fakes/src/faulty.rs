@@ -182,6 +182,27 @@ impl<A: ReviewApi> ReviewApi for Faulty<A> {
     }
 }
 
+impl<A: SourcesApi> SourcesApi for Faulty<A> {
+    async fn create_source(&self, ctx: &Ctx, req: CreateSourceRequest) -> Result<Source> {
+        let fault = self.before("create_source").await?;
+        let result = self.inner.create_source(ctx, req).await;
+        Self::after(fault, "create_source", result)
+    }
+    async fn list_sources(&self, ctx: &Ctx, req: ListSourcesRequest) -> Result<Page<Source>> {
+        let fault = self.before("list_sources").await?;
+        let result = self.inner.list_sources(ctx, req).await;
+        Self::after(fault, "list_sources", result)
+    }
+    faulty_methods! {
+        get_source(source_id: &str) -> Source;
+        upload_archive(source_id: &str, archive: FileBody) -> Job;
+        start_import(source_id: &str) -> Job;
+        refresh_source(source_id: &str) -> Job;
+        promote_session(source_id: &str, req: PromoteSessionRequest) -> Job;
+        get_job(source_id: &str, job_id: &str) -> Job;
+    }
+}
+
 impl<A: EventsApi> EventsApi for Faulty<A> {
     faulty_methods! {
         list_events(session_id: &str, req: ListEventsRequest) -> Page<Event>;

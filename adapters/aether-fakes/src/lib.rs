@@ -7,6 +7,7 @@ mod knowledge;
 mod local;
 mod memory;
 mod review;
+mod sources;
 
 pub use env::{FakeEnvironment, FakeTime};
 pub use faulty::{Fault, FaultPlan, Faulty};

@@ -13,13 +13,13 @@ use aether_domain::{
 use aether_ports::store::*;
 use aether_ports::{Checkpoint, Event};
 
-type Tree = Arc<BTreeMap<SessionPath, Entry>>;
+pub(crate) type Tree = Arc<BTreeMap<SessionPath, Entry>>;
 
 pub(crate) struct StoredSession {
     pub(crate) rec: SessionRecord,
-    tree: Tree,
-    checkpoints: BTreeMap<String, (Checkpoint, Tree)>,
-    events: Vec<Event>,
+    pub(crate) tree: Tree,
+    pub(crate) checkpoints: BTreeMap<String, (Checkpoint, Tree)>,
+    pub(crate) events: Vec<Event>,
     /// The knowledge cache: key → (record, deleted).
     pub(crate) kv: BTreeMap<String, (KvRecord, bool)>,
     pub(crate) approvals: BTreeMap<String, aether_ports::review::Approval>,
@@ -30,6 +30,10 @@ pub(crate) struct StoredSession {
 #[derive(Default)]
 pub(crate) struct State {
     pub(crate) sessions: BTreeMap<SessionId, StoredSession>,
+    /// Sources by (tenant, id); revisions and jobs by (source, id).
+    pub(crate) sources: BTreeMap<(String, String), SourceRecord>,
+    pub(crate) revisions: BTreeMap<(String, String), RevisionRecord>,
+    pub(crate) jobs: BTreeMap<(String, String), aether_ports::sources::Job>,
     idempotency: HashMap<(String, String, String), Outcome>,
 }
 
@@ -164,6 +168,7 @@ impl MetadataStore for MemoryMetadataStore {
                 .values()
                 .map(|s| &s.rec)
                 .filter(|r| &r.tenant == tenant && after.is_none_or(|a| &r.id > a))
+                .filter(|r| !is_holder(r.id.as_str()))
                 .filter(|r| filter.status.is_none_or(|st| r.status == st))
                 .filter(|r| {
                     filter

@@ -3,6 +3,7 @@
 
 mod knowledge;
 mod review;
+mod sources;
 mod sse;
 
 use std::collections::HashMap;

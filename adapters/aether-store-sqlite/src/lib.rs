@@ -9,6 +9,7 @@ mod meta;
 mod review;
 mod rows;
 mod schema;
+mod sources;
 
 pub use blobs::FileBlobStore;
 pub use meta::SqliteMetadataStore;

@@ -66,11 +66,11 @@ pub(crate) fn query_row<T>(
     conn.prepare_cached(sql)?.query_row(p, f)
 }
 
-fn session_not_found(id: &SessionId) -> Error {
+pub(crate) fn session_not_found(id: &SessionId) -> Error {
     Error::not_found(format!("session {id} not found"))
 }
 
-fn load_session(
+pub(crate) fn load_session(
     conn: &Connection,
     tenant: &TenantId,
     id: &SessionId,
@@ -207,7 +207,7 @@ fn blob_ref(tx: &Connection, hash: &str, delta: i64) -> Result<()> {
         .map_err(sql_err("count a blob reference"))
 }
 
-fn put_entry(tx: &Connection, layer: i64, e: &Entry) -> Result<()> {
+pub(crate) fn put_entry(tx: &Connection, layer: i64, e: &Entry) -> Result<()> {
     tx.prepare_cached(
         // An upsert updates a row in place (REPLACE would delete and re-insert it, touching
         // every index even when no indexed column changed).
@@ -368,7 +368,7 @@ pub(crate) fn remember(
 const IDEMPOTENCY_RETENTION_NANOS: i64 = 7 * 24 * 3600 * 1_000_000_000;
 const IDEMPOTENCY_SWEEP_EVERY: u64 = 1024;
 
-fn new_layer(tx: &Connection, parent: Option<i64>) -> Result<i64> {
+pub(crate) fn new_layer(tx: &Connection, parent: Option<i64>) -> Result<i64> {
     exec(
         tx,
         "INSERT INTO layers (parent, refs) VALUES (?1, 1)",
@@ -418,7 +418,11 @@ fn release_layer(tx: &Connection, mut layer: i64) -> Result<()> {
     }
 }
 
-fn insert_session_row(tx: &Connection, rec: &SessionRecord, chain: &[i64]) -> Result<()> {
+pub(crate) fn insert_session_row(
+    tx: &Connection,
+    rec: &SessionRecord,
+    chain: &[i64],
+) -> Result<()> {
     let source_ref = rec
         .source_ref
         .as_ref()
@@ -521,7 +525,7 @@ impl MetadataStore for SqliteMetadataStore {
         self.db
             .read(move |conn| {
                 let mut sql =
-                    format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE tenant = ?1 AND id > ?2");
+                    format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE tenant = ?1 AND id > ?2 AND substr(id, 1, {}) != '{HOLDER_PREFIX}'", HOLDER_PREFIX.len());
                 let mut args: Vec<String> = vec![tenant.as_str().to_owned(), after];
                 if let Some(s) = filter.status {
                     args.push(s.as_str().to_owned());

@@ -130,6 +130,31 @@ CREATE TABLE IF NOT EXISTS annotations (
     PRIMARY KEY (session, id)
 ) WITHOUT ROWID;
 
+-- Sources keep their API JSON in `body`; `holder` is the hidden session whose checkpoints
+-- are the revisions' trees.
+CREATE TABLE IF NOT EXISTS sources (
+    tenant TEXT NOT NULL,
+    id TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (tenant, id)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS revisions (
+    source TEXT NOT NULL,
+    id TEXT NOT NULL,
+    checkpoint TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (source, id)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS jobs (
+    source TEXT NOT NULL,
+    id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (source, id)
+) WITHOUT ROWID;
+
 CREATE TABLE IF NOT EXISTS blobs (
     hash TEXT PRIMARY KEY,
     refs INTEGER NOT NULL

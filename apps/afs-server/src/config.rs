@@ -41,6 +41,9 @@ pub struct ServerConfig {
     pub gc_interval_secs: u64,
     pub gc_grace_secs: u64,
     pub log_level: String,
+    /// Directories of this host that sources may import from (paths, git repositories and
+    /// bundles below them); none by default.
+    pub import_roots: Vec<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -64,6 +67,7 @@ impl Default for ServerConfig {
             gc_interval_secs: 3600,
             gc_grace_secs: 3600,
             log_level: "info".into(),
+            import_roots: Vec::new(),
         }
     }
 }
@@ -113,6 +117,10 @@ pub struct Flags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_level: Option<String>,
+    /// A directory sources may import from (repeatable).
+    #[arg(long = "import-root")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub import_roots: Vec<PathBuf>,
 }
 
 impl ServerConfig {
@@ -152,6 +160,14 @@ impl ServerConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
+        for root in &self.import_roots {
+            if !root.is_dir() {
+                bail!(
+                    "import_roots: {} is not a directory on this host",
+                    root.display()
+                );
+            }
+        }
         for (key, value) in [
             ("max_json_bytes", self.max_json_bytes),
             ("max_file_bytes", self.max_file_bytes),

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 
 use aether_domain::Timestamp;
 use aether_http_server::{AuthMode, HttpConfig, HttpLimits, TokenTable};
+use aether_import::HostImporter;
 use aether_ports::store::{Environment, time_ordered_suffix};
 use aether_service::{Limits, Service};
 use aether_store_sqlite::{FileBlobStore, SqliteMetadataStore};
@@ -54,6 +55,18 @@ impl Environment for SystemEnvironment {
     }
 }
 
+/// Runs import jobs on the current tokio runtime.
+struct TokioSpawner;
+
+impl aether_ports::store::Spawner for TokioSpawner {
+    fn spawn(
+        &self,
+        task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>,
+    ) {
+        tokio::spawn(task);
+    }
+}
+
 /// The service as deployed by default: SQLite metadata, file blobs, system environment.
 pub type EmbeddedService = Service<SqliteMetadataStore, FileBlobStore, SystemEnvironment>;
 
@@ -79,6 +92,12 @@ pub fn build_service(cfg: &ServerConfig) -> Result<EmbeddedService> {
             max_cache_value_bytes: cfg.max_cache_value_bytes,
             ..Limits::default()
         },
+    )
+    .with_jobs(
+        Some(std::sync::Arc::new(TokioSpawner)),
+        Some(std::sync::Arc::new(HostImporter::new(
+            cfg.import_roots.clone(),
+        ))),
     ))
 }
 

@@ -122,6 +122,9 @@ checks!(
     check_annotations_anchor_to_content,
     check_review_requests_move_the_session,
     check_review_rejects_bad_input,
+    check_archive_imports_become_revisions,
+    check_promotion_is_gated_and_detects_conflicts,
+    check_sources_reject_bad_input,
 );
 
 /// A fresh empty session owned by `h.owner`, tagged so list checks can find their own.

@@ -8,6 +8,7 @@ mod harness;
 mod knowledge;
 mod review;
 mod sessions;
+mod sources;
 
 pub use harness::{Harness, Report, run_all};
 
@@ -17,3 +18,4 @@ pub use filesystem::*;
 pub use knowledge::*;
 pub use review::*;
 pub use sessions::*;
+pub use sources::*;

@@ -1,6 +1,7 @@
 //! The afs-server core (domain layer, use cases): implements the session API over the metadata
 //! store, blob store and environment ports. No I/O of its own, no spawning, no clock reads.
 
+mod archive;
 mod events;
 mod filesystem;
 mod gc;
@@ -9,6 +10,7 @@ mod mutate;
 mod reader;
 mod review;
 mod sessions;
+mod sources;
 
 pub use gc::GcReport;
 
@@ -63,6 +65,10 @@ struct Inner<M, B, E> {
     appended: broadcast::Sender<SessionId>,
     /// Serialises mutations per session (sharded) so concurrent writers queue instead of retrying.
     write_locks: Vec<Mutex<()>>,
+    /// Runs import jobs in the background; without one they run within the request.
+    spawner: Option<Arc<dyn aether_ports::store::Spawner>>,
+    /// Reads host paths, git repositories and bundles; without one only archives import.
+    importer: Option<Arc<dyn aether_ports::store::Importer>>,
 }
 
 const WRITE_LOCK_SHARDS: usize = 64;
@@ -79,14 +85,33 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
                 limits,
                 appended,
                 write_locks,
+                spawner: None,
+                importer: None,
             }),
         }
+    }
+
+    /// Lets imports run in the background and read the host (before the service is shared).
+    pub fn with_jobs(
+        mut self,
+        spawner: Option<Arc<dyn aether_ports::store::Spawner>>,
+        importer: Option<Arc<dyn aether_ports::store::Importer>>,
+    ) -> Self {
+        let inner =
+            Arc::get_mut(&mut self.inner).expect("a service is configured before it is cloned");
+        inner.spawner = spawner;
+        inner.importer = importer;
+        self
     }
 
     /// Loads a session of the caller's tenant; other tenants' sessions are indistinguishable
     /// from missing ones.
     async fn load(&self, principal: &Principal, session_id: &str) -> Result<SessionRecord> {
         let id = SessionId::parse(session_id)?;
+        // A source's hidden tree is not a session anyone may name.
+        if aether_ports::store::is_holder(session_id) {
+            return Err(Error::not_found(format!("session {session_id} not found")));
+        }
         self.inner
             .meta
             .session(&principal.tenant, &id)

@@ -15,6 +15,22 @@ use crate::reader::StoreReader;
 
 const MAX_ATTEMPTS: usize = 16;
 
+/// Which tree a mutation changes: a session named by a caller, or a source's holder.
+#[derive(Clone, Copy)]
+pub(crate) enum Target<'a> {
+    Session(&'a str),
+    Holder(&'a aether_domain::TenantId, &'a aether_domain::SessionId),
+}
+
+impl Target<'_> {
+    fn id(&self) -> &str {
+        match self {
+            Target::Session(id) => id,
+            Target::Holder(_, id) => id.as_str(),
+        }
+    }
+}
+
 /// What a successful mutation produced: one optional entry per operation, and the generation.
 pub(crate) struct Applied {
     pub(crate) entries: Vec<Option<Entry>>,
@@ -32,6 +48,20 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
         outcome: impl Fn(&Applied) -> Outcome,
     ) -> Result<Applied> {
         ctx.principal.require(Scope::FilesystemWrite)?;
+        self.mutate_tree(ctx, Target::Session(session_id), planned, outcome)
+            .await
+    }
+
+    /// `mutate` of any tree the service keeps, a source's hidden holder included; the caller
+    /// has authorized the change.
+    pub(crate) async fn mutate_tree(
+        &self,
+        ctx: &Ctx,
+        target: Target<'_>,
+        planned: Vec<Planned>,
+        outcome: impl Fn(&Applied) -> Outcome,
+    ) -> Result<Applied> {
+        let session_id = target.id();
         let mut ops = Vec::with_capacity(planned.len());
         let mut patches = Vec::new();
         for (i, p) in planned.into_iter().enumerate() {
@@ -71,7 +101,15 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
         let shard = shard_of(session_id);
         let _guard = self.inner.write_locks[shard].lock().await;
         for _ in 0..MAX_ATTEMPTS {
-            let rec = self.load(&ctx.principal, session_id).await?;
+            let rec = match target {
+                Target::Session(id) => self.load(&ctx.principal, id).await?,
+                Target::Holder(tenant, id) => self
+                    .inner
+                    .meta
+                    .session(tenant, id)
+                    .await?
+                    .ok_or_else(|| Error::internal(format!("source tree {id} is missing")))?,
+            };
             rec.status.check_writable()?;
             let reader = StoreReader {
                 meta: &self.inner.meta,

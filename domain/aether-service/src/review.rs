@@ -181,7 +181,12 @@ impl<M: MetadataStore + ReviewStore, B: BlobStore, E: Environment> Service<M, B,
     }
 }
 
-impl<M: MetadataStore + ReviewStore, B: BlobStore, E: Environment> ReviewApi for Service<M, B, E> {
+impl<M, B, E> ReviewApi for Service<M, B, E>
+where
+    M: MetadataStore + ReviewStore + aether_ports::store::SourceStore,
+    B: BlobStore,
+    E: Environment,
+{
     async fn commit(&self, ctx: &Ctx, session_id: &str, req: CommitRequest) -> Result<Commit> {
         self.authorize(ctx, Scope::SessionWrite, session_id).await?;
         if let Some(o) = self.replay(ctx, session_id).await? {

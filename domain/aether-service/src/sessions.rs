@@ -101,7 +101,12 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
     }
 }
 
-impl<M: MetadataStore, B: BlobStore, E: Environment> SessionsApi for Service<M, B, E> {
+impl<M, B, E> SessionsApi for Service<M, B, E>
+where
+    M: MetadataStore + store::SourceStore + store::ReviewStore,
+    B: BlobStore,
+    E: Environment,
+{
     async fn create_session(&self, ctx: &Ctx, req: CreateSessionRequest) -> Result<Session> {
         ctx.principal.require(Scope::SessionWrite)?;
         if let Some(o) = self.replay(ctx, "").await? {
@@ -114,10 +119,9 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> SessionsApi for Service<M, 
                 return Err(Error::invalid("give either sourceRef or empty, not both"));
             }
             (Some(r), None) => {
-                return Err(Error::not_found(format!(
-                    "source {} not found (no sources exist on this server yet)",
-                    r.source_id
-                )));
+                return self
+                    .create_session_from_source(ctx, r, req.initial_tags, policy)
+                    .await;
             }
             _ => {}
         }

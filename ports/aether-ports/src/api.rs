@@ -12,6 +12,7 @@ use crate::Result;
 use crate::knowledge::*;
 use crate::model::*;
 use crate::review::*;
+use crate::sources::*;
 
 /// Per-call context: who is calling and, for mutations, the idempotency key to replay on retry.
 #[derive(Debug, Clone)]
@@ -379,6 +380,51 @@ pub trait ReviewApi: Send + Sync {
     ) -> impl Future<Output = Result<Session>> + Send;
 }
 
+/// Sources: baselines with immutable revisions, imports and promotion of sessions.
+pub trait SourcesApi: Send + Sync {
+    fn create_source(
+        &self,
+        ctx: &Ctx,
+        req: CreateSourceRequest,
+    ) -> impl Future<Output = Result<Source>> + Send;
+    fn list_sources(
+        &self,
+        ctx: &Ctx,
+        req: ListSourcesRequest,
+    ) -> impl Future<Output = Result<Page<Source>>> + Send;
+    fn get_source(&self, ctx: &Ctx, source_id: &str)
+    -> impl Future<Output = Result<Source>> + Send;
+    /// Uploads a tar archive (`SOURCE_KIND_ARCHIVE`) and starts importing it.
+    fn upload_archive(
+        &self,
+        ctx: &Ctx,
+        source_id: &str,
+        archive: crate::FileBody,
+    ) -> impl Future<Output = Result<Job>> + Send;
+    /// Imports the source's origin as its first revision (a job).
+    fn start_import(&self, ctx: &Ctx, source_id: &str) -> impl Future<Output = Result<Job>> + Send;
+    /// Imports the origin again as a new revision (a job).
+    fn refresh_source(
+        &self,
+        ctx: &Ctx,
+        source_id: &str,
+    ) -> impl Future<Output = Result<Job>> + Send;
+    /// Makes a session's tree the source's next revision (approval-gated; conflicts with
+    /// revisions made since the session's base put the session in CONFLICT).
+    fn promote_session(
+        &self,
+        ctx: &Ctx,
+        source_id: &str,
+        req: PromoteSessionRequest,
+    ) -> impl Future<Output = Result<Job>> + Send;
+    fn get_job(
+        &self,
+        ctx: &Ctx,
+        source_id: &str,
+        job_id: &str,
+    ) -> impl Future<Output = Result<Job>> + Send;
+}
+
 /// Everything a session offers; implemented automatically for any type with all four parts.
 pub trait SessionApi: SessionsApi + FilesystemApi + ContentApi + EventsApi {}
 
@@ -390,6 +436,6 @@ pub trait Readiness: Send + Sync {
 }
 
 /// The whole product API: sessions and files plus the workflow surfaces around them.
-pub trait AetherApi: SessionApi + KnowledgeApi + ReviewApi {}
+pub trait AetherApi: SessionApi + KnowledgeApi + ReviewApi + SourcesApi {}
 
-impl<T: SessionApi + KnowledgeApi + ReviewApi> AetherApi for T {}
+impl<T: SessionApi + KnowledgeApi + ReviewApi + SourcesApi> AetherApi for T {}

@@ -11,16 +11,18 @@ pub mod model;
 pub mod plan;
 pub mod review;
 pub mod serde_helpers;
+pub mod sources;
 pub mod store;
 pub mod vfs;
 
 pub use aether_domain::{Code, Error as ApiError, Principal, Reason, Result};
 pub use api::{
     AetherApi, ContentApi, Ctx, EventStream, EventsApi, FilesystemApi, KnowledgeApi, Readiness,
-    ReviewApi, SessionApi, SessionsApi,
+    ReviewApi, SessionApi, SessionsApi, SourcesApi,
 };
 pub use body::{ByteStream, FileBody};
 pub use knowledge::*;
 pub use model::*;
 pub use review::*;
+pub use sources::*;
 pub use store::Outcome;

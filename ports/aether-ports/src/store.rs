@@ -427,6 +427,104 @@ pub trait ReviewStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<crate::review::Annotation>>> + Send;
 }
 
+/// Session ids of source holders start with this; no minted session id can (suffixes are
+/// hex), so stores leave them out of session listings and the API refuses them.
+pub const HOLDER_PREFIX: &str = "sess_src";
+
+pub fn is_holder(session_id: &str) -> bool {
+    session_id.starts_with(HOLDER_PREFIX)
+}
+
+/// A source as stored: the API object and the hidden session whose tree its imports and
+/// promotions build (its checkpoints are the revisions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceRecord {
+    pub source: crate::sources::Source,
+    pub holder: SessionId,
+}
+
+/// A revision and the checkpoint of the holder session that keeps its tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevisionRecord {
+    pub revision: crate::sources::Revision,
+    pub checkpoint: CheckpointId,
+}
+
+/// Sources, revisions and jobs, and sessions that start from a revision.
+pub trait SourceStore: Send + Sync + 'static {
+    /// Inserts the source with its holder session (empty tree) in one transaction.
+    fn insert_source(
+        &self,
+        record: &SourceRecord,
+        holder: &SessionRecord,
+        root: &Entry,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn source(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<SourceRecord>>> + Send;
+    fn list_sources(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<SourceRecord>>> + Send;
+    /// Replaces the stored source object (status, latest revision, times).
+    fn put_source(
+        &self,
+        tenant: &TenantId,
+        source: &crate::sources::Source,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Records a revision and the source as it now is, in one transaction.
+    fn insert_revision(
+        &self,
+        tenant: &TenantId,
+        revision: &RevisionRecord,
+        source: &crate::sources::Source,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn revision(
+        &self,
+        tenant: &TenantId,
+        source_id: &str,
+        revision_id: &str,
+    ) -> impl Future<Output = Result<Option<RevisionRecord>>> + Send;
+    /// Inserts or replaces a job.
+    fn put_job(
+        &self,
+        tenant: &TenantId,
+        job: &crate::sources::Job,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn job(
+        &self,
+        tenant: &TenantId,
+        source_id: &str,
+        job_id: &str,
+    ) -> impl Future<Output = Result<Option<crate::sources::Job>>> + Send;
+    /// Creates `session` over the tree of checkpoint `at` of `holder`, in O(1) of its size.
+    fn insert_session_at(
+        &self,
+        holder: &SessionId,
+        at: &CheckpointId,
+        session: &SessionRecord,
+        event: NewEvent,
+        idem: Option<IdempotencyRecord>,
+    ) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Runs a job in the background (the service never spawns on its own).
+pub trait Spawner: Send + Sync + 'static {
+    fn spawn(&self, task: std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>>);
+}
+
+/// Reads import origins on the server's host: directories, git repositories and bundles.
+pub trait Importer: Send + Sync + 'static {
+    fn open(
+        &self,
+        origin: crate::sources::ImportOrigin,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<crate::sources::ImportStream>> + Send + '_>>;
+}
+
 /// Content-addressed blobs keyed by SHA-256 hex.
 pub trait BlobStore: Send + Sync + 'static {
     /// Blobs not written or touched for at least `grace` (garbage-collection candidates).

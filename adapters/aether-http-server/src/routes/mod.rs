@@ -6,6 +6,7 @@ mod filesystem;
 mod knowledge;
 mod review;
 mod sessions;
+mod sources;
 
 use std::sync::Arc;
 
@@ -112,6 +113,14 @@ pub(crate) fn table<A: AetherApi + Clone + 'static>() -> Vec<Route<A>> {
         route!(POST "/v1/sessions/{id}:mknod", "mknod", "Create a FIFO, socket or device node", query: &[], body: Json(schema::<MknodRequest>), reply: Json(schema::<Entry>), Verb),
         route!(POST "/v1/sessions/{id}/batch", "batch", "Apply mutations atomically", query: &[], body: Json(schema::<BatchRequest>), reply: Json(schema::<BatchResponse>), Handler(Box::new(post(filesystem::batch::<A>)))),
         route!(GET "/v1/sessions/{id}/events", "listEvents", "The activity log; follow=true streams Server-Sent Events", query: &[("afterSequence", "integer", false), ("since", "string", false), ("until", "string", false), ("types", "string", false), ("pageSize", "integer", false), ("pageToken", "string", false), ("follow", "boolean", false)], body: None, reply: Page("events", schema::<Event>), Handler(Box::new(get(events::events::<A>)))),
+        route!(POST "/v1/sources", "createSource", "Create a source (import it next)", query: &[], body: Json(schema::<CreateSourceRequest>), reply: Json(schema::<Source>), Handler(Box::new(post(sources::create::<A>)))),
+        route!(GET "/v1/sources", "listSources", "List sources", query: PAGE, body: None, reply: Page("sources", schema::<Source>), Handler(Box::new(get(sources::list::<A>)))),
+        route!(GET "/v1/sources/{sourceId}", "getSource", "Get a source", query: &[], body: None, reply: Json(schema::<Source>), Handler(Box::new(get(sources::get::<A>)))),
+        route!(PUT "/v1/sources/{sourceId}/archive", "uploadArchive", "Upload a tar archive and import it (a job)", query: &[], body: Raw, reply: Json(schema::<Job>), Handler(Box::new(put(sources::archive::<A>)))),
+        route!(POST "/v1/sources/{sourceId}/startImport", "startImport", "Import the origin as the first revision (a job)", query: &[], body: None, reply: Json(schema::<Job>), Handler(Box::new(post(sources::start_import::<A>)))),
+        route!(POST "/v1/sources/{sourceId}/refresh", "refreshSource", "Import the origin again as a new revision (a job)", query: &[], body: None, reply: Json(schema::<Job>), Handler(Box::new(post(sources::refresh::<A>)))),
+        route!(POST "/v1/sources/{sourceId}/promoteSession", "promoteSession", "Make a session's tree the next revision (approval-gated; conflicts mark the session)", query: &[], body: Json(schema::<PromoteSessionRequest>), reply: Json(schema::<Job>), Handler(Box::new(post(sources::promote::<A>)))),
+        route!(GET "/v1/sources/{sourceId}/jobs/{jobId}", "getJob", "A job's state and progress", query: &[], body: None, reply: Json(schema::<Job>), Handler(Box::new(get(sources::job::<A>)))),
         route!(POST "/v1/sessions/{id}/commit", "commitSession", "Record the session's tree as a commit (approval-gated when the policy lists COMMIT)", query: &[], body: Json(schema::<CommitRequest>), reply: Json(schema::<Commit>), Handler(Box::new(post(review::commit::<A>)))),
         route!(GET "/v1/sessions/{id}/commits", "listCommits", "List commits", query: PAGE, body: None, reply: Page("commits", schema::<Commit>), Handler(Box::new(get(review::list_commits::<A>)))),
         route!(POST "/v1/sessions/{id}/request-approval", "requestApproval", "Ask for an approval bound to the current generation", query: &[], body: Json(schema::<RequestApprovalRequest>), reply: Json(schema::<Approval>), Handler(Box::new(post(review::request_approval::<A>)))),
@@ -156,7 +165,7 @@ pub fn router<A: AetherApi + Readiness + Clone + 'static>(api: A, config: HttpCo
     for r in routes {
         if let Serve::Handler(h) = r.serve {
             let h = *h;
-            let h = if r.path.ends_with("/files") {
+            let h = if r.path.ends_with("/files") || r.path.ends_with("/archive") {
                 h.layer(DefaultBodyLimit::max(file_limit))
             } else {
                 h
