@@ -9,6 +9,7 @@ mod conformance;
 mod gc;
 mod knowledge;
 mod model;
+mod scenario;
 mod signals;
 mod support;
 mod uploads;
