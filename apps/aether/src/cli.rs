@@ -50,6 +50,9 @@ pub(crate) enum Command {
     /// Session routes over HTTP.
     #[command(subcommand)]
     Session(SessionCmd),
+    /// Source routes over HTTP: baselines, imports and promotion.
+    #[command(subcommand)]
+    Source(SourceCmd),
     /// Version, commit and build target.
     Version,
     /// Print the resolved configuration and the layer that set each value.
@@ -149,11 +152,15 @@ pub(crate) struct DevArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum SessionCmd {
-    /// Create an empty session.
+    /// Create a session: empty, or over a source's revision (the latest unless named).
     Create {
         /// Tags as KEY=VALUE (repeatable).
         #[arg(long = "tag")]
         tags: Vec<String>,
+        #[arg(long)]
+        source_id: Option<String>,
+        #[arg(long, requires = "source_id")]
+        revision_id: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -253,6 +260,65 @@ pub(crate) enum SessionCmd {
         message: String,
         #[arg(long)]
         author: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SourceCmd {
+    /// Create a source; with --path, --git-url or --bundle-path it imports at once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// A directory on the server's host (SOURCE_KIND_LOCAL_PATH).
+        #[arg(long, conflicts_with_all = ["git_url", "bundle_path", "archive"])]
+        path: Option<String>,
+        /// A git repository (SOURCE_KIND_GIT), with --git-ref for a branch or tag.
+        #[arg(long, conflicts_with_all = ["bundle_path", "archive"])]
+        git_url: Option<String>,
+        #[arg(long, requires = "git_url")]
+        git_ref: Option<String>,
+        /// A git bundle on the server's host (SOURCE_KIND_GIT_BUNDLE).
+        #[arg(long, conflicts_with = "archive")]
+        bundle_path: Option<String>,
+        /// A local tar file to upload (SOURCE_KIND_ARCHIVE).
+        #[arg(long)]
+        archive: Option<std::path::PathBuf>,
+        /// Create only; import later with `aether source import`.
+        #[arg(long)]
+        no_import: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import (or with --archive upload) and follow the job to its end.
+    Import {
+        #[arg(long)]
+        source_id: String,
+        #[arg(long)]
+        archive: Option<std::path::PathBuf>,
+        /// Import again as a new revision.
+        #[arg(long)]
+        refresh: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Show {
+        #[arg(long)]
+        source_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a session's tree the source's next revision (needs an approval by default).
+    Promote {
+        #[arg(long)]
+        source_id: String,
+        #[arg(long)]
+        session_id: String,
         #[arg(long)]
         json: bool,
     },

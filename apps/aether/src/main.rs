@@ -8,6 +8,7 @@ mod control;
 mod dev;
 mod runtime;
 mod session_cmd;
+mod source_cmd;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -257,6 +258,12 @@ fn run(cli: Cli) -> Result<()> {
             let endpoint = endpoint(&loaded.config)?;
             let token = token(&cli, &env)?;
             runtime()?.block_on(session_cmd::run(cmd, &endpoint, &token))
+        }
+        Command::Source(cmd) => {
+            let loaded = load_config(&cli, &env, vec![])?;
+            let endpoint = endpoint(&loaded.config)?;
+            let token = token(&cli, &env)?;
+            runtime()?.block_on(source_cmd::run(cmd, &endpoint, &token))
         }
         Command::Dev(args) => {
             let loaded = load_config(&cli, &env, vec![])?;

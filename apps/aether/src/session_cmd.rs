@@ -71,9 +71,18 @@ fn tags(raw: &[String]) -> Result<BTreeMap<String, String>> {
 pub(crate) async fn run(cmd: &SessionCmd, endpoint: &str, token: &str) -> Result<()> {
     let (api, ctx) = client(endpoint, token)?;
     match cmd {
-        SessionCmd::Create { tags: t, json } => {
+        SessionCmd::Create {
+            tags: t,
+            source_id,
+            revision_id,
+            json,
+        } => {
             let req = CreateSessionRequest {
                 initial_tags: tags(t)?,
+                source_ref: source_id.as_ref().map(|id| SourceRef {
+                    source_id: id.clone(),
+                    revision_id: revision_id.clone(),
+                }),
                 ..Default::default()
             };
             let s = api.create_session(&ctx, req).await.map_err(api_err)?;

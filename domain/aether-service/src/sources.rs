@@ -866,12 +866,12 @@ where
 
     async fn start_import(&self, ctx: &Ctx, source_id: &str) -> Result<Job> {
         let record = self.source_of(ctx, Scope::SourceImport, source_id).await?;
+        let origin = host_origin(&record.source)?;
         if record.source.revision_count > 0 {
             return Err(Error::precondition(format!(
                 "source {source_id} was already imported; use refresh for a new revision"
             )));
         }
-        let origin = host_origin(&record.source)?;
         let job = self.new_job(source_id, "IMPORT");
         let tenant = ctx.principal.tenant.clone();
         self.launch(&tenant, record, job, Feed::Host(origin)).await

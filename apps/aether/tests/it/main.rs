@@ -4,6 +4,7 @@
 mod durability;
 mod mount;
 mod review;
+mod sources;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -119,6 +119,59 @@ async fn bad_input_table() {
     .send()
     .await
     .expect("put");
+    let source = {
+        let created: Value = call(
+            Method::POST,
+            "/v1/sources",
+            Some(OWNER),
+            br#"{"displayName": "fixture", "kind": "SOURCE_KIND_ARCHIVE"}"#.to_vec(),
+        )
+        .send()
+        .await
+        .expect("create source")
+        .json()
+        .await
+        .expect("json");
+        created["id"].as_str().expect("id").to_owned()
+    };
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(1);
+    h.set_mode(0o644);
+    h.set_cksum();
+    tar.append_data(&mut h, "f", &b"x"[..]).expect("tar");
+    let job: Value = call(
+        Method::PUT,
+        &format!("/v1/sources/{source}/archive"),
+        Some(OWNER),
+        tar.into_inner().expect("tar"),
+    )
+    .send()
+    .await
+    .expect("upload")
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(job["kind"], "IMPORT");
+    let mut from_source = String::new();
+    for _ in 0..200 {
+        let r = call(
+            Method::POST,
+            "/v1/sessions",
+            Some(OWNER),
+            format!(r#"{{"sourceRef": {{"sourceId": "{source}"}}}}"#).into_bytes(),
+        )
+        .send()
+        .await
+        .expect("session from source");
+        if r.status() == StatusCode::OK {
+            let v: Value = r.json().await.expect("json");
+            from_source = v["id"].as_str().expect("id").to_owned();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(!from_source.is_empty(), "the import finished");
     let files = format!("/v1/sessions/{sid}/files");
     let cache = format!("/v1/sessions/{sid}/cache");
     let long_component = "n".repeat(256);
@@ -578,6 +631,75 @@ async fn bad_input_table() {
             "DONE",
         )
         .body(r#"{"status": "DONE"}"#),
+        row(
+            "unknown source kind",
+            Method::POST,
+            "/v1/sources",
+            400,
+            "INVALID_ARGUMENT",
+            "SOURCE_KIND_SVN",
+        )
+        .body(r#"{"displayName": "x", "kind": "SOURCE_KIND_SVN"}"#),
+        row(
+            "host source without a path",
+            Method::POST,
+            "/v1/sources",
+            400,
+            "INVALID_ARGUMENT",
+            "origin.path",
+        )
+        .body(r#"{"displayName": "x", "kind": "SOURCE_KIND_LOCAL_PATH"}"#),
+        row(
+            "malformed source id",
+            Method::GET,
+            "/v1/sources/not-a-source",
+            400,
+            "INVALID_ARGUMENT",
+            "not-a-source",
+        ),
+        row(
+            "unknown source",
+            Method::GET,
+            "/v1/sources/src_0000000000000000000000000000",
+            404,
+            "NOT_FOUND",
+            "src_0000000000000000000000000000",
+        ),
+        row(
+            "session from an unknown source",
+            Method::POST,
+            "/v1/sessions",
+            404,
+            "NOT_FOUND",
+            "src_0000000000000000000000000000",
+        )
+        .body(r#"{"sourceRef": {"sourceId": "src_0000000000000000000000000000"}}"#),
+        row(
+            "promotion of an unknown session",
+            Method::POST,
+            format!("/v1/sources/{source}/promoteSession"),
+            404,
+            "NOT_FOUND",
+            "sess_0000000000000000000000000000",
+        )
+        .body(r#"{"sessionId": "sess_0000000000000000000000000000"}"#),
+        row(
+            "promotion without approval",
+            Method::POST,
+            format!("/v1/sources/{source}/promoteSession"),
+            400,
+            "FAILED_PRECONDITION",
+            "needs a granted approval",
+        )
+        .body(format!(r#"{{"sessionId": "{from_source}"}}"#)),
+        row(
+            "a source's hidden tree named as a session",
+            Method::GET,
+            "/v1/sessions/sess_src0000000000000000000000000000",
+            404,
+            "NOT_FOUND",
+            "not found",
+        ),
         row(
             "wrong method on a cache route",
             Method::PATCH,
