@@ -203,6 +203,13 @@ impl<A: SourcesApi> SourcesApi for Faulty<A> {
     }
 }
 
+impl<A: BusApi> BusApi for Faulty<A> {
+    faulty_methods! {
+        publish(session_id: &str, req: PublishRequest) -> BusMessage;
+        subscribe(session_id: &str, req: SubscribeRequest) -> BusStream;
+    }
+}
+
 impl<A: EventsApi> EventsApi for Faulty<A> {
     faulty_methods! {
         list_events(session_id: &str, req: ListEventsRequest) -> Page<Event>;

@@ -25,6 +25,9 @@ pub(crate) struct StoredSession {
     pub(crate) approvals: BTreeMap<String, aether_ports::review::Approval>,
     pub(crate) commits: BTreeMap<String, aether_ports::review::Commit>,
     pub(crate) annotations: BTreeMap<String, aether_ports::review::Annotation>,
+    /// Retained bus messages, oldest first.
+    pub(crate) bus: std::collections::VecDeque<aether_ports::bus::BusMessage>,
+    pub(crate) bus_sequence: u64,
 }
 
 #[derive(Default)]
@@ -137,6 +140,8 @@ impl MetadataStore for MemoryMetadataStore {
                 approvals: BTreeMap::new(),
                 commits: BTreeMap::new(),
                 annotations: BTreeMap::new(),
+                bus: Default::default(),
+                bus_sequence: 0,
             };
             append(&mut s, vec![event]);
             state.sessions.insert(rec.id.clone(), s);
@@ -247,6 +252,8 @@ impl MetadataStore for MemoryMetadataStore {
                 approvals: BTreeMap::new(),
                 commits: BTreeMap::new(),
                 annotations: BTreeMap::new(),
+                bus: Default::default(),
+                bus_sequence: 0,
             };
             append(&mut s, vec![fork_event]);
             state.sessions.insert(fork.id.clone(), s);
@@ -531,5 +538,41 @@ impl BlobStore for MemoryBlobStore {
             blobs.remove(hash);
         }
         Ok(idle)
+    }
+}
+
+impl BusStore for MemoryMetadataStore {
+    async fn bus_append(
+        &self,
+        session: &SessionId,
+        mut message: aether_ports::bus::BusMessage,
+        retention: usize,
+    ) -> Result<aether_ports::bus::BusMessage> {
+        self.with(|state| {
+            let s = state
+                .sessions
+                .get_mut(session)
+                .ok_or_else(|| Error::not_found(format!("session {session} not found")))?;
+            s.bus_sequence += 1;
+            message.sequence = s.bus_sequence;
+            s.bus.push_back(message.clone());
+            while s.bus.len() > retention {
+                s.bus.pop_front();
+            }
+            Ok(message)
+        })
+    }
+
+    async fn bus_retained(
+        &self,
+        session: &SessionId,
+    ) -> Result<Vec<aether_ports::bus::BusMessage>> {
+        self.with(|state| {
+            Ok(state
+                .sessions
+                .get(session)
+                .map(|s| s.bus.iter().cloned().collect())
+                .unwrap_or_default())
+        })
     }
 }

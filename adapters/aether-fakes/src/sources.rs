@@ -31,6 +31,8 @@ impl SourceStore for MemoryMetadataStore {
                     approvals: BTreeMap::new(),
                     commits: BTreeMap::new(),
                     annotations: BTreeMap::new(),
+                    bus: Default::default(),
+                    bus_sequence: 0,
                 },
             );
             state.sources.insert(
@@ -170,6 +172,8 @@ impl SourceStore for MemoryMetadataStore {
                 approvals: BTreeMap::new(),
                 commits: BTreeMap::new(),
                 annotations: BTreeMap::new(),
+                bus: Default::default(),
+                bus_sequence: 0,
             };
             append(&mut s, vec![event]);
             state.sessions.insert(session.id.clone(), s);

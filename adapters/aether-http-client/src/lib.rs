@@ -1,6 +1,7 @@
 //! The session API over HTTP with reqwest (adapter layer): a remote proxy that behaves exactly
 //! like the service it talks to, mapping HTTP statuses and error bodies back to API errors.
 
+mod bus;
 mod knowledge;
 mod review;
 mod sources;

@@ -1,5 +1,5 @@
-//! A minimal Server-Sent Events reader for the changefeed: `event:`/`data:` fields, blank-line
-//! separated; comments (keep-alives) are skipped.
+//! A minimal Server-Sent Events reader for the changefeed and the bus: `event:`/`data:`
+//! fields, blank-line separated; comments (keep-alives) are skipped.
 
 use futures::StreamExt;
 
@@ -59,6 +59,21 @@ fn find_blank_line(buf: &[u8]) -> Option<(usize, usize)> {
         (Some(a), Some(b)) => Some(if a.0 < b.0 { a } else { b }),
         (a, b) => a.or(b),
     }
+}
+
+/// The (event name, data) messages of an SSE response.
+pub(crate) fn messages(
+    resp: reqwest::Response,
+) -> futures::stream::BoxStream<'static, Result<(String, String), Error>> {
+    let reader = Reader {
+        body: resp.bytes_stream().boxed(),
+        buf: Vec::new(),
+    };
+    futures::stream::unfold(reader, |mut r| async move {
+        let item = r.next_message().await?;
+        Some((item, r))
+    })
+    .boxed()
 }
 
 pub(crate) fn events(resp: reqwest::Response) -> EventStream {

@@ -2,6 +2,7 @@
 //! `MetadataStore`, `KnowledgeStore`, `ReviewStore` and `BlobStore` ports for the embedded default deployment.
 
 mod blobs;
+mod bus;
 mod cache;
 mod db;
 mod kv;

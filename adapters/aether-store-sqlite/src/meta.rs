@@ -584,6 +584,7 @@ impl MetadataStore for SqliteMetadataStore {
                         "DELETE FROM checkpoints WHERE session = ?1",
                         "DELETE FROM events WHERE session = ?1",
                         "DELETE FROM kv WHERE session = ?1",
+                        "DELETE FROM bus WHERE session = ?1",
                         "DELETE FROM approvals WHERE session = ?1",
                         "DELETE FROM commits WHERE session = ?1",
                         "DELETE FROM annotations WHERE session = ?1",

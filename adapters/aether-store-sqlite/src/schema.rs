@@ -155,6 +155,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     PRIMARY KEY (source, id)
 ) WITHOUT ROWID;
 
+-- Retained bus messages (a bounded tail per session), as their API JSON.
+CREATE TABLE IF NOT EXISTS bus (
+    session TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (session, seq)
+) WITHOUT ROWID;
+
 CREATE TABLE IF NOT EXISTS blobs (
     hash TEXT PRIMARY KEY,
     refs INTEGER NOT NULL

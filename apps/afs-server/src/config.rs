@@ -27,6 +27,9 @@ pub struct ServerConfig {
     pub max_file_bytes: usize,
     /// Largest knowledge-cache value.
     pub max_cache_value_bytes: usize,
+    /// Largest bus payload, and how many messages each session's bus retains for replay.
+    pub max_bus_payload_bytes: usize,
+    pub bus_retention: usize,
     /// fsync blobs before acknowledging writes (power-loss durability).
     pub fsync: bool,
     pub sqlite_readers: usize,
@@ -58,6 +61,8 @@ impl Default for ServerConfig {
             max_json_bytes: 8 << 20,
             max_file_bytes: 256 << 20,
             max_cache_value_bytes: 1 << 20,
+            max_bus_payload_bytes: 256 << 10,
+            bus_retention: 1000,
             fsync: false,
             sqlite_readers: 4,
             shutdown_grace_secs: 30,
@@ -172,6 +177,8 @@ impl ServerConfig {
             ("max_json_bytes", self.max_json_bytes),
             ("max_file_bytes", self.max_file_bytes),
             ("max_cache_value_bytes", self.max_cache_value_bytes),
+            ("max_bus_payload_bytes", self.max_bus_payload_bytes),
+            ("bus_retention", self.bus_retention),
         ] {
             if value == 0 {
                 bail!("{key}: value must be greater than zero");

@@ -90,6 +90,8 @@ pub fn build_service(cfg: &ServerConfig) -> Result<EmbeddedService> {
         Limits {
             max_file_bytes: cfg.max_file_bytes as u64,
             max_cache_value_bytes: cfg.max_cache_value_bytes,
+            max_bus_payload_bytes: cfg.max_bus_payload_bytes,
+            bus_retention: cfg.bus_retention,
             ..Limits::default()
         },
     )

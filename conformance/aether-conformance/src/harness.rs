@@ -125,6 +125,8 @@ checks!(
     check_archive_imports_become_revisions,
     check_promotion_is_gated_and_detects_conflicts,
     check_sources_reject_bad_input,
+    check_bus_replays_then_delivers_live_by_glob,
+    check_bus_rejects_bad_input,
 );
 
 /// A fresh empty session owned by `h.owner`, tagged so list checks can find their own.

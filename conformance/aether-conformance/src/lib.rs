@@ -1,6 +1,7 @@
 //! Reusable contract checks of the session API (conformance layer): each `check_*` is one
 //! clause of SPEC §4, written once and run against every implementation.
 
+mod bus;
 mod content;
 mod events;
 mod filesystem;
@@ -12,6 +13,7 @@ mod sources;
 
 pub use harness::{Harness, Report, run_all};
 
+pub use bus::*;
 pub use content::*;
 pub use events::*;
 pub use filesystem::*;

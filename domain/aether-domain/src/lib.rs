@@ -2,6 +2,7 @@
 //! overlay resolution and tree-mutation rules. No I/O, no clock reads, no async runtime.
 
 pub mod backpressure;
+pub mod bus;
 pub mod cache_policy;
 pub mod error;
 pub mod ids;

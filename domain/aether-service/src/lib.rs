@@ -2,6 +2,7 @@
 //! store, blob store and environment ports. No I/O of its own, no spawning, no clock reads.
 
 mod archive;
+mod bus;
 mod events;
 mod filesystem;
 mod gc;
@@ -31,6 +32,10 @@ pub struct Limits {
     pub max_cache_value_bytes: usize,
     /// Most keys one knowledge-cache batch may name.
     pub max_cache_batch: usize,
+    /// Largest bus payload.
+    pub max_bus_payload_bytes: usize,
+    /// Bus messages retained per session for replay.
+    pub bus_retention: usize,
 }
 
 impl Default for Limits {
@@ -39,6 +44,8 @@ impl Default for Limits {
             max_file_bytes: 1 << 30,
             max_cache_value_bytes: 1 << 20,
             max_cache_batch: 1000,
+            max_bus_payload_bytes: 256 << 10,
+            bus_retention: 1000,
         }
     }
 }
@@ -65,6 +72,8 @@ struct Inner<M, B, E> {
     appended: broadcast::Sender<SessionId>,
     /// Serialises mutations per session (sharded) so concurrent writers queue instead of retrying.
     write_locks: Vec<Mutex<()>>,
+    /// Live bus subscribers, per session.
+    fanout: bus::Fanout,
     /// Runs import jobs in the background; without one they run within the request.
     spawner: Option<Arc<dyn aether_ports::store::Spawner>>,
     /// Reads host paths, git repositories and bundles; without one only archives import.
@@ -85,6 +94,7 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
                 limits,
                 appended,
                 write_locks,
+                fanout: bus::Fanout::default(),
                 spawner: None,
                 importer: None,
             }),

@@ -9,6 +9,7 @@ use futures::Stream;
 use aether_domain::Principal;
 
 use crate::Result;
+use crate::bus::*;
 use crate::knowledge::*;
 use crate::model::*;
 use crate::review::*;
@@ -425,6 +426,24 @@ pub trait SourcesApi: Send + Sync {
     ) -> impl Future<Output = Result<Job>> + Send;
 }
 
+/// The session message bus: publish, and subscribe by topic globs with replay.
+pub trait BusApi: Send + Sync {
+    fn publish(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: PublishRequest,
+    ) -> impl Future<Output = Result<BusMessage>> + Send;
+    /// Retained matching messages (up to `replay_limit`), then live ones, until dropped. A
+    /// slow subscriber is told what it missed; it never slows publishers.
+    fn subscribe(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: SubscribeRequest,
+    ) -> impl Future<Output = Result<BusStream>> + Send;
+}
+
 /// Everything a session offers; implemented automatically for any type with all four parts.
 pub trait SessionApi: SessionsApi + FilesystemApi + ContentApi + EventsApi {}
 
@@ -436,6 +455,6 @@ pub trait Readiness: Send + Sync {
 }
 
 /// The whole product API: sessions and files plus the workflow surfaces around them.
-pub trait AetherApi: SessionApi + KnowledgeApi + ReviewApi + SourcesApi {}
+pub trait AetherApi: SessionApi + KnowledgeApi + ReviewApi + SourcesApi + BusApi {}
 
-impl<T: SessionApi + KnowledgeApi + ReviewApi + SourcesApi> AetherApi for T {}
+impl<T: SessionApi + KnowledgeApi + ReviewApi + SourcesApi + BusApi> AetherApi for T {}

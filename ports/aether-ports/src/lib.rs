@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod body;
+pub mod bus;
 pub mod knowledge;
 pub mod local_cache;
 pub mod model;
@@ -17,10 +18,11 @@ pub mod vfs;
 
 pub use aether_domain::{Code, Error as ApiError, Principal, Reason, Result};
 pub use api::{
-    AetherApi, ContentApi, Ctx, EventStream, EventsApi, FilesystemApi, KnowledgeApi, Readiness,
-    ReviewApi, SessionApi, SessionsApi, SourcesApi,
+    AetherApi, BusApi, ContentApi, Ctx, EventStream, EventsApi, FilesystemApi, KnowledgeApi,
+    Readiness, ReviewApi, SessionApi, SessionsApi, SourcesApi,
 };
 pub use body::{ByteStream, FileBody};
+pub use bus::*;
 pub use knowledge::*;
 pub use model::*;
 pub use review::*;

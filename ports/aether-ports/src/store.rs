@@ -512,6 +512,23 @@ pub trait SourceStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<()>> + Send;
 }
 
+/// Retained bus messages of each session, oldest dropped past the retention bound.
+pub trait BusStore: Send + Sync + 'static {
+    /// Appends `message` (its `sequence` is assigned here) and drops the session's messages
+    /// older than the last `retention`; returns the message as stored.
+    fn bus_append(
+        &self,
+        session: &SessionId,
+        message: crate::bus::BusMessage,
+        retention: usize,
+    ) -> impl Future<Output = Result<crate::bus::BusMessage>> + Send;
+    /// The session's retained messages, oldest first.
+    fn bus_retained(
+        &self,
+        session: &SessionId,
+    ) -> impl Future<Output = Result<Vec<crate::bus::BusMessage>>> + Send;
+}
+
 /// Runs a job in the background (the service never spawns on its own).
 pub trait Spawner: Send + Sync + 'static {
     fn spawn(&self, task: std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>>);

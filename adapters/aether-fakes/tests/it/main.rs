@@ -226,3 +226,70 @@ async fn a_cache_key_past_its_ttl_is_gone_and_its_version_continues() {
         .expect("cas");
     assert_eq!((r.swapped, r.current_version), (true, 2));
 }
+
+#[tokio::test]
+async fn a_slow_bus_subscriber_never_blocks_publishers_and_learns_what_it_missed() {
+    use futures::StreamExt;
+    let api = fake_api();
+    let s = api
+        .create_session(&ctx(), CreateSessionRequest::default())
+        .await
+        .expect("create");
+    let mut slow = api
+        .subscribe(&ctx(), &s.id, SubscribeRequest::default())
+        .await
+        .expect("subscribe");
+    let owner = ctx();
+    let publish = |i: u32| {
+        api.publish(
+            &owner,
+            &s.id,
+            PublishRequest {
+                topic: "load".into(),
+                payload: i.to_string().into_bytes(),
+                headers: Default::default(),
+            },
+        )
+    };
+    // Far more than a subscriber's buffer, without reading: every publish still completes.
+    let all = tokio::time::timeout(Duration::from_secs(10), async {
+        for i in 1..=1500 {
+            publish(i).await.expect("publish");
+        }
+    })
+    .await;
+    assert!(all.is_ok(), "publishers waited for a slow subscriber");
+    let mut missed = 0;
+    let mut last = 0;
+    while last < 1500 {
+        match slow.next().await.expect("an item").expect("delivery") {
+            BusDelivery::Missed { count } => missed += count,
+            BusDelivery::Message(m) => {
+                assert!(m.sequence > last, "in order");
+                last = m.sequence;
+            }
+        }
+    }
+    assert!(missed >= 1500 - 1024, "told what it missed: {missed}");
+    // Replay is bounded by the retention (1000 by default).
+    let mut replay = api
+        .subscribe(
+            &ctx(),
+            &s.id,
+            SubscribeRequest {
+                topics: vec![],
+                scope: None,
+                replay_limit: Some(10_000),
+            },
+        )
+        .await
+        .expect("subscribe");
+    let first = match replay.next().await.expect("item").expect("delivery") {
+        BusDelivery::Message(m) => m.sequence,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        first, 501,
+        "the oldest retained of 1500 with a retention of 1000"
+    );
+}

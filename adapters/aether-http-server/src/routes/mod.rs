@@ -1,5 +1,6 @@
 //! The `/v1` route table and the operational endpoints.
 
+mod bus;
 mod content;
 mod events;
 mod filesystem;
@@ -121,6 +122,8 @@ pub(crate) fn table<A: AetherApi + Clone + 'static>() -> Vec<Route<A>> {
         route!(POST "/v1/sources/{sourceId}/refresh", "refreshSource", "Import the origin again as a new revision (a job)", query: &[], body: None, reply: Json(schema::<Job>), Handler(Box::new(post(sources::refresh::<A>)))),
         route!(POST "/v1/sources/{sourceId}/promoteSession", "promoteSession", "Make a session's tree the next revision (approval-gated; conflicts mark the session)", query: &[], body: Json(schema::<PromoteSessionRequest>), reply: Json(schema::<Job>), Handler(Box::new(post(sources::promote::<A>)))),
         route!(GET "/v1/sources/{sourceId}/jobs/{jobId}", "getJob", "A job's state and progress", query: &[], body: None, reply: Json(schema::<Job>), Handler(Box::new(get(sources::job::<A>)))),
+        route!(POST "/v1/sessions/{id}/bus:publish", "publish", "Publish a message on a topic of the session's bus", query: &[], body: Json(schema::<PublishRequest>), reply: Json(schema::<BusMessage>), Handler(Box::new(post(bus::publish::<A>)))),
+        route!(GET "/v1/sessions/{id}/bus", "subscribe", "Server-Sent Events: retained matching messages (replayLimit), then live ones; `missed` events for a subscriber that fell behind", query: &[("topics", "string", false), ("scope", "string", false), ("replayLimit", "integer", false)], body: None, reply: Raw, Handler(Box::new(get(bus::subscribe::<A>)))),
         route!(POST "/v1/sessions/{id}/commit", "commitSession", "Record the session's tree as a commit (approval-gated when the policy lists COMMIT)", query: &[], body: Json(schema::<CommitRequest>), reply: Json(schema::<Commit>), Handler(Box::new(post(review::commit::<A>)))),
         route!(GET "/v1/sessions/{id}/commits", "listCommits", "List commits", query: PAGE, body: None, reply: Page("commits", schema::<Commit>), Handler(Box::new(get(review::list_commits::<A>)))),
         route!(POST "/v1/sessions/{id}/request-approval", "requestApproval", "Ask for an approval bound to the current generation", query: &[], body: Json(schema::<RequestApprovalRequest>), reply: Json(schema::<Approval>), Handler(Box::new(post(review::request_approval::<A>)))),

@@ -701,6 +701,31 @@ async fn bad_input_table() {
             "not found",
         ),
         row(
+            "bus topic with a space",
+            Method::POST,
+            format!("/v1/sessions/{sid}/bus:publish"),
+            400,
+            "INVALID_ARGUMENT",
+            "topic",
+        )
+        .body(r#"{"topic": "a b", "payload": ""}"#),
+        row(
+            "bus glob with brackets",
+            Method::GET,
+            format!("/v1/sessions/{sid}/bus?topics=tests[0-9]"),
+            400,
+            "INVALID_ARGUMENT",
+            "glob",
+        ),
+        row(
+            "bus scope unknown",
+            Method::GET,
+            format!("/v1/sessions/{sid}/bus?scope=TENANT"),
+            400,
+            "INVALID_ARGUMENT",
+            "SESSION_ONLY",
+        ),
+        row(
             "wrong method on a cache route",
             Method::PATCH,
             format!("{cache}/stats"),
