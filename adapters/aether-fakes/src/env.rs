@@ -54,3 +54,27 @@ impl Environment for FakeEnvironment {
         time_ordered_suffix(self.start, n)
     }
 }
+
+/// A stand-in for the real sealer in in-memory tests: reversible scrambling bound to the
+/// context by a digest. It keeps values out of plain sight, not safe from anyone; never use it
+/// outside tests.
+pub struct FakeSealer;
+
+impl aether_ports::store::SecretSealer for FakeSealer {
+    fn seal(&self, plain: &[u8], context: &[u8]) -> aether_domain::Result<Vec<u8>> {
+        use sha2::{Digest, Sha256};
+        let mut out = Sha256::digest(context)[..8].to_vec();
+        out.extend(plain.iter().map(|b| b ^ 0x5a));
+        Ok(out)
+    }
+
+    fn open(&self, sealed: &[u8], context: &[u8]) -> aether_domain::Result<Vec<u8>> {
+        use sha2::{Digest, Sha256};
+        if sealed.len() < 8 || sealed[..8] != Sha256::digest(context)[..8] {
+            return Err(aether_domain::Error::internal(
+                "a stored secret cannot be opened",
+            ));
+        }
+        Ok(sealed[8..].iter().map(|b| b ^ 0x5a).collect())
+    }
+}

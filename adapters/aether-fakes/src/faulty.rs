@@ -210,6 +210,15 @@ impl<A: BusApi> BusApi for Faulty<A> {
     }
 }
 
+impl<A: SecretsApi> SecretsApi for Faulty<A> {
+    faulty_methods! {
+        list_secrets(session_id: &str, req: ListSecretsRequest) -> Page<SecretInfo>;
+        get_secret(session_id: &str, name: &str, scope: SecretScope) -> SecretValue;
+        put_secret(session_id: &str, name: &str, scope: SecretScope, req: PutSecretRequest) -> SecretInfo;
+        delete_secret(session_id: &str, name: &str, scope: SecretScope) -> ();
+    }
+}
+
 impl<A: EventsApi> EventsApi for Faulty<A> {
     faulty_methods! {
         list_events(session_id: &str, req: ListEventsRequest) -> Page<Event>;

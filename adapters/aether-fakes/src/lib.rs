@@ -9,7 +9,7 @@ mod memory;
 mod review;
 mod sources;
 
-pub use env::{FakeEnvironment, FakeTime};
+pub use env::{FakeEnvironment, FakeSealer, FakeTime};
 pub use faulty::{Fault, FaultPlan, Faulty};
 pub use local::{ManualClock, MemoryCache};
 pub use memory::{MemoryBlobStore, MemoryMetadataStore};
@@ -25,6 +25,7 @@ pub fn fake_api() -> FakeApi {
         FakeEnvironment::default(),
         aether_service::Limits::default(),
     )
+    .with_secrets(std::sync::Arc::new(FakeSealer))
 }
 
 /// A fresh in-memory session API whose clock the returned `FakeTime` moves forward.
@@ -35,6 +36,7 @@ pub fn fake_api_with_time() -> (FakeApi, FakeTime) {
         MemoryBlobStore::default(),
         FakeEnvironment::with_time(time.clone()),
         aether_service::Limits::default(),
-    );
+    )
+    .with_secrets(std::sync::Arc::new(FakeSealer));
     (api, time)
 }

@@ -37,6 +37,8 @@ pub(crate) struct State {
     pub(crate) sources: BTreeMap<(String, String), SourceRecord>,
     pub(crate) revisions: BTreeMap<(String, String), RevisionRecord>,
     pub(crate) jobs: BTreeMap<(String, String), aether_ports::sources::Job>,
+    /// Sealed secrets by (tenant or `*`, scope key, name).
+    pub(crate) secrets: BTreeMap<(String, String, String), SecretRecord>,
     idempotency: HashMap<(String, String, String), Outcome>,
 }
 
@@ -201,6 +203,9 @@ impl MetadataStore for MemoryMetadataStore {
                 .is_some_and(|s| &s.rec.tenant == tenant);
             if exists {
                 state.sessions.remove(id);
+                state
+                    .secrets
+                    .retain(|(_, scope, _), _| scope != id.as_str());
                 state
                     .idempotency
                     .retain(|(_, scope, _), _| scope != id.as_str());
@@ -475,6 +480,17 @@ impl MetadataStore for MemoryMetadataStore {
     async fn ping(&self) -> Result<()> {
         Ok(())
     }
+
+    async fn append_event(&self, session: &SessionId, event: NewEvent) -> Result<()> {
+        self.with(|state| {
+            let s = state
+                .sessions
+                .get_mut(session)
+                .ok_or_else(|| Error::not_found(format!("session {session} not found")))?;
+            append(s, vec![event]);
+            Ok(())
+        })
+    }
 }
 
 /// Blobs in a hash map, with the time each was last written or touched.
@@ -573,6 +589,65 @@ impl BusStore for MemoryMetadataStore {
                 .get(session)
                 .map(|s| s.bus.iter().cloned().collect())
                 .unwrap_or_default())
+        })
+    }
+}
+
+impl SecretStore for MemoryMetadataStore {
+    async fn put_secret(
+        &self,
+        home: &SecretHome,
+        name: &str,
+        sealed: Vec<u8>,
+        now: aether_domain::Timestamp,
+    ) -> Result<SecretRecord> {
+        self.with(|state| {
+            let key = (home.0.clone(), home.1.clone(), name.to_owned());
+            let version = state.secrets.get(&key).map_or(0, |r| r.version) + 1;
+            let record = SecretRecord {
+                scope_key: home.1.clone(),
+                name: name.to_owned(),
+                sealed,
+                version,
+                updated_at: now,
+            };
+            state.secrets.insert(key, record.clone());
+            Ok(record)
+        })
+    }
+
+    async fn secret(&self, home: &SecretHome, name: &str) -> Result<Option<SecretRecord>> {
+        self.with(|state| {
+            Ok(state
+                .secrets
+                .get(&(home.0.clone(), home.1.clone(), name.to_owned()))
+                .cloned())
+        })
+    }
+
+    async fn secrets(&self, homes: &[SecretHome]) -> Result<Vec<SecretRecord>> {
+        self.with(|state| {
+            let mut out: Vec<(usize, SecretRecord)> = state
+                .secrets
+                .iter()
+                .filter_map(|((t, s, _), r)| {
+                    homes
+                        .iter()
+                        .position(|h| &h.0 == t && &h.1 == s)
+                        .map(|i| (i, r.clone()))
+                })
+                .collect();
+            out.sort_by(|a, b| a.1.name.cmp(&b.1.name).then(a.0.cmp(&b.0)));
+            Ok(out.into_iter().map(|(_, r)| r).collect())
+        })
+    }
+
+    async fn delete_secret(&self, home: &SecretHome, name: &str) -> Result<bool> {
+        self.with(|state| {
+            Ok(state
+                .secrets
+                .remove(&(home.0.clone(), home.1.clone(), name.to_owned()))
+                .is_some())
         })
     }
 }

@@ -4,6 +4,7 @@
 mod bus;
 mod knowledge;
 mod review;
+mod secrets;
 mod sources;
 mod sse;
 

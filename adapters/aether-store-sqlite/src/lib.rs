@@ -10,6 +10,7 @@ mod meta;
 mod review;
 mod rows;
 mod schema;
+mod secrets;
 mod sources;
 
 pub use blobs::FileBlobStore;

@@ -585,6 +585,7 @@ impl MetadataStore for SqliteMetadataStore {
                         "DELETE FROM events WHERE session = ?1",
                         "DELETE FROM kv WHERE session = ?1",
                         "DELETE FROM bus WHERE session = ?1",
+                        "DELETE FROM secrets WHERE scope = ?1",
                         "DELETE FROM approvals WHERE session = ?1",
                         "DELETE FROM commits WHERE session = ?1",
                         "DELETE FROM annotations WHERE session = ?1",
@@ -1105,6 +1106,13 @@ impl MetadataStore for SqliteMetadataStore {
                 conn.query_row("SELECT 1", [], |_| Ok(()))
                     .map_err(sql_err("answer a ping"))
             })
+            .await
+    }
+
+    async fn append_event(&self, session: &SessionId, event: NewEvent) -> Result<()> {
+        let session = session.clone();
+        self.db
+            .write(move |tx| append_events(tx, &session, &[event]), |_| {})
             .await
     }
 }

@@ -163,6 +163,18 @@ CREATE TABLE IF NOT EXISTS bus (
     PRIMARY KEY (session, seq)
 ) WITHOUT ROWID;
 
+-- Secrets, sealed by the service before they get here. `tenant` is `*` for unscoped ones;
+-- `scope` is a session id, `tenant` or `unscoped`.
+CREATE TABLE IF NOT EXISTS secrets (
+    tenant TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    name TEXT NOT NULL,
+    sealed BLOB NOT NULL,
+    version INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, scope, name)
+) WITHOUT ROWID;
+
 CREATE TABLE IF NOT EXISTS blobs (
     hash TEXT PRIMARY KEY,
     refs INTEGER NOT NULL

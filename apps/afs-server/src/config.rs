@@ -47,6 +47,9 @@ pub struct ServerConfig {
     /// Directories of this host that sources may import from (paths, git repositories and
     /// bundles below them); none by default.
     pub import_roots: Vec<PathBuf>,
+    /// The key that seals secrets at rest (64 hex digits in a file); created with a random
+    /// key if missing. Defaults to `<data_dir>/secrets.key`.
+    pub secrets_key_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +76,7 @@ impl Default for ServerConfig {
             gc_grace_secs: 3600,
             log_level: "info".into(),
             import_roots: Vec::new(),
+            secrets_key_file: None,
         }
     }
 }
@@ -162,6 +166,12 @@ impl ServerConfig {
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    pub fn secrets_key_path(&self) -> PathBuf {
+        self.secrets_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("secrets.key"))
     }
 
     pub fn validate(&self) -> Result<()> {

@@ -81,6 +81,9 @@ pub fn build_service(cfg: &ServerConfig) -> Result<EmbeddedService> {
     let meta = SqliteMetadataStore::open(&meta_path, cfg.sqlite_readers).map_err(|e| {
         anyhow::anyhow!("open metadata store {}: {}", meta_path.display(), e.message)
     })?;
+    let key_path = cfg.secrets_key_path();
+    let sealer = aether_crypto::KeySealer::from_file(&key_path)
+        .map_err(|e| anyhow::anyhow!("secrets key {}: {}", key_path.display(), e.message))?;
     let blobs = FileBlobStore::open(&blob_path, cfg.fsync)
         .map_err(|e| anyhow::anyhow!("open blob store {}: {}", blob_path.display(), e.message))?;
     Ok(Service::new(
@@ -100,7 +103,8 @@ pub fn build_service(cfg: &ServerConfig) -> Result<EmbeddedService> {
         Some(std::sync::Arc::new(HostImporter::new(
             cfg.import_roots.clone(),
         ))),
-    ))
+    )
+    .with_secrets(std::sync::Arc::new(sealer)))
 }
 
 /// Reads the auth mode; static mode loads and validates the tokens file.

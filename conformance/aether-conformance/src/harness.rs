@@ -127,6 +127,8 @@ checks!(
     check_sources_reject_bad_input,
     check_bus_replays_then_delivers_live_by_glob,
     check_bus_rejects_bad_input,
+    check_secrets_resolve_by_scope_and_list_names_only,
+    check_secrets_reject_bad_input,
 );
 
 /// A fresh empty session owned by `h.owner`, tagged so list checks can find their own.

@@ -8,6 +8,7 @@ mod filesystem;
 mod harness;
 mod knowledge;
 mod review;
+mod secrets;
 mod sessions;
 mod sources;
 
@@ -19,5 +20,6 @@ pub use events::*;
 pub use filesystem::*;
 pub use knowledge::*;
 pub use review::*;
+pub use secrets::*;
 pub use sessions::*;
 pub use sources::*;

@@ -10,6 +10,7 @@ mod knowledge;
 mod mutate;
 mod reader;
 mod review;
+mod secrets;
 mod sessions;
 mod sources;
 
@@ -78,6 +79,8 @@ struct Inner<M, B, E> {
     spawner: Option<Arc<dyn aether_ports::store::Spawner>>,
     /// Reads host paths, git repositories and bundles; without one only archives import.
     importer: Option<Arc<dyn aether_ports::store::Importer>>,
+    /// Seals secret values; without one the secret routes answer that none is configured.
+    sealer: Option<Arc<dyn aether_ports::store::SecretSealer>>,
 }
 
 const WRITE_LOCK_SHARDS: usize = 64;
@@ -97,6 +100,7 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
                 fanout: bus::Fanout::default(),
                 spawner: None,
                 importer: None,
+                sealer: None,
             }),
         }
     }
@@ -111,6 +115,14 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
             Arc::get_mut(&mut self.inner).expect("a service is configured before it is cloned");
         inner.spawner = spawner;
         inner.importer = importer;
+        self
+    }
+
+    /// Lets the service keep secrets, sealed by `sealer` (before the service is shared).
+    pub fn with_secrets(mut self, sealer: Arc<dyn aether_ports::store::SecretSealer>) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("a service is configured before it is cloned")
+            .sealer = Some(sealer);
         self
     }
 

@@ -723,17 +723,7 @@ where
             .await?;
         let mut event = self.event(ctx, "SESSION_PROMOTED", session.generation);
         event.related_id = Some(revision.clone());
-        self.inner
-            .meta
-            .set_status(
-                &tenant,
-                &session.id,
-                session.status,
-                session.status,
-                event,
-                None,
-            )
-            .await?;
+        self.inner.meta.append_event(&session.id, event).await?;
         self.notify(&session.id);
         Ok(revision)
     }

@@ -13,6 +13,7 @@ use crate::bus::*;
 use crate::knowledge::*;
 use crate::model::*;
 use crate::review::*;
+use crate::secrets::*;
 use crate::sources::*;
 
 /// Per-call context: who is calling and, for mutations, the idempotency key to replay on retry.
@@ -444,6 +445,40 @@ pub trait BusApi: Send + Sync {
     ) -> impl Future<Output = Result<BusStream>> + Send;
 }
 
+/// Secrets: values kept encrypted, visible to a session by scope (its own, its tenant's, or
+/// the deployment's), listed by name only.
+pub trait SecretsApi: Send + Sync {
+    /// Names (and scopes) of every secret the session can see.
+    fn list_secrets(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: ListSecretsRequest,
+    ) -> impl Future<Output = Result<Page<SecretInfo>>> + Send;
+    fn get_secret(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        name: &str,
+        scope: SecretScope,
+    ) -> impl Future<Output = Result<SecretValue>> + Send;
+    fn put_secret(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        name: &str,
+        scope: SecretScope,
+        req: PutSecretRequest,
+    ) -> impl Future<Output = Result<SecretInfo>> + Send;
+    fn delete_secret(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        name: &str,
+        scope: SecretScope,
+    ) -> impl Future<Output = Result<()>> + Send;
+}
+
 /// Everything a session offers; implemented automatically for any type with all four parts.
 pub trait SessionApi: SessionsApi + FilesystemApi + ContentApi + EventsApi {}
 
@@ -455,6 +490,9 @@ pub trait Readiness: Send + Sync {
 }
 
 /// The whole product API: sessions and files plus the workflow surfaces around them.
-pub trait AetherApi: SessionApi + KnowledgeApi + ReviewApi + SourcesApi + BusApi {}
+pub trait AetherApi:
+    SessionApi + KnowledgeApi + ReviewApi + SourcesApi + BusApi + SecretsApi
+{
+}
 
-impl<T: SessionApi + KnowledgeApi + ReviewApi + SourcesApi + BusApi> AetherApi for T {}
+impl<T: SessionApi + KnowledgeApi + ReviewApi + SourcesApi + BusApi + SecretsApi> AetherApi for T {}

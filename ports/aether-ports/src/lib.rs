@@ -11,6 +11,7 @@ pub mod local_cache;
 pub mod model;
 pub mod plan;
 pub mod review;
+pub mod secrets;
 pub mod serde_helpers;
 pub mod sources;
 pub mod store;
@@ -19,12 +20,13 @@ pub mod vfs;
 pub use aether_domain::{Code, Error as ApiError, Principal, Reason, Result};
 pub use api::{
     AetherApi, BusApi, ContentApi, Ctx, EventStream, EventsApi, FilesystemApi, KnowledgeApi,
-    Readiness, ReviewApi, SessionApi, SessionsApi, SourcesApi,
+    Readiness, ReviewApi, SecretsApi, SessionApi, SessionsApi, SourcesApi,
 };
 pub use body::{ByteStream, FileBody};
 pub use bus::*;
 pub use knowledge::*;
 pub use model::*;
 pub use review::*;
+pub use secrets::*;
 pub use sources::*;
 pub use store::Outcome;

@@ -243,6 +243,12 @@ pub trait MetadataStore: Send + Sync + 'static {
     fn forget_blobs(&self, hashes: &[String]) -> impl Future<Output = Result<()>> + Send;
     /// Liveness of the backing database, for `/readyz`.
     fn ping(&self) -> impl Future<Output = Result<()>> + Send;
+    /// Appends one event to a session's log (for actions that change no tree or status).
+    fn append_event(
+        &self,
+        session: &SessionId,
+        event: NewEvent,
+    ) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// A knowledge-cache record as stored.
@@ -527,6 +533,55 @@ pub trait BusStore: Send + Sync + 'static {
         &self,
         session: &SessionId,
     ) -> impl Future<Output = Result<Vec<crate::bus::BusMessage>>> + Send;
+}
+
+/// A secret as stored: its value sealed by a `SecretSealer`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretRecord {
+    /// A session id, `tenant`, or `unscoped` (then `tenant` is `*`).
+    pub scope_key: String,
+    pub name: String,
+    pub sealed: Vec<u8>,
+    pub version: u64,
+    pub updated_at: Timestamp,
+}
+
+/// Where a secret is stored: (tenant or `*`, scope key).
+pub type SecretHome = (String, String);
+
+/// Encrypted secrets by (tenant, scope key, name).
+pub trait SecretStore: Send + Sync + 'static {
+    /// Stores `sealed`, one version above the last one of that name; returns the record.
+    fn put_secret(
+        &self,
+        home: &SecretHome,
+        name: &str,
+        sealed: Vec<u8>,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<SecretRecord>> + Send;
+    fn secret(
+        &self,
+        home: &SecretHome,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<SecretRecord>>> + Send;
+    /// Records of every home in `homes`, sorted by name then by the order of `homes`.
+    fn secrets(
+        &self,
+        homes: &[SecretHome],
+    ) -> impl Future<Output = Result<Vec<SecretRecord>>> + Send;
+    /// false when there was no such secret.
+    fn delete_secret(
+        &self,
+        home: &SecretHome,
+        name: &str,
+    ) -> impl Future<Output = Result<bool>> + Send;
+}
+
+/// Seals and opens secret values with the deployment's key; `context` binds a sealed value
+/// to where it is stored, so it cannot be moved to another name or scope.
+pub trait SecretSealer: Send + Sync + 'static {
+    fn seal(&self, plain: &[u8], context: &[u8]) -> Result<Vec<u8>>;
+    fn open(&self, sealed: &[u8], context: &[u8]) -> Result<Vec<u8>>;
 }
 
 /// Runs a job in the background (the service never spawns on its own).

@@ -6,6 +6,7 @@ mod events;
 mod filesystem;
 mod knowledge;
 mod review;
+mod secrets;
 mod sessions;
 mod sources;
 
@@ -124,6 +125,10 @@ pub(crate) fn table<A: AetherApi + Clone + 'static>() -> Vec<Route<A>> {
         route!(GET "/v1/sources/{sourceId}/jobs/{jobId}", "getJob", "A job's state and progress", query: &[], body: None, reply: Json(schema::<Job>), Handler(Box::new(get(sources::job::<A>)))),
         route!(POST "/v1/sessions/{id}/bus:publish", "publish", "Publish a message on a topic of the session's bus", query: &[], body: Json(schema::<PublishRequest>), reply: Json(schema::<BusMessage>), Handler(Box::new(post(bus::publish::<A>)))),
         route!(GET "/v1/sessions/{id}/bus", "subscribe", "Server-Sent Events: retained matching messages (replayLimit), then live ones; `missed` events for a subscriber that fell behind", query: &[("topics", "string", false), ("scope", "string", false), ("replayLimit", "integer", false)], body: None, reply: Raw, Handler(Box::new(get(bus::subscribe::<A>)))),
+        route!(GET "/v1/sessions/{id}/secrets", "listSecrets", "Names and scopes of the secrets the session can see (never values)", query: PAGE, body: None, reply: Page("secrets", schema::<SecretInfo>), Handler(Box::new(get(secrets::list::<A>)))),
+        route!(GET "/v1/sessions/{id}/secrets/{secretName}", "getSecret", "A secret's value (scope: session, tenant, unscoped; the most specific when absent)", query: &[("scope", "string", false)], body: None, reply: Json(schema::<SecretValue>), Handler(Box::new(get(secrets::get::<A>)))),
+        route!(PUT "/v1/sessions/{id}/secrets/{secretName}", "putSecret", "Store a secret, encrypted at rest (scope defaults to session)", query: &[("scope", "string", false)], body: Json(schema::<PutSecretRequest>), reply: Json(schema::<SecretInfo>), Handler(Box::new(put(secrets::put::<A>)))),
+        route!(DELETE "/v1/sessions/{id}/secrets/{secretName}", "deleteSecret", "Delete a secret", query: &[("scope", "string", false)], body: None, reply: Empty, Handler(Box::new(delete(secrets::delete::<A>)))),
         route!(POST "/v1/sessions/{id}/commit", "commitSession", "Record the session's tree as a commit (approval-gated when the policy lists COMMIT)", query: &[], body: Json(schema::<CommitRequest>), reply: Json(schema::<Commit>), Handler(Box::new(post(review::commit::<A>)))),
         route!(GET "/v1/sessions/{id}/commits", "listCommits", "List commits", query: PAGE, body: None, reply: Page("commits", schema::<Commit>), Handler(Box::new(get(review::list_commits::<A>)))),
         route!(POST "/v1/sessions/{id}/request-approval", "requestApproval", "Ask for an approval bound to the current generation", query: &[], body: Json(schema::<RequestApprovalRequest>), reply: Json(schema::<Approval>), Handler(Box::new(post(review::request_approval::<A>)))),

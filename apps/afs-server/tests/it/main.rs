@@ -10,6 +10,7 @@ mod gc;
 mod knowledge;
 mod model;
 mod scenario;
+mod secrets;
 mod signals;
 mod support;
 mod uploads;
