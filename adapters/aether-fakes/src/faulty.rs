@@ -219,6 +219,26 @@ impl<A: SecretsApi> SecretsApi for Faulty<A> {
     }
 }
 
+impl<A: InsightApi> InsightApi for Faulty<A> {
+    faulty_methods! {
+        get_health(session_id: &str) -> SessionHealth;
+        report_health(session_id: &str, req: ReportHealthRequest) -> SessionHealth;
+        report_test_results(session_id: &str, req: TestResultsRequest) -> SessionHealth;
+        analytics(session_id: &str) -> SessionAnalytics;
+        usage(req: UsageRequest) -> Usage;
+    }
+    async fn cas_metrics(&self, ctx: &Ctx) -> Result<CasMetrics> {
+        let fault = self.before("cas_metrics").await?;
+        let result = self.inner.cas_metrics(ctx).await;
+        Self::after(fault, "cas_metrics", result)
+    }
+    async fn cas_refcounts(&self, ctx: &Ctx) -> Result<CasRefcounts> {
+        let fault = self.before("cas_refcounts").await?;
+        let result = self.inner.cas_refcounts(ctx).await;
+        Self::after(fault, "cas_refcounts", result)
+    }
+}
+
 impl<A: EventsApi> EventsApi for Faulty<A> {
     faulty_methods! {
         list_events(session_id: &str, req: ListEventsRequest) -> Page<Event>;

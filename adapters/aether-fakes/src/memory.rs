@@ -28,6 +28,8 @@ pub(crate) struct StoredSession {
     /// Retained bus messages, oldest first.
     pub(crate) bus: std::collections::VecDeque<aether_ports::bus::BusMessage>,
     pub(crate) bus_sequence: u64,
+    pub(crate) stats: SessionStats,
+    pub(crate) health: Option<aether_ports::insight::SessionHealth>,
 }
 
 #[derive(Default)]
@@ -144,6 +146,8 @@ impl MetadataStore for MemoryMetadataStore {
                 annotations: BTreeMap::new(),
                 bus: Default::default(),
                 bus_sequence: 0,
+                stats: SessionStats::default(),
+                health: None,
             };
             append(&mut s, vec![event]);
             state.sessions.insert(rec.id.clone(), s);
@@ -259,6 +263,8 @@ impl MetadataStore for MemoryMetadataStore {
                 annotations: BTreeMap::new(),
                 bus: Default::default(),
                 bus_sequence: 0,
+                stats: SessionStats::default(),
+                health: None,
             };
             append(&mut s, vec![fork_event]);
             state.sessions.insert(fork.id.clone(), s);
@@ -402,6 +408,9 @@ impl MetadataStore for MemoryMetadataStore {
             }
             s.rec.generation += 1;
             s.rec.last_activity_at = commit.time;
+            s.stats.writes += 1;
+            s.stats.bytes_written += commit.bytes_written;
+            s.stats.first_write_at.get_or_insert(commit.time);
             let generation = s.rec.generation;
             append(s, commit.events);
             remember(
@@ -516,6 +525,17 @@ impl BlobStore for MemoryBlobStore {
             .await?;
         let size = data.len() as u64;
         Ok((self.put(data).await?, size))
+    }
+
+    async fn usage(&self) -> Result<(u64, u64)> {
+        let blobs = self
+            .blobs
+            .lock()
+            .map_err(|_| Error::internal("in-memory blob store poisoned"))?;
+        Ok((
+            blobs.len() as u64,
+            blobs.values().map(|(b, _)| b.len() as u64).sum(),
+        ))
     }
 
     async fn get(&self, hash: &str, range: Option<(u64, u64)>) -> Result<Bytes> {
@@ -648,6 +668,104 @@ impl SecretStore for MemoryMetadataStore {
                 .secrets
                 .remove(&(home.0.clone(), home.1.clone(), name.to_owned()))
                 .is_some())
+        })
+    }
+}
+
+impl InsightStore for MemoryMetadataStore {
+    async fn put_health(
+        &self,
+        session: &SessionId,
+        health: &aether_ports::insight::SessionHealth,
+    ) -> Result<()> {
+        self.with(|state| {
+            let s = state
+                .sessions
+                .get_mut(session)
+                .ok_or_else(|| Error::not_found(format!("session {session} not found")))?;
+            s.health = Some(health.clone());
+            Ok(())
+        })
+    }
+
+    async fn health(
+        &self,
+        session: &SessionId,
+    ) -> Result<Option<aether_ports::insight::SessionHealth>> {
+        self.with(|state| Ok(state.sessions.get(session).and_then(|s| s.health.clone())))
+    }
+
+    async fn session_stats(&self, session: &SessionId) -> Result<SessionStats> {
+        self.with(|state| {
+            let Some(s) = state.sessions.get(session) else {
+                return Ok(SessionStats::default());
+            };
+            let count = |kind: &str| s.events.iter().filter(|e| e.kind == kind).count() as u64;
+            Ok(SessionStats {
+                checkpoints: count("CHECKPOINT_CREATED"),
+                restores: count("RESTORED"),
+                ..s.stats.clone()
+            })
+        })
+    }
+
+    async fn add_bytes_read(&self, reads: Vec<(SessionId, u64)>) -> Result<()> {
+        self.with(|state| {
+            for (session, bytes) in reads {
+                if let Some(s) = state.sessions.get_mut(&session) {
+                    s.stats.bytes_read += bytes;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    async fn tenant_footprint(&self, tenant: &TenantId) -> Result<TenantFootprint> {
+        self.with(|state| {
+            let mut foot = TenantFootprint::default();
+            // Trees shared by forks and checkpoints are counted once, as in the layered store.
+            let mut seen = std::collections::HashSet::new();
+            for s in state.sessions.values().filter(|s| &s.rec.tenant == tenant) {
+                if !is_holder(s.rec.id.as_str()) {
+                    foot.sessions_created.push(s.rec.created_at);
+                }
+                foot.egress_bytes += s.stats.bytes_read;
+                let trees = std::iter::once(&s.tree).chain(s.checkpoints.values().map(|(_, t)| t));
+                for t in trees {
+                    if seen.insert(Arc::as_ptr(t)) {
+                        foot.stored_bytes += t
+                            .values()
+                            .filter(|e| e.kind == aether_domain::EntryKind::File)
+                            .map(|e| e.size)
+                            .sum::<u64>();
+                    }
+                }
+            }
+            Ok(foot)
+        })
+    }
+
+    async fn refcount_histogram(&self) -> Result<Vec<(u64, u64)>> {
+        self.with(|state| {
+            let mut refs: HashMap<String, u64> = HashMap::new();
+            let mut seen = std::collections::HashSet::new();
+            for s in state.sessions.values() {
+                let trees = std::iter::once(&s.tree).chain(s.checkpoints.values().map(|(_, t)| t));
+                for t in trees {
+                    if seen.insert(Arc::as_ptr(t)) {
+                        for e in t.values() {
+                            if let Some(h) = &e.content_hash {
+                                *refs.entry(h.clone()).or_default() += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            let mut hist: BTreeMap<u64, u64> = BTreeMap::new();
+            for n in refs.values() {
+                *hist.entry(*n).or_default() += 1;
+            }
+            Ok(hist.into_iter().collect())
         })
     }
 }

@@ -33,6 +33,8 @@ impl SourceStore for MemoryMetadataStore {
                     annotations: BTreeMap::new(),
                     bus: Default::default(),
                     bus_sequence: 0,
+                    stats: SessionStats::default(),
+                    health: None,
                 },
             );
             state.sources.insert(
@@ -174,6 +176,8 @@ impl SourceStore for MemoryMetadataStore {
                 annotations: BTreeMap::new(),
                 bus: Default::default(),
                 bus_sequence: 0,
+                stats: SessionStats::default(),
+                health: None,
             };
             append(&mut s, vec![event]);
             state.sessions.insert(session.id.clone(), s);

@@ -2,6 +2,7 @@
 //! like the service it talks to, mapping HTTP statuses and error bodies back to API errors.
 
 mod bus;
+mod insight;
 mod knowledge;
 mod review;
 mod secrets;

@@ -377,6 +377,13 @@ impl BlobStore for FileBlobStore {
         }
     }
 
+    async fn usage(&self) -> Result<(u64, u64)> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.disk_usage().map(|(bytes, count)| (count, bytes)))
+            .await
+            .map_err(|e| Error::internal(format!("blob scan task failed: {e}")))?
+    }
+
     async fn get(&self, hash: &str, range: Option<(u64, u64)>) -> Result<Bytes> {
         if let Some(b) = self.inner.hot().blobs.get(hash) {
             return Ok(match range {

@@ -5,6 +5,7 @@ mod blobs;
 mod bus;
 mod cache;
 mod db;
+mod insight;
 mod kv;
 mod meta;
 mod review;

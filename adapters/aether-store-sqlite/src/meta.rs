@@ -586,6 +586,8 @@ impl MetadataStore for SqliteMetadataStore {
                         "DELETE FROM kv WHERE session = ?1",
                         "DELETE FROM bus WHERE session = ?1",
                         "DELETE FROM secrets WHERE scope = ?1",
+                        "DELETE FROM session_stats WHERE session = ?1",
+                        "DELETE FROM session_health WHERE session = ?1",
                         "DELETE FROM approvals WHERE session = ?1",
                         "DELETE FROM commits WHERE session = ?1",
                         "DELETE FROM annotations WHERE session = ?1",
@@ -940,6 +942,13 @@ impl MetadataStore for SqliteMetadataStore {
                         )
                         .map_err(sql_err("advance the generation"))?;
                         insert_events(tx, &commit.session, first, &commit.events)?;
+                        exec(
+                            tx,
+                            "INSERT INTO session_stats (session, writes, bytes_written, bytes_read, first_write_at) VALUES (?1, 1, ?2, 0, ?3) \
+                             ON CONFLICT(session) DO UPDATE SET writes = writes + 1, bytes_written = bytes_written + ?2, first_write_at = coalesce(first_write_at, ?3)",
+                            params![commit.session.as_str(), commit.bytes_written as i64, commit.time.nanos()],
+                        )
+                        .map_err(sql_err("count a write"))?;
                         remember(
                             tx,
                             &commit.tenant,

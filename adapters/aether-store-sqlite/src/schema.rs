@@ -175,6 +175,20 @@ CREATE TABLE IF NOT EXISTS secrets (
     PRIMARY KEY (tenant, scope, name)
 ) WITHOUT ROWID;
 
+-- Per-session counters for analytics and usage, and the last health report.
+CREATE TABLE IF NOT EXISTS session_stats (
+    session TEXT PRIMARY KEY,
+    writes INTEGER NOT NULL,
+    bytes_written INTEGER NOT NULL,
+    bytes_read INTEGER NOT NULL,
+    first_write_at INTEGER
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS session_health (
+    session TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+) WITHOUT ROWID;
+
 CREATE TABLE IF NOT EXISTS blobs (
     hash TEXT PRIMARY KEY,
     refs INTEGER NOT NULL

@@ -175,6 +175,9 @@ impl RunningServer {
     }
 }
 
+/// How often read counters are written to the store.
+const USAGE_FLUSH_EVERY: Duration = Duration::from_secs(5);
+
 /// Binds `cfg.listen` and serves until [`RunningServer::stop`]; collects garbage periodically.
 pub async fn start(cfg: &ServerConfig) -> Result<RunningServer> {
     let service = build_service(cfg)?;
@@ -184,7 +187,27 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer> {
         .with_context(|| format!("bind {}", cfg.listen))?;
     let addr = listener.local_addr().context("read the bound address")?;
     let (tx, mut rx) = tokio::sync::watch::channel(false);
+    {
+        // Read counters reach the store every few seconds and once more at shutdown.
+        let service = service.clone();
+        let mut stop = tx.subscribe();
+        tokio::spawn(async move {
+            loop {
+                let stopping = tokio::select! {
+                    _ = tokio::time::sleep(USAGE_FLUSH_EVERY) => false,
+                    _ = stop.wait_for(|s| *s) => true,
+                };
+                if let Err(e) = service.flush_usage().await {
+                    tracing::warn!(error = %e, "recording bytes read failed; will retry");
+                }
+                if stopping {
+                    return;
+                }
+            }
+        });
+    }
     if cfg.gc_interval_secs > 0 {
+        let service = service.clone();
         let (interval, grace) = (
             Duration::from_secs(cfg.gc_interval_secs),
             Duration::from_secs(cfg.gc_grace_secs),

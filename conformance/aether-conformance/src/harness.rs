@@ -129,6 +129,9 @@ checks!(
     check_bus_rejects_bad_input,
     check_secrets_resolve_by_scope_and_list_names_only,
     check_secrets_reject_bad_input,
+    check_health_reports_and_test_results,
+    check_analytics_count_writes_reads_and_checkpoints,
+    check_usage_and_cas_metrics,
 );
 
 /// A fresh empty session owned by `h.owner`, tagged so list checks can find their own.

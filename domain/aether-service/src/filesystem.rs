@@ -281,7 +281,7 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> ContentApi for Service<M, B
         session_id: &str,
         req: ReadFileRequest,
     ) -> Result<FileContent> {
-        let (_, entry) = self
+        let (rec, entry) = self
             .read_entry(ctx, session_id, Scope::FilesystemRead, &req.path)
             .await?;
         match entry.kind {
@@ -306,6 +306,7 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> ContentApi for Service<M, B
             (Some(h), _) => self.inner.blobs.get(h, range).await?,
             (None, _) => bytes::Bytes::new(),
         };
+        self.count_read(&rec.id, data.len() as u64);
         Ok(FileContent {
             entry: Entry::from(entry),
             data,

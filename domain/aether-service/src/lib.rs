@@ -6,6 +6,7 @@ mod bus;
 mod events;
 mod filesystem;
 mod gc;
+mod insight;
 mod knowledge;
 mod mutate;
 mod reader;
@@ -75,6 +76,8 @@ struct Inner<M, B, E> {
     write_locks: Vec<Mutex<()>>,
     /// Live bus subscribers, per session.
     fanout: bus::Fanout,
+    /// Bytes read per session, not yet flushed to the store.
+    reads: insight::ReadCounters,
     /// Runs import jobs in the background; without one they run within the request.
     spawner: Option<Arc<dyn aether_ports::store::Spawner>>,
     /// Reads host paths, git repositories and bundles; without one only archives import.
@@ -98,6 +101,7 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
                 appended,
                 write_locks,
                 fanout: bus::Fanout::default(),
+                reads: insight::ReadCounters::default(),
                 spawner: None,
                 importer: None,
                 sealer: None,

@@ -63,6 +63,7 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
     ) -> Result<Applied> {
         let session_id = target.id();
         let mut ops = Vec::with_capacity(planned.len());
+        let mut bytes_written = 0u64;
         let mut patches = Vec::new();
         for (i, p) in planned.into_iter().enumerate() {
             match p {
@@ -83,6 +84,7 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
                             self.inner.blobs.put_stream(chunks).await?
                         }
                     };
+                    bytes_written += size;
                     ops.push(Some(Op::WriteBlob {
                         path,
                         hash,
@@ -93,6 +95,11 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
                     }));
                 }
                 Planned::Patch(patch) => {
+                    bytes_written += patch
+                        .segments
+                        .iter()
+                        .map(|seg| seg.data.len() as u64)
+                        .sum::<u64>();
                     ops.push(None);
                     patches.push((i, patch));
                 }
@@ -160,6 +167,7 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
                 events,
                 idempotency: self.idempotency(ctx, outcome(&applied)),
                 time: now,
+                bytes_written,
             };
             match self.inner.meta.commit(commit).await? {
                 CommitOutcome::Committed { .. } => {

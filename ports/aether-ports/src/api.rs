@@ -10,6 +10,7 @@ use aether_domain::Principal;
 
 use crate::Result;
 use crate::bus::*;
+use crate::insight::*;
 use crate::knowledge::*;
 use crate::model::*;
 use crate::review::*;
@@ -479,6 +480,35 @@ pub trait SecretsApi: Send + Sync {
     ) -> impl Future<Output = Result<()>> + Send;
 }
 
+/// Health reports, analytics, tenant usage and CAS metrics.
+pub trait InsightApi: Send + Sync {
+    fn get_health(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+    ) -> impl Future<Output = Result<SessionHealth>> + Send;
+    fn report_health(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: ReportHealthRequest,
+    ) -> impl Future<Output = Result<SessionHealth>> + Send;
+    fn report_test_results(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: TestResultsRequest,
+    ) -> impl Future<Output = Result<SessionHealth>> + Send;
+    fn analytics(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+    ) -> impl Future<Output = Result<SessionAnalytics>> + Send;
+    fn usage(&self, ctx: &Ctx, req: UsageRequest) -> impl Future<Output = Result<Usage>> + Send;
+    fn cas_metrics(&self, ctx: &Ctx) -> impl Future<Output = Result<CasMetrics>> + Send;
+    fn cas_refcounts(&self, ctx: &Ctx) -> impl Future<Output = Result<CasRefcounts>> + Send;
+}
+
 /// Everything a session offers; implemented automatically for any type with all four parts.
 pub trait SessionApi: SessionsApi + FilesystemApi + ContentApi + EventsApi {}
 
@@ -491,8 +521,11 @@ pub trait Readiness: Send + Sync {
 
 /// The whole product API: sessions and files plus the workflow surfaces around them.
 pub trait AetherApi:
-    SessionApi + KnowledgeApi + ReviewApi + SourcesApi + BusApi + SecretsApi
+    SessionApi + KnowledgeApi + ReviewApi + SourcesApi + BusApi + SecretsApi + InsightApi
 {
 }
 
-impl<T: SessionApi + KnowledgeApi + ReviewApi + SourcesApi + BusApi + SecretsApi> AetherApi for T {}
+impl<T> AetherApi for T where
+    T: SessionApi + KnowledgeApi + ReviewApi + SourcesApi + BusApi + SecretsApi + InsightApi
+{
+}

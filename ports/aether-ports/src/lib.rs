@@ -6,6 +6,7 @@
 pub mod api;
 pub mod body;
 pub mod bus;
+pub mod insight;
 pub mod knowledge;
 pub mod local_cache;
 pub mod model;
@@ -19,11 +20,12 @@ pub mod vfs;
 
 pub use aether_domain::{Code, Error as ApiError, Principal, Reason, Result};
 pub use api::{
-    AetherApi, BusApi, ContentApi, Ctx, EventStream, EventsApi, FilesystemApi, KnowledgeApi,
-    Readiness, ReviewApi, SecretsApi, SessionApi, SessionsApi, SourcesApi,
+    AetherApi, BusApi, ContentApi, Ctx, EventStream, EventsApi, FilesystemApi, InsightApi,
+    KnowledgeApi, Readiness, ReviewApi, SecretsApi, SessionApi, SessionsApi, SourcesApi,
 };
 pub use body::{ByteStream, FileBody};
 pub use bus::*;
+pub use insight::*;
 pub use knowledge::*;
 pub use model::*;
 pub use review::*;

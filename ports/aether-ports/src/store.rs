@@ -114,6 +114,8 @@ pub struct TreeCommit {
     pub events: Vec<NewEvent>,
     pub idempotency: Option<IdempotencyRecord>,
     pub time: Timestamp,
+    /// Bytes of file content this change writes (for analytics).
+    pub bytes_written: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -584,6 +586,54 @@ pub trait SecretSealer: Send + Sync + 'static {
     fn open(&self, sealed: &[u8], context: &[u8]) -> Result<Vec<u8>>;
 }
 
+/// A session's counters and log tallies, for analytics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    pub writes: u64,
+    pub bytes_written: u64,
+    pub bytes_read: u64,
+    pub first_write_at: Option<Timestamp>,
+    pub checkpoints: u64,
+    pub restores: u64,
+}
+
+/// A tenant's sessions and what they hold, for usage.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantFootprint {
+    /// (created at) of every existing session (source trees excluded).
+    pub sessions_created: Vec<Timestamp>,
+    pub stored_bytes: u64,
+    pub egress_bytes: u64,
+}
+
+/// Health reports, counters and CAS statistics.
+pub trait InsightStore: Send + Sync + 'static {
+    fn put_health(
+        &self,
+        session: &SessionId,
+        health: &crate::insight::SessionHealth,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn health(
+        &self,
+        session: &SessionId,
+    ) -> impl Future<Output = Result<Option<crate::insight::SessionHealth>>> + Send;
+    fn session_stats(
+        &self,
+        session: &SessionId,
+    ) -> impl Future<Output = Result<SessionStats>> + Send;
+    /// Adds bytes served by reads, per session (flushed in batches).
+    fn add_bytes_read(
+        &self,
+        reads: Vec<(SessionId, u64)>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn tenant_footprint(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<TenantFootprint>> + Send;
+    /// (reference count, number of blobs with it), ascending.
+    fn refcount_histogram(&self) -> impl Future<Output = Result<Vec<(u64, u64)>>> + Send;
+}
+
 /// Runs a job in the background (the service never spawns on its own).
 pub trait Spawner: Send + Sync + 'static {
     fn spawn(&self, task: std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>>);
@@ -615,6 +665,8 @@ pub trait BlobStore: Send + Sync + 'static {
         &self,
         chunks: crate::ByteStream,
     ) -> impl Future<Output = Result<(String, u64)>> + Send;
+    /// (number of blobs, their total bytes).
+    fn usage(&self) -> impl Future<Output = Result<(u64, u64)>> + Send;
     /// Reads `[start, end)` of a blob, or all of it.
     fn get(
         &self,

@@ -4,6 +4,7 @@ mod bus;
 mod content;
 mod events;
 mod filesystem;
+mod insight;
 mod knowledge;
 mod review;
 mod secrets;
@@ -129,6 +130,13 @@ pub(crate) fn table<A: AetherApi + Clone + 'static>() -> Vec<Route<A>> {
         route!(GET "/v1/sessions/{id}/secrets/{secretName}", "getSecret", "A secret's value (scope: session, tenant, unscoped; the most specific when absent)", query: &[("scope", "string", false)], body: None, reply: Json(schema::<SecretValue>), Handler(Box::new(get(secrets::get::<A>)))),
         route!(PUT "/v1/sessions/{id}/secrets/{secretName}", "putSecret", "Store a secret, encrypted at rest (scope defaults to session)", query: &[("scope", "string", false)], body: Json(schema::<PutSecretRequest>), reply: Json(schema::<SecretInfo>), Handler(Box::new(put(secrets::put::<A>)))),
         route!(DELETE "/v1/sessions/{id}/secrets/{secretName}", "deleteSecret", "Delete a secret", query: &[("scope", "string", false)], body: None, reply: Empty, Handler(Box::new(delete(secrets::delete::<A>)))),
+        route!(GET "/v1/sessions/{id}/health", "getHealth", "The session's last reported health", query: &[], body: None, reply: Json(schema::<SessionHealth>), Handler(Box::new(get(insight::health::<A>)))),
+        route!(POST "/v1/sessions/{id}/health/report", "reportHealth", "Report the session's health and checks", query: &[], body: Json(schema::<ReportHealthRequest>), reply: Json(schema::<SessionHealth>), Handler(Box::new(post(insight::report::<A>)))),
+        route!(POST "/v1/sessions/{id}/health:testResults", "reportTestResults", "Report test results (the health follows them)", query: &[], body: Json(schema::<TestResultsRequest>), reply: Json(schema::<SessionHealth>), Handler(Box::new(post(insight::test_results::<A>)))),
+        route!(GET "/v1/sessions/{id}/analytics", "sessionAnalytics", "Writes, bytes written and read, checkpoints, restores, time to first write", query: &[], body: None, reply: Json(schema::<SessionAnalytics>), Handler(Box::new(get(insight::analytics::<A>)))),
+        route!(GET "/v1/usage", "usage", "The caller's tenant over a window: session-hours, stored and egress bytes", query: &[("since", "string", false), ("until", "string", false)], body: None, reply: Json(schema::<Usage>), Handler(Box::new(get(insight::usage::<A>)))),
+        route!(GET "/v1/metrics/cas", "casMetrics", "Blobs in the content store and how many are referenced", query: &[], body: None, reply: Json(schema::<CasMetrics>), Handler(Box::new(get(insight::cas::<A>)))),
+        route!(GET "/v1/metrics/cas/refcounts", "casRefcounts", "How many blobs have each reference count", query: &[], body: None, reply: Json(schema::<CasRefcounts>), Handler(Box::new(get(insight::refcounts::<A>)))),
         route!(POST "/v1/sessions/{id}/commit", "commitSession", "Record the session's tree as a commit (approval-gated when the policy lists COMMIT)", query: &[], body: Json(schema::<CommitRequest>), reply: Json(schema::<Commit>), Handler(Box::new(post(review::commit::<A>)))),
         route!(GET "/v1/sessions/{id}/commits", "listCommits", "List commits", query: PAGE, body: None, reply: Page("commits", schema::<Commit>), Handler(Box::new(get(review::list_commits::<A>)))),
         route!(POST "/v1/sessions/{id}/request-approval", "requestApproval", "Ask for an approval bound to the current generation", query: &[], body: Json(schema::<RequestApprovalRequest>), reply: Json(schema::<Approval>), Handler(Box::new(post(review::request_approval::<A>)))),

@@ -53,6 +53,7 @@ async fn recorded_replies_expire_after_a_week() {
             time,
         }),
         time,
+        bytes_written: 0,
     };
     store
         .commit(commit(0, "old", Timestamp(now.nanos() - 8 * DAY)))
