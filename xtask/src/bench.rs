@@ -42,7 +42,25 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             }
             Ok(())
         }
-        _ => bail!("usage: cargo xtask bench <server | mount> [--quick]"),
+        Some("workflow") => {
+            if Command::new("sh")
+                .args(["-c", "command -v redis-benchmark"])
+                .output()
+                .map(|o| !o.status.success())
+                .unwrap_or(true)
+            {
+                eprintln!(
+                    "note: redis-benchmark is missing (apt-get install redis-server redis-tools); the peer column will be empty"
+                );
+            }
+            cargo(&["build", "--release", "-p", "afs-server"])?;
+            let mut bench = vec!["bench", "-p", "afs-server", "--bench", "workflow", "--"];
+            if quick {
+                bench.push("--quick");
+            }
+            cargo(&bench)
+        }
+        _ => bail!("usage: cargo xtask bench <server | mount | workflow> [--quick]"),
     }
 }
 

@@ -22,7 +22,7 @@ fn main() -> Result<()> {
         }
         Some("bench") => bench::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <tidy | bench server|mount [--quick]>");
+            eprintln!("usage: cargo xtask <tidy | bench server|mount|workflow [--quick]>");
             bail!("unknown or missing task")
         }
     }
