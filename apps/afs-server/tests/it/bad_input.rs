@@ -726,6 +726,66 @@ async fn bad_input_table() {
             "SESSION_ONLY",
         ),
         row(
+            "secret name with a slash",
+            Method::PUT,
+            format!("/v1/sessions/{sid}/secrets/a%2Fb"),
+            400,
+            "INVALID_ARGUMENT",
+            "secret name",
+        )
+        .body(r#"{"value": "eA=="}"#),
+        row(
+            "secret scope unknown",
+            Method::GET,
+            format!("/v1/sessions/{sid}/secrets/X?scope=global"),
+            400,
+            "INVALID_ARGUMENT",
+            "global",
+        ),
+        row(
+            "secret of another tenant's session",
+            Method::GET,
+            format!("/v1/sessions/{sid}/secrets"),
+            404,
+            "NOT_FOUND",
+            "not found",
+        )
+        .token(Some(STRANGER)),
+        row(
+            "health status unknown",
+            Method::POST,
+            format!("/v1/sessions/{sid}/health/report"),
+            400,
+            "INVALID_ARGUMENT",
+            "GREEN",
+        )
+        .body(r#"{"status": "GREEN"}"#),
+        row(
+            "test results with a negative count",
+            Method::POST,
+            format!("/v1/sessions/{sid}/health:testResults"),
+            400,
+            "INVALID_ARGUMENT",
+            "JSON",
+        )
+        .body(r#"{"passed": -1, "failed": 0}"#),
+        row(
+            "usage window reversed",
+            Method::GET,
+            "/v1/usage?since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z",
+            400,
+            "INVALID_ARGUMENT",
+            "since",
+        ),
+        row(
+            "usage time not RFC 3339",
+            Method::GET,
+            "/v1/usage?since=yesterday",
+            400,
+            "INVALID_ARGUMENT",
+            "since",
+        ),
+        row(
             "wrong method on a cache route",
             Method::PATCH,
             format!("{cache}/stats"),
