@@ -145,6 +145,10 @@ pub async fn check_archive_imports_become_revisions<A: AetherApi>(h: &Harness<A>
         .await
         .expect("upload");
     assert!(job.id.starts_with("job_"), "{}", job.id);
+    assert_eq!(
+        job.requested_by, h.owner.principal.name,
+        "a job names who started it"
+    );
     let job = finished(h, job).await;
     assert_eq!(job.state, "UNDERLAY_IMPORT_JOB_STATE_SUCCEEDED", "{job:?}");
     assert_eq!(

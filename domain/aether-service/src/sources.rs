@@ -160,13 +160,14 @@ where
             .ok_or_else(|| source_missing(id))
     }
 
-    fn new_job(&self, source_id: &str, kind: &str) -> Job {
+    fn new_job(&self, ctx: &Ctx, source_id: &str, kind: &str) -> Job {
         let now = self.inner.env.now();
         Job {
             id: format!("job_{}", self.inner.env.id_suffix()),
             source_id: source_id.to_owned(),
             kind: kind.to_owned(),
             state: QUEUED.to_owned(),
+            requested_by: ctx.principal.name.clone(),
             bytes_processed: 0,
             files_processed: 0,
             revision_id: None,
@@ -849,7 +850,7 @@ where
         } else {
             "REFRESH"
         };
-        let job = self.new_job(source_id, kind);
+        let job = self.new_job(ctx, source_id, kind);
         let tenant = ctx.principal.tenant.clone();
         self.launch(&tenant, record, job, Feed::Archive(hash)).await
     }
@@ -862,7 +863,7 @@ where
                 "source {source_id} was already imported; use refresh for a new revision"
             )));
         }
-        let job = self.new_job(source_id, "IMPORT");
+        let job = self.new_job(ctx, source_id, "IMPORT");
         let tenant = ctx.principal.tenant.clone();
         self.launch(&tenant, record, job, Feed::Host(origin)).await
     }
@@ -870,7 +871,7 @@ where
     async fn refresh_source(&self, ctx: &Ctx, source_id: &str) -> Result<Job> {
         let record = self.source_of(ctx, Scope::SourceImport, source_id).await?;
         let origin = host_origin(&record.source)?;
-        let job = self.new_job(source_id, "REFRESH");
+        let job = self.new_job(ctx, source_id, "REFRESH");
         let tenant = ctx.principal.tenant.clone();
         self.launch(&tenant, record, job, Feed::Host(origin)).await
     }
@@ -883,7 +884,7 @@ where
     ) -> Result<Job> {
         let record = self.source_of(ctx, Scope::SourceWrite, source_id).await?;
         let tenant = ctx.principal.tenant.clone();
-        let mut job = self.new_job(source_id, "PROMOTION");
+        let mut job = self.new_job(ctx, source_id, "PROMOTION");
         job.state = RUNNING.to_owned();
         self.inner.meta.put_job(&tenant, &job).await?;
         let result = self.promote(ctx, &record, &req.session_id, &mut job).await;

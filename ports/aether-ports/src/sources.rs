@@ -99,6 +99,8 @@ pub struct Job {
     pub kind: String,
     /// `UNDERLAY_IMPORT_JOB_STATE_QUEUED`, `_RUNNING`, `_SUCCEEDED`, `_FAILED`.
     pub state: String,
+    /// The principal that started it.
+    pub requested_by: String,
     pub bytes_processed: u64,
     pub files_processed: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
