@@ -6,6 +6,7 @@ mod cli;
 mod config;
 mod control;
 mod dev;
+mod logging;
 mod runtime;
 mod session_cmd;
 mod source_cmd;
@@ -36,52 +37,6 @@ fn main() {
 /// The environment, captured once so every layer sees the same values.
 fn environment() -> Vec<(String, String)> {
     std::env::vars().collect()
-}
-
-type LogReload =
-    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
-
-/// Changes the log level of the running process (SIGHUP); set once logging starts.
-static LOG_RELOAD: std::sync::OnceLock<LogReload> = std::sync::OnceLock::new();
-
-/// Whether `RUST_LOG` is set to a valid filter (it then wins over `log_level`).
-fn rust_log_wins() -> bool {
-    tracing_subscriber::EnvFilter::try_from_default_env().is_ok()
-}
-
-fn init_logging(cli: &Cli, level: &str) {
-    use tracing_subscriber::prelude::*;
-    let level = match cli.verbose {
-        0 if cli.quiet => "error",
-        0 => level,
-        1 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
-    let installed = tracing_subscriber::registry()
-        .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
-        )
-        .try_init();
-    if installed.is_ok() {
-        let _ = LOG_RELOAD.set(handle);
-    }
-}
-
-/// Applies a new log level unless `RUST_LOG` wins; returns whether it applied.
-fn set_log_level(level: &str) -> bool {
-    if rust_log_wins() {
-        return false;
-    }
-    LOG_RELOAD.get().is_some_and(|h| {
-        h.modify(|f| *f = tracing_subscriber::EnvFilter::new(level))
-            .is_ok()
-    })
 }
 
 /// Flag values as configuration layers (flag name, key, value).
@@ -210,7 +165,17 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Mount(args) => {
             let loaded = load_config(&cli, &env, mount_flag_layers(args))?;
-            init_logging(&cli, &loaded.config.log_level);
+            let cache = args
+                .cache_dir
+                .clone()
+                .unwrap_or_else(|| loaded.config.cache_dir(&env));
+            logging::init(&logging::settings(
+                &cli,
+                &loaded.config,
+                &env,
+                &cache,
+                Some(&args.session_id),
+            )?)?;
             if loaded.config.disable {
                 println!(
                     "aether is disabled by configuration (disable = true, from {}); not mounting",
@@ -267,7 +232,14 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Dev(args) => {
             let loaded = load_config(&cli, &env, vec![])?;
-            init_logging(&cli, &loaded.config.log_level);
+            let cache = loaded.config.cache_dir(&env);
+            logging::init(&logging::settings(
+                &cli,
+                &loaded.config,
+                &env,
+                &cache,
+                None,
+            )?)?;
             runtime()?.block_on(dev::run(args, loaded.config, &env))
         }
     }
@@ -352,7 +324,7 @@ fn foreground(plan: runtime::MountPlan, reload: &dyn Fn() -> Result<AetherConfig
             tokio::select! {
                 _ = runtime::wait_for_stop(&stop) => break,
                 _ = hangup.recv() => match reload() {
-                    Ok(cfg) => running.reload(cfg, &set_log_level),
+                    Ok(cfg) => running.reload(cfg, &logging::set_level),
                     // A bad edit must not take the mount down: keep the old settings.
                     Err(e) => tracing::warn!(error = %format!("{e:#}"), "SIGHUP: the configuration is invalid; keeping the current one"),
                 },

@@ -50,6 +50,17 @@ pub struct ServerConfig {
     /// The key that seals secrets at rest (64 hex digits in a file); created with a random
     /// key if missing. Defaults to `<data_dir>/secrets.key`.
     pub secrets_key_file: Option<PathBuf>,
+    /// `json` or `text`; `stderr`, `stdout` or `file` (at `log_path`, default
+    /// `<data_dir>/logs/afs-server.log`); rotation `none`, `hourly`, `daily` or `size`.
+    pub log_format: String,
+    pub log_destination: String,
+    pub log_path: Option<PathBuf>,
+    pub log_rotation: String,
+    pub log_rotation_max_bytes: u64,
+    pub log_rotation_max_files: usize,
+    /// `hash` (sensitive fields as salted SHA-256) or `off`.
+    pub log_redaction: String,
+    pub log_redact_salt: String,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +88,14 @@ impl Default for ServerConfig {
             log_level: "info".into(),
             import_roots: Vec::new(),
             secrets_key_file: None,
+            log_format: "json".into(),
+            log_destination: "stderr".into(),
+            log_path: None,
+            log_rotation: "none".into(),
+            log_rotation_max_bytes: 50 << 20,
+            log_rotation_max_files: 5,
+            log_redaction: "hash".into(),
+            log_redact_salt: String::new(),
         }
     }
 }
@@ -174,7 +193,83 @@ impl ServerConfig {
             .unwrap_or_else(|| self.data_dir.join("secrets.key"))
     }
 
+    /// Logging as `aether-telemetry` takes it.
+    pub fn log_settings(&self) -> aether_telemetry::LogSettings {
+        use aether_telemetry::*;
+        let rotation = match self.log_rotation.as_str() {
+            "hourly" => Rotation::Hourly,
+            "daily" => Rotation::Daily,
+            "size" => Rotation::Size {
+                max_bytes: self.log_rotation_max_bytes,
+            },
+            _ => Rotation::None,
+        };
+        LogSettings {
+            level: self.log_level.clone(),
+            format: if self.log_format == "text" {
+                Format::Text
+            } else {
+                Format::Json
+            },
+            destination: match self.log_destination.as_str() {
+                "stdout" => Destination::Stdout,
+                "file" => Destination::File {
+                    path: self
+                        .log_path
+                        .clone()
+                        .unwrap_or_else(|| self.data_dir.join("logs").join("afs-server.log")),
+                    rotation,
+                    max_files: self.log_rotation_max_files,
+                },
+                _ => Destination::Stderr,
+            },
+            redaction: if self.log_redaction == "off" {
+                Redaction::Off
+            } else {
+                Redaction::Hash {
+                    salt: self.log_redact_salt.clone(),
+                }
+            },
+            component: "afs-server".into(),
+            session_id: None,
+            sampling: Vec::new(),
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
+        let one_of = |key: &str, value: &str, allowed: &[&str]| -> Result<()> {
+            if allowed.contains(&value) {
+                Ok(())
+            } else {
+                bail!(
+                    "{key}: {value:?} is not valid; expected one of {}",
+                    allowed.join(", ")
+                )
+            }
+        };
+        one_of("log_format", &self.log_format, &["json", "text"])?;
+        one_of(
+            "log_destination",
+            &self.log_destination,
+            &["stderr", "stdout", "file"],
+        )?;
+        one_of(
+            "log_rotation",
+            &self.log_rotation,
+            &["none", "hourly", "daily", "size"],
+        )?;
+        one_of("log_redaction", &self.log_redaction, &["hash", "off"])?;
+        if self.log_rotation_max_bytes == 0 || self.log_rotation_max_files == 0 {
+            bail!(
+                "log_rotation_max_bytes and log_rotation_max_files: value must be greater than zero"
+            );
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
+            bail!(
+                "log_level: {:?} is not a valid level or filter",
+                self.log_level
+            );
+        }
         for root in &self.import_roots {
             if !root.is_dir() {
                 bail!(

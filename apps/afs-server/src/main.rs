@@ -16,12 +16,11 @@ async fn main() -> Result<()> {
     let flags = Flags::parse();
     let env: Vec<(String, String)> = std::env::vars().collect();
     let cfg = ServerConfig::load(&flags, &env)?;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| cfg.log_level.clone().into()),
-        )
-        .init();
+    let (_log, fallback) =
+        aether_telemetry::init(&cfg.log_settings()).map_err(anyhow::Error::msg)?;
+    if let Some(f) = fallback {
+        eprintln!("warning: {}", f.0);
+    }
     let server = afs_server::start(&cfg).await?;
     tracing::info!(addr = %server.addr, data_dir = %cfg.data_dir.display(), auth = %cfg.auth, "afs-server listening");
     println!("{}", afs_server::listening_line(server.addr));

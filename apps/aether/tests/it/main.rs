@@ -2,6 +2,7 @@
 //! afs-server on loopback, exercised with ordinary file-system calls and tools.
 
 mod durability;
+mod logging;
 mod mount;
 mod review;
 mod sources;

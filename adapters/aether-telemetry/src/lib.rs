@@ -1,0 +1,137 @@
+//! Telemetry (adapter layer) for both apps: `tracing` to JSON lines or text on stderr, stdout
+//! or a rotating file, with sensitive fields hashed, chatty debug targets sampled, `RUST_LOG`
+//! taking precedence over the configured level, and the level reloadable (SIGHUP).
+
+mod layer;
+mod writer;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::{EnvFilter, Registry, reload};
+
+pub use layer::{Format, Redaction, SENSITIVE, Sample};
+pub use writer::{RotatingFile, Rotation, Sink};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    Stderr,
+    Stdout,
+    File {
+        path: PathBuf,
+        rotation: Rotation,
+        max_files: usize,
+    },
+}
+
+/// Everything that decides what is logged and where.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// A filter such as `info` or `aether_mount=debug,info`; `RUST_LOG` wins when valid.
+    pub level: String,
+    pub format: Format,
+    pub destination: Destination,
+    pub redaction: Redaction,
+    /// `aether` or `afs-server`, on every line.
+    pub component: String,
+    pub session_id: Option<String>,
+    pub sampling: Vec<Sample>,
+}
+
+/// Changes the running level (SIGHUP).
+pub struct LogHandle {
+    filter: reload::Handle<EnvFilter, Registry>,
+}
+
+impl LogHandle {
+    /// Applies `level` unless `RUST_LOG` wins; whether it applied. A malformed level is an
+    /// error naming it.
+    pub fn set_level(&self, level: &str) -> Result<bool, String> {
+        if rust_log_wins() {
+            return Ok(false);
+        }
+        let filter = EnvFilter::try_new(level)
+            .map_err(|e| format!("log level {level:?} is not a valid filter: {e}"))?;
+        self.filter
+            .modify(|f| *f = filter)
+            .map(|()| true)
+            .map_err(|e| format!("cannot change the log level: {e}"))
+    }
+}
+
+/// Whether `RUST_LOG` holds a valid filter (it then decides the level).
+pub fn rust_log_wins() -> bool {
+    std::env::var("RUST_LOG").is_ok() && EnvFilter::try_from_default_env().is_ok()
+}
+
+/// What `init` could not do as asked, with what it did instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fallback(pub String);
+
+/// The line sink for `destination`; an unusable file falls back to stderr, saying why.
+pub fn sink(destination: &Destination) -> (Sink, Option<Fallback>) {
+    match destination {
+        Destination::Stderr => (Sink::Stderr, None),
+        Destination::Stdout => (Sink::Stdout, None),
+        Destination::File {
+            path,
+            rotation,
+            max_files,
+        } => match RotatingFile::open(path, *rotation, *max_files) {
+            Ok(f) => (Sink::File(Arc::new(Mutex::new(f))), None),
+            Err(e) => (
+                Sink::Stderr,
+                Some(Fallback(format!("{e}; logging to stderr instead"))),
+            ),
+        },
+    }
+}
+
+/// Installs the process-wide subscriber. Returns the handle for level changes and, when the
+/// log file could not be used, the fallback taken (the caller reports it).
+pub fn init(settings: &LogSettings) -> Result<(LogHandle, Option<Fallback>), String> {
+    let filter = if rust_log_wins() {
+        EnvFilter::from_default_env()
+    } else {
+        EnvFilter::try_new(&settings.level)
+            .map_err(|e| format!("log level {:?} is not a valid filter: {e}", settings.level))?
+    };
+    let (filter, handle) = reload::Layer::new(filter);
+    let (sink, fallback) = sink(&settings.destination);
+    let layer = layer::LogLayer {
+        format: settings.format,
+        sink,
+        redaction: settings.redaction.clone(),
+        component: settings.component.clone(),
+        session_id: settings.session_id.clone(),
+        sampling: settings.sampling.clone(),
+        seen: Mutex::new(HashMap::new()),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(layer)
+        .try_init()
+        .map_err(|e| format!("logging was already set up: {e}"))?;
+    Ok((LogHandle { filter: handle }, fallback))
+}
+
+/// The layer alone (for tests and for composing with other layers).
+pub fn layer_for(
+    settings: &LogSettings,
+) -> (impl tracing_subscriber::Layer<Registry>, Option<Fallback>) {
+    let (sink, fallback) = sink(&settings.destination);
+    (
+        layer::LogLayer {
+            format: settings.format,
+            sink,
+            redaction: settings.redaction.clone(),
+            component: settings.component.clone(),
+            session_id: settings.session_id.clone(),
+            sampling: settings.sampling.clone(),
+            seen: Mutex::new(HashMap::new()),
+        },
+        fallback,
+    )
+}
