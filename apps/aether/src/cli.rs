@@ -59,6 +59,72 @@ pub(crate) enum Command {
     Config(JsonFlag),
     /// Start an embedded server, create a session and mount it; Ctrl-C cleans up.
     Dev(DevArgs),
+    /// The local cache of a running mount.
+    #[command(subcommand)]
+    Cache(CacheCmd),
+    /// Open file handles and session state of a running mount.
+    #[command(subcommand)]
+    Debug(DebugCmd),
+    /// Journal backlog and backpressure of a running mount.
+    #[command(subcommand)]
+    Journal(JournalCmd),
+    /// Where the logs of this configuration go.
+    #[command(subcommand)]
+    Logs(LogsCmd),
+    /// Where the metrics of this configuration are served.
+    #[command(subcommand)]
+    Metrics(MetricsCmd),
+    /// Turn aether off (or on again) in the resolved aether.toml.
+    #[command(subcommand)]
+    Fallback(FallbackCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CacheCmd {
+    /// Cache size, entries, dirty bytes, shared-store links.
+    Inspect(StatusArgs),
+    /// Drop clean cached content (never anything not yet on the server).
+    Clear(StatusArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DebugCmd {
+    Handles(StatusArgs),
+    Sessions(StatusArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum JournalCmd {
+    /// Backpressure state and the thresholds it is judged by.
+    Throttle(StatusArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum LogsCmd {
+    /// Print the last lines of the log file (and follow it).
+    Tail {
+        #[arg(short = 'n', default_value_t = 50)]
+        lines: usize,
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// The cache dir whose runtime logs to read (background mounts log there).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum MetricsCmd {
+    /// The metrics bind address and scrape URL.
+    Show(JsonFlag),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum FallbackCmd {
+    /// Set `disable = true`: `aether mount` then explains and exits 0 without mounting.
+    Enable,
+    /// Set `disable = false`.
+    Disable,
 }
 
 #[derive(Debug, Args, Clone, Default)]

@@ -7,6 +7,7 @@ mod config;
 mod control;
 mod dev;
 mod logging;
+mod ops;
 mod runtime;
 mod session_cmd;
 mod source_cmd;
@@ -230,6 +231,88 @@ fn run(cli: Cli) -> Result<()> {
             let token = token(&cli, &env)?;
             runtime()?.block_on(source_cmd::run(cmd, &endpoint, &token))
         }
+        Command::Cache(c) => {
+            let (a, verb) = match c {
+                cli::CacheCmd::Inspect(a) => (a, "CACHE INSPECT"),
+                cli::CacheCmd::Clear(a) => (a, "CACHE CLEAR"),
+            };
+            runtime_query(&cli, &env, a, verb)
+        }
+        Command::Debug(c) => {
+            let (a, verb) = match c {
+                cli::DebugCmd::Handles(a) => (a, "DEBUG HANDLES"),
+                cli::DebugCmd::Sessions(a) => (a, "DEBUG SESSIONS"),
+            };
+            runtime_query(&cli, &env, a, verb)
+        }
+        Command::Journal(cli::JournalCmd::Throttle(a)) => {
+            runtime_query(&cli, &env, a, "JOURNAL THROTTLE")
+        }
+        Command::Logs(cli::LogsCmd::Tail {
+            lines,
+            follow,
+            cache_dir,
+        }) => {
+            let loaded = load_config(&cli, &env, vec![])?;
+            let cache = cache_dir
+                .clone()
+                .unwrap_or_else(|| loaded.config.cache_dir(&env));
+            match ops::log_place(&loaded.config, &cache) {
+                ops::LogPlace::File(p) => ops::tail(&p, *lines, *follow),
+                ops::LogPlace::Captured(p) => {
+                    eprintln!(
+                        "logs go to {}; showing {} (what background mounts write there)",
+                        loaded.config.logging.destination,
+                        p.display()
+                    );
+                    ops::tail(&p, *lines, *follow)
+                }
+                ops::LogPlace::Stream(s) => {
+                    println!(
+                        "logs go to {s} (logging.destination = {}, from {}); there is no file to tail",
+                        loaded.config.logging.destination,
+                        config::source_of(&loaded.figment, "logging.destination")
+                    );
+                    Ok(())
+                }
+            }
+        }
+        Command::Metrics(cli::MetricsCmd::Show(j)) => {
+            let loaded = load_config(&cli, &env, vec![])?;
+            let addr = &loaded.config.metrics_addr;
+            let url = ops::scrape_url(addr)?;
+            if j.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"metrics_addr": addr, "scrape_url": url, "source": config::source_of(&loaded.figment, "metrics_addr")})
+                );
+            } else {
+                println!(
+                    "metrics address: {addr} (from {})",
+                    config::source_of(&loaded.figment, "metrics_addr")
+                );
+                println!("scrape URL:      {url}");
+            }
+            Ok(())
+        }
+        Command::Fallback(c) => {
+            let disable = matches!(c, cli::FallbackCmd::Enable);
+            let file = config::config_file(cli.config.as_deref(), &env)?
+                .unwrap_or_else(|| PathBuf::from("aether.toml"));
+            ops::set_disable(&file, disable)?;
+            if !cli.quiet {
+                println!(
+                    "disable = {disable} written to {}{}",
+                    file.display(),
+                    if disable {
+                        " (aether mount will now decline to mount)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            Ok(())
+        }
         Command::Dev(args) => {
             let loaded = load_config(&cli, &env, vec![])?;
             let cache = loaded.config.cache_dir(&env);
@@ -375,6 +458,24 @@ fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, serde_jso
         }
         other => out.push((prefix.to_owned(), other.clone())),
     }
+}
+
+/// Sends `verb` to a running mount's control socket and prints the answer (JSON either way:
+/// these are structured dumps).
+fn runtime_query(
+    cli: &Cli,
+    env: &[(String, String)],
+    a: &cli::StatusArgs,
+    verb: &str,
+) -> Result<()> {
+    let socket = control_socket(cli, env, &a.session_id, &a.socket, &a.cache_dir)?;
+    let reply = control::request(&socket, verb, &a.session_id)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&reply)?);
+    } else {
+        println!("{}", serde_json::to_string_pretty(&reply)?);
+    }
+    Ok(())
 }
 
 fn print_status(r: &serde_json::Value) {

@@ -4,6 +4,7 @@
 mod durability;
 mod logging;
 mod mount;
+mod ops;
 mod review;
 mod sources;
 

@@ -1,0 +1,145 @@
+//! Operator commands against a real mount: cache, debug and journal queries over the control
+//! socket, `status` of a session that is not mounted, `metrics show`, `logs tail`, `fallback`.
+
+use std::fs;
+use std::io::Write;
+
+use crate::{Mount, Server, aether};
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "aether failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn runtime_queries_answer_from_a_live_mount() {
+    let server = Server::start();
+    let session = server.new_session();
+    let mut m = Mount::new(&server, &session, &[]);
+    let mut f = fs::File::create(m.path("held.txt")).unwrap();
+    f.write_all(b"x").unwrap();
+    let cache = m.cache.to_str().unwrap().to_owned();
+    let json = |verb: &[&str]| -> serde_json::Value {
+        let mut args = verb.to_vec();
+        args.extend(["--session-id", &session, "--cache-dir", &cache, "--json"]);
+        serde_json::from_str(&ok(&aether(&server.endpoint, &args))).unwrap()
+    };
+    let handles = json(&["debug", "handles"]);
+    assert!(
+        handles["handles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["path"] == "/held.txt" && h["write"] == true),
+        "{handles}"
+    );
+    drop(f);
+    let inspect = json(&["cache", "inspect"]);
+    assert_eq!(inspect["ok"], true, "{inspect}");
+    assert!(inspect["blobs"].as_u64().is_some(), "{inspect}");
+    let throttle = json(&["journal", "throttle"]);
+    assert!(throttle["backpressure"]["state"].is_string(), "{throttle}");
+    let sessions = json(&["debug", "sessions"]);
+    assert_eq!(sessions["sessions"][0]["session_id"], session.as_str());
+    let cleared = json(&["cache", "clear"]);
+    assert_eq!(cleared["ok"], true, "{cleared}");
+    m.stop();
+    assert_eq!(
+        server.read(&session, "/held.txt").as_deref(),
+        Some(&b"x"[..]),
+        "clear kept unsent data"
+    );
+    let gone = m.run("status", &[]);
+    assert!(!gone.status.success());
+    let err = String::from_utf8_lossy(&gone.stderr);
+    assert!(err.contains("is not mounted here"), "{err}");
+    // Background mounts capture their log lines; `logs tail` finds them.
+    let tail = ok(&aether(
+        &server.endpoint,
+        &[
+            "logs",
+            "tail",
+            "-n",
+            "3",
+            "--cache-dir",
+            m.cache.to_str().unwrap(),
+        ],
+    ));
+    assert!(!tail.trim().is_empty(), "no log lines");
+}
+
+#[test]
+fn metrics_show_and_fallback_use_the_resolved_configuration() {
+    let server = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("aether.toml");
+    fs::write(
+        &config,
+        "log_level = \"debug\"\nmetrics_addr = \"127.0.0.1:9777\"\n",
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let shown: serde_json::Value = serde_json::from_str(&ok(&aether(
+        &server.endpoint,
+        &["--config", c, "metrics", "show", "--json"],
+    )))
+    .unwrap();
+    assert_eq!(shown["scrape_url"], "http://127.0.0.1:9777/metrics");
+    assert!(
+        shown["source"].as_str().unwrap().contains("aether.toml"),
+        "{shown}"
+    );
+    ok(&aether(
+        &server.endpoint,
+        &["--config", c, "fallback", "enable"],
+    ));
+    let text = fs::read_to_string(&config).unwrap();
+    assert!(
+        text.contains("disable = true") && text.contains("log_level = \"debug\""),
+        "{text}"
+    );
+    let session = server.new_session();
+    let out = aether(
+        &server.endpoint,
+        &[
+            "--config",
+            c,
+            "mount",
+            "--session-id",
+            &session,
+            "--mount-dir",
+            tmp.path().join("m").to_str().unwrap(),
+        ],
+    );
+    assert!(
+        ok(&out).contains("disabled"),
+        "a disabled aether explains and exits 0"
+    );
+    ok(&aether(
+        &server.endpoint,
+        &["--config", c, "fallback", "disable"],
+    ));
+    assert!(
+        fs::read_to_string(&config)
+            .unwrap()
+            .contains("disable = false")
+    );
+    let bad = aether(
+        &server.endpoint,
+        &[
+            "logs",
+            "tail",
+            "--cache-dir",
+            tmp.path().join("none").to_str().unwrap(),
+        ],
+    );
+    assert!(
+        ok(&bad).contains("logs go to stderr"),
+        "no file: says where logs go"
+    );
+}
