@@ -77,6 +77,34 @@ pub(crate) enum Command {
     /// Turn aether off (or on again) in the resolved aether.toml.
     #[command(subcommand)]
     Fallback(FallbackCmd),
+    /// Local preflight: FUSE, privilege, kernel, mount dir, cache dir, configuration.
+    Doctor {
+        #[arg(long)]
+        mount_dir: Option<PathBuf>,
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Dead aetherfs mounts and stale control sockets.
+    #[command(subcommand)]
+    Fuse(FuseCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum FuseCmd {
+    /// List aetherfs mounts, dead ones ("transport endpoint is not connected") marked.
+    Check {
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lazily unmount dead aetherfs mounts and remove stale control sockets.
+    Cleanup {
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

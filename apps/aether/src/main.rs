@@ -6,6 +6,7 @@ mod cli;
 mod config;
 mod control;
 mod dev;
+mod doctor;
 mod logging;
 mod ops;
 mod runtime;
@@ -310,6 +311,88 @@ fn run(cli: Cli) -> Result<()> {
                         ""
                     }
                 );
+            }
+            Ok(())
+        }
+        Command::Doctor {
+            mount_dir,
+            cache_dir,
+            json,
+        } => {
+            let loaded = load_config(&cli, &env, vec![]);
+            let cache = cache_dir.clone().unwrap_or_else(|| match &loaded {
+                Ok(l) => l.config.cache_dir(&env),
+                Err(_) => AetherConfig::default().cache_dir(&env),
+            });
+            let config = loaded
+                .as_ref()
+                .map(|l| &l.config)
+                .map_err(|e| format!("{e:#}"));
+            let checks = doctor::checks(config, &cache, mount_dir.as_deref());
+            doctor::report(&checks, *json);
+            if checks.iter().any(|c| c.verdict == "FAIL") {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Fuse(cli::FuseCmd::Check { cache_dir, json }) => {
+            let cache = cache_dir
+                .clone()
+                .unwrap_or_else(|| AetherConfig::default().cache_dir(&env));
+            let mounts = doctor::aether_mounts();
+            let sockets = doctor::stale_sockets(&cache);
+            if *json {
+                let m: Vec<serde_json::Value> = mounts
+                    .iter()
+                    .map(|m| serde_json::json!({"mount_dir": m.dir, "dead": m.dead}))
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"mounts": m, "stale_sockets": sockets})
+                );
+            } else {
+                if mounts.is_empty() {
+                    println!("no aetherfs mounts");
+                }
+                for m in &mounts {
+                    let state = if m.dead {
+                        "DEAD (transport endpoint is not connected; run aether fuse cleanup)"
+                    } else {
+                        "alive"
+                    };
+                    println!("{}  {state}", m.dir.display());
+                }
+                for s in &sockets {
+                    println!("stale control socket {}", s.display());
+                }
+            }
+            Ok(())
+        }
+        Command::Fuse(cli::FuseCmd::Cleanup { cache_dir }) => {
+            let cache = cache_dir
+                .clone()
+                .unwrap_or_else(|| AetherConfig::default().cache_dir(&env));
+            let mut failed = false;
+            for m in doctor::aether_mounts().into_iter().filter(|m| m.dead) {
+                match doctor::detach(&m.dir) {
+                    Ok(()) => println!("detached dead mount {}", m.dir.display()),
+                    Err(e) => {
+                        failed = true;
+                        eprintln!("cannot detach {}: {e}", m.dir.display());
+                    }
+                }
+            }
+            for s in doctor::stale_sockets(&cache) {
+                match std::fs::remove_file(&s) {
+                    Ok(()) => println!("removed stale control socket {}", s.display()),
+                    Err(e) => {
+                        failed = true;
+                        eprintln!("cannot remove {}: {e}", s.display());
+                    }
+                }
+            }
+            if failed {
+                bail!("some dead mounts or sockets could not be cleaned up");
             }
             Ok(())
         }

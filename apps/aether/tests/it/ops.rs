@@ -143,3 +143,112 @@ fn metrics_show_and_fallback_use_the_resolved_configuration() {
         "no file: says where logs go"
     );
 }
+
+#[test]
+fn doctor_reports_each_check_and_fails_on_a_broken_configuration() {
+    let server = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let out = aether(
+        &server.endpoint,
+        &[
+            "doctor",
+            "--json",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--mount-dir",
+            tmp.path().join("absent").to_str().unwrap(),
+        ],
+    );
+    let checks: serde_json::Value =
+        serde_json::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    let verdict = |name: &str| {
+        checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == name)
+            .map(|c| c["verdict"].as_str().unwrap().to_owned())
+    };
+    // Root and /dev/fuse are where these tests run (the real-mount tests need them too).
+    assert_eq!(verdict("fuse device").as_deref(), Some("PASS"), "{checks}");
+    assert_eq!(verdict("mount privilege").as_deref(), Some("PASS"));
+    assert_eq!(
+        verdict("mount dir").as_deref(),
+        Some("WARN"),
+        "a missing mount dir is a WARN"
+    );
+    assert_eq!(verdict("cache dir").as_deref(), Some("PASS"));
+    assert!(out.status.success(), "no FAIL, exit 0");
+    let broken = tmp.path().join("broken.toml");
+    fs::write(&broken, "log_level = \"loud\"\nlookup_ttl_secs = 0\n").unwrap();
+    let out = aether(
+        &server.endpoint,
+        &["--config", broken.to_str().unwrap(), "doctor"],
+    );
+    assert!(!out.status.success(), "a FAIL exits non-zero");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("FAIL  configuration") && text.contains("fix:"),
+        "{text}"
+    );
+    let file = tmp.path().join("a-file");
+    fs::write(&file, b"x").unwrap();
+    let out = aether(
+        &server.endpoint,
+        &["doctor", "--mount-dir", file.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("is not a directory"));
+}
+
+#[test]
+fn fuse_check_and_cleanup_handle_a_mount_left_by_kill_9() {
+    let server = Server::start();
+    let session = server.new_session();
+    let mut m = Mount::new(&server, &session, &[]);
+    m.kill9();
+    let cache = m.cache.to_str().unwrap().to_owned();
+    let dir = m.dir.display().to_string();
+    let check = |c: &str| -> serde_json::Value {
+        serde_json::from_str(&ok(&aether(
+            &server.endpoint,
+            &["fuse", "check", "--json", "--cache-dir", c],
+        )))
+        .unwrap()
+    };
+    let found = check(&cache);
+    let ours = found["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["mount_dir"] == dir.as_str())
+        .cloned()
+        .expect("the dead mount is listed");
+    assert_eq!(ours["dead"], true, "{found}");
+    assert!(
+        found["stale_sockets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s.as_str().unwrap().contains(&session)),
+        "{found}"
+    );
+    let cleaned = ok(&aether(
+        &server.endpoint,
+        &["fuse", "cleanup", "--cache-dir", &cache],
+    ));
+    assert!(
+        cleaned.contains("detached dead mount") && cleaned.contains("removed stale control socket"),
+        "{cleaned}"
+    );
+    let after = check(&cache);
+    assert!(
+        after["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["mount_dir"] != dir.as_str()),
+        "{after}"
+    );
+}
