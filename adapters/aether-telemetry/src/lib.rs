@@ -3,6 +3,7 @@
 //! taking precedence over the configured level, and the level reloadable (SIGHUP).
 
 mod layer;
+mod metrics;
 mod writer;
 
 use std::collections::HashMap;
@@ -13,6 +14,7 @@ use tracing_subscriber::prelude::*;
 use tracing_subscriber::{EnvFilter, Registry, reload};
 
 pub use layer::{Format, Redaction, SENSITIVE, Sample};
+pub use metrics::{Metrics, serve as serve_metrics};
 pub use writer::{RotatingFile, Rotation, Sink};
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,6 +8,7 @@ mod control;
 mod dev;
 mod doctor;
 mod logging;
+mod metrics;
 mod ops;
 mod runtime;
 mod session_cmd;

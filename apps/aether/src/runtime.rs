@@ -79,6 +79,8 @@ pub(crate) struct Running {
     /// The configuration in force and the live journal sync interval (for SIGHUP reloads).
     config: AetherConfig,
     sync_interval_ms: Arc<AtomicU64>,
+    /// Kept for the metrics endpoint's lifetime (its instruments read the engine).
+    _metrics: aether_telemetry::Metrics,
 }
 
 /// The worker id: configured, else a UUID kept in `<cache_dir>/worker-id`.
@@ -235,6 +237,7 @@ pub(crate) async fn start(plan: MountPlan) -> Result<Running> {
         .start()
         .await
         .map_err(|e| describe_start_error(e, &plan))?;
+    let metrics = crate::metrics::start(&engine, &cfg.metrics_addr);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -344,6 +347,7 @@ pub(crate) async fn start(plan: MountPlan) -> Result<Running> {
         tasks,
         config: plan.config,
         sync_interval_ms,
+        _metrics: metrics,
     })
 }
 

@@ -140,7 +140,79 @@ pub fn app(service: EmbeddedService, cfg: &ServerConfig) -> Result<axum::Router>
             request_timeout: Duration::from_secs(cfg.request_timeout_secs),
         },
     };
-    Ok(aether_http_server::router(service, http))
+    let metrics = aether_telemetry::Metrics::new();
+    let requests = RequestMetrics::new(&metrics);
+    let scrape = metrics.clone();
+    Ok(aether_http_server::router(service, http)
+        .layer(axum::middleware::from_fn(move |req, next| {
+            let requests = requests.clone();
+            async move { requests.observe(req, next).await }
+        }))
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let text = scrape.prometheus();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4",
+                        )],
+                        text,
+                    )
+                }
+            }),
+        ))
+}
+
+/// Request counts and latencies by route template, method and status.
+#[derive(Clone)]
+struct RequestMetrics {
+    count: opentelemetry::metrics::Counter<u64>,
+    duration: opentelemetry::metrics::Histogram<f64>,
+}
+
+impl RequestMetrics {
+    fn new(metrics: &aether_telemetry::Metrics) -> Self {
+        use opentelemetry::metrics::MeterProvider;
+        let meter = metrics.provider().meter("afs-server");
+        RequestMetrics {
+            count: meter
+                .u64_counter("afs_server_requests_total")
+                .with_description("HTTP requests answered, by route, method and status")
+                .build(),
+            duration: meter
+                .f64_histogram("afs_server_request_duration_seconds")
+                .with_description("Time to a response's head, by route, method and status")
+                .with_boundaries(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ])
+                .build(),
+        }
+    }
+
+    async fn observe(
+        &self,
+        req: axum::extract::Request,
+        next: axum::middleware::Next,
+    ) -> axum::response::Response {
+        // The route template, never the concrete path: ids and file names stay out of labels.
+        let route = req
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+        let method = req.method().to_string();
+        let start = std::time::Instant::now();
+        let resp = next.run(req).await;
+        let attrs = [
+            opentelemetry::KeyValue::new("route", route),
+            opentelemetry::KeyValue::new("method", method),
+            opentelemetry::KeyValue::new("status", i64::from(resp.status().as_u16())),
+        ];
+        self.count.add(1, &attrs);
+        self.duration.record(start.elapsed().as_secs_f64(), &attrs);
+        resp
+    }
 }
 
 /// The line `afs-server` prints on stdout once it listens; scripts and tests take the address

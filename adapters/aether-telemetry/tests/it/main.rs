@@ -166,3 +166,68 @@ fn an_unusable_log_path_falls_back_to_stderr_and_says_why() {
     let why = fallback.expect("a fallback").0;
     assert!(why.contains("not-a-dir") && why.contains("stderr"), "{why}");
 }
+
+#[test]
+fn metrics_render_as_prometheus_text_and_are_served() {
+    use opentelemetry::KeyValue;
+    use opentelemetry::metrics::MeterProvider;
+    use std::io::{Read, Write};
+    let metrics = Metrics::new();
+    let meter = metrics.provider().meter("test");
+    let flushes = meter.u64_counter("aether_journal_wal_flush_total").build();
+    flushes.add(
+        3,
+        &[
+            KeyValue::new("reason", "interval"),
+            KeyValue::new("outcome", "ok"),
+        ],
+    );
+    let latency = meter
+        .f64_histogram("aether_fuse_op_duration_seconds")
+        .with_boundaries(vec![0.001, 0.01])
+        .build();
+    latency.record(0.0005, &[KeyValue::new("op", "lookup")]);
+    latency.record(0.005, &[KeyValue::new("op", "lookup")]);
+    let _pending = meter
+        .u64_observable_gauge("aether_journal_pending_entries")
+        .with_callback(|o| o.observe(7, &[]))
+        .build();
+    let text = metrics.prometheus();
+    assert!(
+        text.contains("# TYPE aether_journal_wal_flush_total counter"),
+        "{text}"
+    );
+    assert!(
+        text.contains("aether_journal_wal_flush_total{reason=\"interval\",outcome=\"ok\"} 3")
+            || text
+                .contains("aether_journal_wal_flush_total{outcome=\"ok\",reason=\"interval\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("aether_fuse_op_duration_seconds_bucket{op=\"lookup\",le=\"0.001\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("aether_fuse_op_duration_seconds_bucket{op=\"lookup\",le=\"+Inf\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("aether_fuse_op_duration_seconds_count{op=\"lookup\"} 2"),
+        "{text}"
+    );
+    assert!(text.contains("aether_journal_pending_entries 7"), "{text}");
+
+    let addr = serve_metrics("127.0.0.1:0", metrics.clone()).expect("serve");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
+    assert!(reply.contains("aether_journal_pending_entries 7"));
+    let taken = serve_metrics(&addr.to_string(), metrics).unwrap_err();
+    assert!(
+        taken.contains(&addr.to_string()),
+        "a taken port is named: {taken}"
+    );
+}

@@ -252,3 +252,58 @@ fn fuse_check_and_cleanup_handle_a_mount_left_by_kill_9() {
         "{after}"
     );
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn scrape(port: u16) -> String {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    reply
+}
+
+#[test]
+fn a_mount_serves_its_metrics_and_survives_a_taken_port() {
+    let server = Server::start();
+    let session = server.new_session();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut m = Mount::new(&server, &session, &["--metrics-addr", &addr]);
+    fs::write(m.path("a.txt"), b"metrics").unwrap();
+    let text = scrape(port);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    for name in [
+        "aether_journal_pending_entries",
+        "aether_journal_pending_bytes",
+        "aether_journal_oldest_entry_age_seconds",
+        "aether_fuse_ops_total",
+    ] {
+        assert!(text.contains(name), "{name} missing:\n{text}");
+    }
+    let ops: f64 = text
+        .lines()
+        .find(|l| l.starts_with("aether_fuse_ops_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(ops > 0.0, "{text}");
+    // A second mount on the same metrics port still mounts (the port is only a warning).
+    let other = server.new_session();
+    let mut second = Mount::new(&server, &other, &["--metrics-addr", &addr]);
+    fs::write(second.path("b.txt"), b"still works").unwrap();
+    second.stop();
+    m.stop();
+    assert_eq!(
+        server.read(&other, "/b.txt").as_deref(),
+        Some(&b"still works"[..])
+    );
+}

@@ -8,6 +8,7 @@ mod config;
 mod conformance;
 mod gc;
 mod knowledge;
+mod metrics;
 mod model;
 mod scenario;
 mod secrets;

@@ -1,0 +1,67 @@
+//! `/metrics`: Prometheus text with request counts and latencies by route template, method and
+//! status, unauthenticated, and free of ids.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::{config, start};
+
+const OWNER: &str = "11111111-1111-1111-1111-111111111111:owner";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_by_route_template() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = start(&config(dir.path())).await;
+    let base = format!("http://{}", server.addr);
+    let http = reqwest::Client::new();
+    let created: Value = http
+        .post(format!("{base}/v1/sessions"))
+        .bearer_auth(OWNER)
+        .body("{}")
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let sid = created["id"].as_str().expect("id").to_owned();
+    for _ in 0..3 {
+        http.get(format!("{base}/v1/sessions/{sid}"))
+            .bearer_auth(OWNER)
+            .send()
+            .await
+            .expect("get");
+    }
+    http.get(format!(
+        "{base}/v1/sessions/sess_0000000000000000000000000000"
+    ))
+    .bearer_auth(OWNER)
+    .send()
+    .await
+    .expect("missing");
+    let resp = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(resp.status(), 200, "no token needed");
+    let text = resp.text().await.expect("text");
+    let line = |needle: &str| {
+        text.lines()
+            .find(|l| l.contains(needle) && !l.starts_with('#'))
+            .map(str::to_owned)
+    };
+    let gets = line(
+        "afs_server_requests_total{route=\"/v1/sessions/{id}\",method=\"GET\",status=\"200\"}",
+    )
+    .unwrap_or_else(|| panic!("no GET line in:\n{text}"));
+    assert!(gets.ends_with(" 3"), "{gets}");
+    assert!(line("status=\"404\"").is_some(), "{text}");
+    assert!(
+        line("afs_server_request_duration_seconds_bucket").is_some(),
+        "{text}"
+    );
+    assert!(!text.contains(&sid), "ids never become labels");
+    server.stop(Duration::from_secs(5)).await;
+}
