@@ -2,24 +2,15 @@
 //! for their version, expiry decided at read time like the SQLite store.
 
 use aether_domain::knowledge::{cas_allows, is_live, next_version};
-use aether_domain::{Error, Result, SessionId, TenantId, Timestamp};
+use aether_domain::{Result, SessionId, TenantId, Timestamp};
 use aether_ports::store::*;
 
-use crate::memory::{MemoryMetadataStore, StoredSession, append, remember};
+use crate::memory::{MemoryMetadataStore, append, remember, stored};
 
 fn present(entry: Option<&(KvRecord, bool)>, now: Timestamp) -> Option<&KvRecord> {
     entry
         .filter(|(r, deleted)| !deleted && is_live(r.expires_at, now))
         .map(|(r, _)| r)
-}
-
-fn stored<'a>(
-    sessions: &'a mut std::collections::BTreeMap<SessionId, StoredSession>,
-    id: &SessionId,
-) -> Result<&'a mut StoredSession> {
-    sessions
-        .get_mut(id)
-        .ok_or_else(|| Error::not_found(format!("session {id} not found")))
 }
 
 impl KnowledgeStore for MemoryMetadataStore {

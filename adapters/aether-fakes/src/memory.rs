@@ -32,6 +32,36 @@ pub(crate) struct StoredSession {
     pub(crate) health: Option<aether_ports::insight::SessionHealth>,
 }
 
+impl StoredSession {
+    /// A session over `tree` with no history yet.
+    pub(crate) fn new(rec: SessionRecord, tree: Tree) -> StoredSession {
+        StoredSession {
+            rec,
+            tree,
+            checkpoints: BTreeMap::new(),
+            events: Vec::new(),
+            kv: BTreeMap::new(),
+            approvals: BTreeMap::new(),
+            commits: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            bus: Default::default(),
+            bus_sequence: 0,
+            stats: SessionStats::default(),
+            health: None,
+        }
+    }
+}
+
+/// A session by id, whatever its tenant (callers checked it), or not found.
+pub(crate) fn stored<'a>(
+    sessions: &'a mut BTreeMap<SessionId, StoredSession>,
+    id: &SessionId,
+) -> Result<&'a mut StoredSession> {
+    sessions
+        .get_mut(id)
+        .ok_or_else(|| Error::not_found(format!("session {id} not found")))
+}
+
 #[derive(Default)]
 pub(crate) struct State {
     pub(crate) sessions: BTreeMap<SessionId, StoredSession>,
@@ -135,20 +165,7 @@ impl MetadataStore for MemoryMetadataStore {
         self.with(|state| {
             let mut tree = BTreeMap::new();
             tree.insert(root.path.clone(), root.clone());
-            let mut s = StoredSession {
-                rec: rec.clone(),
-                tree: Arc::new(tree),
-                checkpoints: BTreeMap::new(),
-                events: Vec::new(),
-                kv: BTreeMap::new(),
-                approvals: BTreeMap::new(),
-                commits: BTreeMap::new(),
-                annotations: BTreeMap::new(),
-                bus: Default::default(),
-                bus_sequence: 0,
-                stats: SessionStats::default(),
-                health: None,
-            };
+            let mut s = StoredSession::new(rec.clone(), Arc::new(tree));
             append(&mut s, vec![event]);
             state.sessions.insert(rec.id.clone(), s);
             remember(state, &rec.tenant, "", idem);
@@ -252,20 +269,7 @@ impl MetadataStore for MemoryMetadataStore {
             let o = session_mut(state, &origin.tenant, &origin.id)?;
             let tree = o.tree.clone();
             append(o, vec![origin_event]);
-            let mut s = StoredSession {
-                rec: fork.clone(),
-                tree,
-                checkpoints: BTreeMap::new(),
-                events: Vec::new(),
-                kv: BTreeMap::new(),
-                approvals: BTreeMap::new(),
-                commits: BTreeMap::new(),
-                annotations: BTreeMap::new(),
-                bus: Default::default(),
-                bus_sequence: 0,
-                stats: SessionStats::default(),
-                health: None,
-            };
+            let mut s = StoredSession::new(fork.clone(), tree);
             append(&mut s, vec![fork_event]);
             state.sessions.insert(fork.id.clone(), s);
             remember(state, &origin.tenant, origin.id.as_str(), idem);

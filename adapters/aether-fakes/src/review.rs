@@ -1,20 +1,11 @@
 //! `ReviewStore` in memory: each session's approvals, commits and annotations in sorted maps,
 //! with the same all-or-nothing status checks as the SQLite store.
 
-use aether_domain::{Error, Result, SessionId, TenantId};
+use aether_domain::{Result, SessionId, TenantId};
 use aether_ports::review::{Annotation, Approval, Commit};
 use aether_ports::store::*;
 
-use crate::memory::{MemoryMetadataStore, StoredSession, append, remember, session_mut};
-
-fn stored<'a>(
-    sessions: &'a mut std::collections::BTreeMap<SessionId, StoredSession>,
-    id: &SessionId,
-) -> Result<&'a mut StoredSession> {
-    sessions
-        .get_mut(id)
-        .ok_or_else(|| Error::not_found(format!("session {id} not found")))
-}
+use crate::memory::{MemoryMetadataStore, StoredSession, append, remember, session_mut, stored};
 
 /// Applies `change` if the session is in its `from` state; false otherwise.
 fn change_status(

@@ -22,20 +22,7 @@ impl SourceStore for MemoryMetadataStore {
             tree.insert(root.path.clone(), root.clone());
             state.sessions.insert(
                 holder.id.clone(),
-                StoredSession {
-                    rec: holder.clone(),
-                    tree: Arc::new(tree),
-                    checkpoints: BTreeMap::new(),
-                    events: Vec::new(),
-                    kv: BTreeMap::new(),
-                    approvals: BTreeMap::new(),
-                    commits: BTreeMap::new(),
-                    annotations: BTreeMap::new(),
-                    bus: Default::default(),
-                    bus_sequence: 0,
-                    stats: SessionStats::default(),
-                    health: None,
-                },
+                StoredSession::new(holder.clone(), Arc::new(tree)),
             );
             state.sources.insert(
                 (holder.tenant.as_str().to_owned(), record.source.id.clone()),
@@ -165,20 +152,7 @@ impl SourceStore for MemoryMetadataStore {
                 .ok_or_else(|| {
                     Error::internal(format!("checkpoint {at} of {holder} is missing"))
                 })?;
-            let mut s = StoredSession {
-                rec: session.clone(),
-                tree,
-                checkpoints: BTreeMap::new(),
-                events: Vec::new(),
-                kv: BTreeMap::new(),
-                approvals: BTreeMap::new(),
-                commits: BTreeMap::new(),
-                annotations: BTreeMap::new(),
-                bus: Default::default(),
-                bus_sequence: 0,
-                stats: SessionStats::default(),
-                health: None,
-            };
+            let mut s = StoredSession::new(session.clone(), tree);
             append(&mut s, vec![event]);
             state.sessions.insert(session.id.clone(), s);
             remember(state, &session.tenant, "", idem);

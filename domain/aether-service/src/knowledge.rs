@@ -10,22 +10,10 @@ use aether_ports::store::{
 };
 use aether_ports::*;
 
-use crate::Service;
+use crate::{Service, replayed_value, reused_key};
 
 fn missing(key: &str) -> Error {
     Error::not_found(format!("cache key {key:?} not found"))
-}
-
-/// Turns a remembered JSON reply back into the route's type.
-fn replayed_value<T: serde::de::DeserializeOwned>(outcome: Outcome) -> Result<T> {
-    match outcome {
-        Outcome::Value(v) => serde_json::from_value(v).map_err(|_| reused_key()),
-        _ => Err(reused_key()),
-    }
-}
-
-fn reused_key() -> Error {
-    Error::invalid("Idempotency-Key was already used for a different kind of request")
 }
 
 /// What a mutation found: a first attempt, or the reply recorded for its idempotency key.

@@ -220,6 +220,18 @@ fn tenant_of(ctx: &Ctx) -> &TenantId {
     &ctx.principal.tenant
 }
 
+/// Turns a reply remembered as JSON (`Outcome::Value`) back into the route's type.
+pub(crate) fn replayed_value<T: serde::de::DeserializeOwned>(outcome: Outcome) -> Result<T> {
+    match outcome {
+        Outcome::Value(v) => serde_json::from_value(v).map_err(|_| reused_key()),
+        _ => Err(reused_key()),
+    }
+}
+
+pub(crate) fn reused_key() -> Error {
+    Error::invalid("Idempotency-Key was already used for a different kind of request")
+}
+
 /// Unwraps a replayed outcome of the expected shape; another shape means the key was reused for
 /// a different request, which the caller must hear about.
 macro_rules! replayed {

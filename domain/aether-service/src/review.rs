@@ -15,22 +15,11 @@ use aether_ports::store::{
 };
 use aether_ports::*;
 
-use crate::Service;
 use crate::mutate::shard_of;
+use crate::{Service, replayed_value};
 
 /// Largest `details` object of an approval request, as JSON.
 const MAX_DETAILS_BYTES: usize = 64 * 1024;
-
-fn reused_key() -> Error {
-    Error::invalid("Idempotency-Key was already used for a different kind of request")
-}
-
-fn replayed_value<T: serde::de::DeserializeOwned>(outcome: Outcome) -> Result<T> {
-    match outcome {
-        Outcome::Value(v) => serde_json::from_value(v).map_err(|_| reused_key()),
-        _ => Err(reused_key()),
-    }
-}
 
 fn value_of<T: serde::Serialize>(v: &T) -> Outcome {
     serde_json::to_value(v).map_or(Outcome::Done, Outcome::Value)
