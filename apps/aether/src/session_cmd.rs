@@ -23,7 +23,30 @@ pub(crate) fn client(endpoint: &str, token: &str) -> Result<(HttpClient, Ctx)> {
     Ok((client, ctx))
 }
 
-fn api_err(e: aether_domain::Error) -> anyhow::Error {
+/// Every item of a paginated listing, fetched 1,000 at a time.
+pub(crate) async fn all_pages<T, F, Fut>(mut fetch: F) -> Result<Vec<T>>
+where
+    F: FnMut(PageRequest) -> Fut,
+    Fut: std::future::Future<Output = aether_domain::Result<Page<T>>>,
+{
+    let mut all = Vec::new();
+    let mut token = None;
+    loop {
+        let page = fetch(PageRequest {
+            page_size: Some(1000),
+            page_token: token,
+        })
+        .await
+        .map_err(api_err)?;
+        all.extend(page.items);
+        token = page.next_page_token;
+        if token.is_none() {
+            return Ok(all);
+        }
+    }
+}
+
+pub(crate) fn api_err(e: aether_domain::Error) -> anyhow::Error {
     anyhow::anyhow!("{}: {}", e.code.as_str(), e.message)
 }
 
@@ -94,30 +117,18 @@ pub(crate) async fn run(cmd: &SessionCmd, endpoint: &str, token: &str) -> Result
                 .map(SessionStatus::parse)
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("--status: {}", e.message))?;
-            let mut token = None;
-            let mut all = Vec::new();
-            loop {
-                let page = api
-                    .list_sessions(
-                        &ctx,
-                        ListSessionsRequest {
-                            status,
-                            tag: tag.clone(),
-                            page: PageRequest {
-                                page_size: Some(1000),
-                                page_token: token,
-                            },
-                            ..Default::default()
-                        },
-                    )
-                    .await
-                    .map_err(api_err)?;
-                all.extend(page.items);
-                token = page.next_page_token;
-                if token.is_none() {
-                    break;
-                }
-            }
+            let all = all_pages(|page| {
+                api.list_sessions(
+                    &ctx,
+                    ListSessionsRequest {
+                        status,
+                        tag: tag.clone(),
+                        page,
+                        ..Default::default()
+                    },
+                )
+            })
+            .await?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
@@ -235,26 +246,7 @@ pub(crate) async fn run(cmd: &SessionCmd, endpoint: &str, token: &str) -> Result
             show_approval(&a, *json)
         }
         SessionCmd::Approvals { session_id, json } => {
-            let mut token = None;
-            let mut all = Vec::new();
-            loop {
-                let page = api
-                    .list_approvals(
-                        &ctx,
-                        session_id,
-                        PageRequest {
-                            page_size: Some(1000),
-                            page_token: token,
-                        },
-                    )
-                    .await
-                    .map_err(api_err)?;
-                all.extend(page.items);
-                token = page.next_page_token;
-                if token.is_none() {
-                    break;
-                }
-            }
+            let all = all_pages(|page| api.list_approvals(&ctx, session_id, page)).await?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&all)?);
             } else {

@@ -9,11 +9,7 @@ use aether_ports::*;
 use anyhow::{Context, Result, bail};
 
 use crate::cli::SourceCmd;
-use crate::session_cmd::client;
-
-fn api_err(e: aether_domain::Error) -> anyhow::Error {
-    anyhow::anyhow!("{}: {}", e.code.as_str(), e.message)
-}
+use crate::session_cmd::{all_pages, api_err, client};
 
 fn show(s: &Source, json: bool) -> Result<()> {
     if json {
@@ -179,27 +175,7 @@ pub(crate) async fn run(cmd: &SourceCmd, endpoint: &str, token: &str) -> Result<
             finish(&api, &ctx, job, *json).await
         }
         SourceCmd::List { json } => {
-            let mut token = None;
-            let mut all = Vec::new();
-            loop {
-                let page = api
-                    .list_sources(
-                        &ctx,
-                        ListSourcesRequest {
-                            page: PageRequest {
-                                page_size: Some(1000),
-                                page_token: token,
-                            },
-                        },
-                    )
-                    .await
-                    .map_err(api_err)?;
-                all.extend(page.items);
-                token = page.next_page_token;
-                if token.is_none() {
-                    break;
-                }
-            }
+            let all = all_pages(|page| api.list_sources(&ctx, ListSourcesRequest { page })).await?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
