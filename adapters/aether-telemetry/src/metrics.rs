@@ -116,6 +116,8 @@ fn labels<'a>(attrs: impl Iterator<Item = &'a KeyValue>, extra: Option<(&str, St
             format!("{}=\"{v}\"", sanitize(kv.key.as_str()))
         })
         .collect();
+    // The SDK does not keep attribute order; sorted labels make every scrape read the same.
+    parts.sort();
     if let Some((k, v)) = extra {
         parts.push(format!("{k}=\"{v}\""));
     }

@@ -198,10 +198,8 @@ fn metrics_render_as_prometheus_text_and_are_served() {
         "{text}"
     );
     assert!(
-        text.contains("aether_journal_wal_flush_total{reason=\"interval\",outcome=\"ok\"} 3")
-            || text
-                .contains("aether_journal_wal_flush_total{outcome=\"ok\",reason=\"interval\"} 3"),
-        "{text}"
+        text.contains("aether_journal_wal_flush_total{outcome=\"ok\",reason=\"interval\"} 3"),
+        "labels sorted by name: {text}"
     );
     assert!(
         text.contains("aether_fuse_op_duration_seconds_bucket{op=\"lookup\",le=\"0.001\"} 1"),

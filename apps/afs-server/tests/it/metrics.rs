@@ -53,7 +53,7 @@ async fn metrics_count_requests_by_route_template() {
             .map(str::to_owned)
     };
     let gets = line(
-        "afs_server_requests_total{route=\"/v1/sessions/{id}\",method=\"GET\",status=\"200\"}",
+        "afs_server_requests_total{method=\"GET\",route=\"/v1/sessions/{id}\",status=\"200\"}",
     )
     .unwrap_or_else(|| panic!("no GET line in:\n{text}"));
     assert!(gets.ends_with(" 3"), "{gets}");
