@@ -132,6 +132,22 @@ pub(crate) fn remember(
     }
 }
 
+/// Whether `idem`'s key is recorded already (two copies of one request never both apply).
+fn recorded(
+    state: &State,
+    tenant: &TenantId,
+    scope: &str,
+    idem: &Option<IdempotencyRecord>,
+) -> bool {
+    idem.as_ref().is_some_and(|i| {
+        state.idempotency.contains_key(&(
+            tenant.as_str().to_owned(),
+            scope.to_owned(),
+            i.key.clone(),
+        ))
+    })
+}
+
 fn tree_of(state: &State, tree: &TreeRef) -> Result<Tree> {
     match tree {
         TreeRef::Session { tenant, session } => state
@@ -340,6 +356,9 @@ impl MetadataStore for MemoryMetadataStore {
         idem: Option<IdempotencyRecord>,
     ) -> Result<CommitOutcome> {
         self.with(|state| {
+            if recorded(state, tenant, session.as_str(), &idem) {
+                return Ok(CommitOutcome::KeyRecorded);
+            }
             let s = session_mut(state, tenant, session)?;
             if s.rec.generation != expected_generation {
                 return Ok(CommitOutcome::GenerationMoved {
@@ -397,6 +416,14 @@ impl MetadataStore for MemoryMetadataStore {
 
     async fn commit(&self, commit: TreeCommit) -> Result<CommitOutcome> {
         self.with(|state| {
+            if recorded(
+                state,
+                &commit.tenant,
+                commit.session.as_str(),
+                &commit.idempotency,
+            ) {
+                return Ok(CommitOutcome::KeyRecorded);
+            }
             let s = session_mut(state, &commit.tenant, &commit.session)?;
             if s.rec.generation != commit.expected_generation {
                 return Ok(CommitOutcome::GenerationMoved {

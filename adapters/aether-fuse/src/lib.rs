@@ -69,19 +69,57 @@ impl Drop for Mounted {
     }
 }
 
-/// Sends cache invalidations to the kernel.
-struct FuseNotifier(Notifier);
+/// An invalidation the kernel is to hear about.
+enum Invalidation {
+    Entry { parent: u64, name: String },
+    Inode(u64),
+}
+
+/// Sends cache invalidations to the kernel from a thread of their own, in the order asked.
+///
+/// A reverse notification waits for the kernel's lock on the directory, which a lookup in
+/// flight holds; if that lookup waits for the same runtime worker that is blocked notifying
+/// (tokio's LIFO slot cannot be stolen), the mount hangs. Seen live, with a thread parked in
+/// `fuse_reverse_inval_entry`. Off the runtime, the notification simply waits its turn.
+struct FuseNotifier(std::sync::Mutex<std::sync::mpsc::Sender<Invalidation>>);
+
+impl FuseNotifier {
+    fn start(notifier: Notifier) -> std::io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::channel::<Invalidation>();
+        std::thread::Builder::new()
+            .name("aether-inval".to_owned())
+            .spawn(move || {
+                // Errors are expected: ENOENT when the kernel had nothing cached, and every
+                // call after the unmount. Neither is worth more than ignoring.
+                for inval in rx {
+                    let _ = match inval {
+                        Invalidation::Entry { parent, name } => {
+                            notifier.inval_entry(INodeNo(parent), std::ffi::OsStr::new(&name))
+                        }
+                        Invalidation::Inode(ino) => notifier.inval_inode(INodeNo(ino), 0, 0),
+                    };
+                }
+            })?;
+        Ok(FuseNotifier(std::sync::Mutex::new(tx)))
+    }
+
+    fn send(&self, inval: Invalidation) {
+        let tx = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // The thread only ends with the sender, so a send cannot fail while `self` lives.
+        let _ = tx.send(inval);
+    }
+}
 
 impl KernelNotifier for FuseNotifier {
     fn invalidate_entry(&self, parent: u64, name: &str) {
-        // ENOENT means the kernel had nothing cached: not an error.
-        let _ = self
-            .0
-            .inval_entry(INodeNo(parent), std::ffi::OsStr::new(name));
+        self.send(Invalidation::Entry {
+            parent,
+            name: name.to_owned(),
+        });
     }
 
     fn invalidate_inode(&self, ino: u64) {
-        let _ = self.0.inval_inode(INodeNo(ino), 0, 0);
+        self.send(Invalidation::Inode(ino));
     }
 }
 
@@ -121,6 +159,6 @@ pub fn mount<V: Vfs>(
         Mounted {
             session: Some(background),
         },
-        Box::new(FuseNotifier(notifier)),
+        Box::new(FuseNotifier::start(notifier)?),
     ))
 }

@@ -49,6 +49,30 @@ impl Default for HttpLimits {
 pub struct HttpConfig {
     pub auth: AuthMode,
     pub limits: HttpLimits,
+    /// Ends the long-lived streams when the server stops.
+    pub draining: Draining,
+}
+
+/// The signal that the server is stopping. Changefeed and bus streams never end on their own,
+/// and every mount follows one, so without it a graceful stop would always wait out its whole
+/// grace period and then leave those connections (and the stores they hold) alive.
+#[derive(Debug, Clone, Default)]
+pub struct Draining(tokio_util::sync::CancellationToken);
+
+impl Draining {
+    /// Ends every stream served so far and every one asked for later.
+    pub fn start(&self) {
+        self.0.cancel();
+    }
+
+    /// Ends `stream` once draining starts (after the item in flight).
+    pub(crate) fn bound<S: futures::Stream>(
+        &self,
+        stream: S,
+    ) -> impl futures::Stream<Item = S::Item> + use<S> {
+        use futures::StreamExt;
+        stream.take_until(self.0.clone().cancelled_owned())
+    }
 }
 
 #[derive(Clone)]

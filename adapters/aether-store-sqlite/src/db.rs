@@ -66,6 +66,7 @@ where
 
 pub(crate) struct Db {
     writer: mpsc::Sender<Box<dyn WriteJob>>,
+    writer_thread: Option<thread::JoinHandle<()>>,
     readers: mpsc::Sender<ReadJob>,
     stop_checkpoints: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -74,6 +75,14 @@ impl Drop for Db {
     fn drop(&mut self) {
         self.stop_checkpoints
             .store(true, std::sync::atomic::Ordering::Relaxed);
+        // Closing the queue ends the writer after its last job; waiting for it means that when
+        // a store is gone its writes are committed and its lock is free for a successor.
+        drop(std::mem::replace(&mut self.writer, mpsc::channel().0));
+        if let Some(t) = self.writer_thread.take()
+            && t.thread().id() != thread::current().id()
+        {
+            let _ = t.join();
+        }
     }
 }
 
@@ -97,6 +106,44 @@ fn spawn_checkpointer(conn: Connection, stop: Arc<std::sync::atomic::AtomicBool>
         .map_err(|e| Error::internal(format!("could not start the SQLite checkpointer: {e}")))
 }
 
+/// Takes `<db>.lock` for this process: one database has one store at a time, because each
+/// store trusts its own read cache (two would serve each other's stale rows). The lock file
+/// names the holder's pid for the message a second server prints.
+fn lock_exclusively(path: &Path) -> Result<std::fs::File> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = std::path::PathBuf::from(lock_path);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| backend("open the database lock file", e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&lock_path).unwrap_or_default();
+            let holder = match holder.trim().parse::<u32>() {
+                Ok(pid) => format!(" (pid {pid})"),
+                Err(_) => String::new(),
+            };
+            return Err(Error::unavailable(format!(
+                "{} is in use by another server process{holder}; stop it or use another data directory",
+                path.display()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(backend("lock the database", e));
+        }
+    }
+    use std::io::Write;
+    file.set_len(0)
+        .and_then(|()| write!(file, "{}", std::process::id()))
+        .map_err(|e| backend("write the database lock file", e))?;
+    Ok(file)
+}
+
 fn open(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path).map_err(|e| backend("open the database", e))?;
     conn.execute_batch(
@@ -118,6 +165,7 @@ impl Db {
         readers: usize,
         init: impl FnOnce(&Connection) -> Result<()>,
     ) -> Result<Db> {
+        let lock = lock_exclusively(path)?;
         let writer_conn = open(path)?;
         init(&writer_conn)?;
         // The checkpointer thread copies most of the WAL in the background, but a passive
@@ -130,9 +178,13 @@ impl Db {
         let stop_checkpoints = Arc::new(std::sync::atomic::AtomicBool::new(false));
         spawn_checkpointer(open(path)?, stop_checkpoints.clone())?;
         let (writer, rx) = mpsc::channel::<Box<dyn WriteJob>>();
-        thread::Builder::new()
+        let writer_thread = thread::Builder::new()
             .name("aether-sqlite-writer".to_owned())
-            .spawn(move || write_loop(writer_conn, rx))
+            .spawn(move || {
+                write_loop(writer_conn, rx);
+                // Released only after the last write: a successor never overlaps this store.
+                drop(lock);
+            })
             .map_err(|e| Error::internal(format!("could not start the SQLite writer: {e}")))?;
         let (readers_tx, rx) = mpsc::channel::<ReadJob>();
         let rx = Arc::new(Mutex::new(rx));
@@ -144,6 +196,7 @@ impl Db {
         }
         Ok(Db {
             writer,
+            writer_thread: Some(writer_thread),
             readers: readers_tx,
             stop_checkpoints,
         })

@@ -329,6 +329,26 @@ fn insert_events(
     Ok(())
 }
 
+/// Whether `idem`'s key is recorded already: checked inside the commit's transaction, so two
+/// copies of one request can never both apply.
+fn recorded(
+    tx: &Connection,
+    tenant: &TenantId,
+    scope: &str,
+    idem: &Option<IdempotencyRecord>,
+) -> Result<bool> {
+    let Some(idem) = idem else { return Ok(false) };
+    query_row(
+        tx,
+        "SELECT 1 FROM idempotency WHERE tenant = ?1 AND scope = ?2 AND key = ?3",
+        params![tenant.as_str(), scope, idem.key],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|found| found.is_some())
+    .map_err(sql_err("look up an idempotency key"))
+}
+
 pub(crate) fn remember(
     tx: &Connection,
     tenant: &TenantId,
@@ -792,6 +812,9 @@ impl MetadataStore for SqliteMetadataStore {
                 move |tx| {
                     let (rec, chain) = load_session(tx, &tenant, &session)?
                         .ok_or_else(|| session_not_found(&session))?;
+                    if recorded(tx, &tenant, session.as_str(), &idem)? {
+                        return Ok(CommitOutcome::KeyRecorded);
+                    }
                     if rec.generation != expected_generation {
                         return Ok(CommitOutcome::GenerationMoved {
                             current: rec.generation,
@@ -920,6 +943,9 @@ impl MetadataStore for SqliteMetadataStore {
                         let (current, chain) =
                             found.ok_or_else(|| session_not_found(&commit.session))?;
                         let chain = parse_chain(&chain)?;
+                        if recorded(tx, &commit.tenant, commit.session.as_str(), &commit.idempotency)? {
+                            return Ok((CommitOutcome::KeyRecorded, None));
+                        }
                         if current as u64 != commit.expected_generation {
                             return Ok((
                                 CommitOutcome::GenerationMoved {

@@ -68,6 +68,7 @@ pub(crate) async fn run(
     };
     let mount_dir = plan.mount_dir.clone();
     let _ = env;
+    let mut signals = runtime::StopSignals::install();
     let running = match runtime::start(plan).await {
         Ok(r) => r,
         Err(e) => {
@@ -92,7 +93,7 @@ pub(crate) async fn run(
         cache_dir.display()
     );
     println!("Press Ctrl-C to flush, unmount and stop.");
-    runtime::wait_for_stop(&running.stop_requested).await;
+    signals.wait(&running.stop_requested).await;
     println!("stopping: flushing pending writes, unmounting, stopping the server");
     let left = running.shutdown(Duration::from_secs(60)).await;
     server.stop(Duration::from_secs(10)).await;

@@ -483,13 +483,15 @@ fn foreground(plan: runtime::MountPlan, reload: &dyn Fn() -> Result<AetherConfig
     rt.block_on(async move {
         let session = plan.session_id.clone();
         let dir = plan.mount_dir.clone();
+        // Before the mount is announced: SIGHUP's default action would end the runtime.
+        let mut hangup = signal(SignalKind::hangup()).context("listen for SIGHUP")?;
+        let mut signals = runtime::StopSignals::install();
         let mut running = runtime::start(plan).await?;
         background::announce_ready(&session, &dir);
-        let mut hangup = signal(SignalKind::hangup()).context("listen for SIGHUP")?;
         let stop = running.stop_requested.clone();
         loop {
             tokio::select! {
-                _ = runtime::wait_for_stop(&stop) => break,
+                _ = signals.wait(&stop) => break,
                 _ = hangup.recv() => match reload() {
                     Ok(cfg) => running.reload(cfg, &logging::set_level),
                     // A bad edit must not take the mount down: keep the old settings.

@@ -257,26 +257,34 @@ pub(crate) async fn start(plan: MountPlan) -> Result<Running> {
             async move { e.run_changefeed(stopped(rx)).await },
         ));
     }
-    // The `interval` policy's timer; the policy and interval may change live (SIGHUP).
+    // The `interval` policy's timer; the policy and interval may change live (SIGHUP). It runs
+    // on a thread of its own: an fdatasync on a runtime worker would stall every task queued
+    // behind it on that worker, FUSE replies among them.
     let sync_interval_ms = Arc::new(AtomicU64::new(cfg.journal_sync_interval_ms));
     {
         let e = engine.clone();
         let every = sync_interval_ms.clone();
-        let mut rx = stop_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let wait = Duration::from_millis(every.load(Ordering::Relaxed).max(1));
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = rx.wait_for(|s| *s) => return,
+        let rx = stop_rx.clone();
+        let syncer = std::thread::Builder::new()
+            .name("aether-journal-sync".to_owned())
+            .spawn(move || {
+                let mut last = Instant::now();
+                while !*rx.borrow() {
+                    let wait = Duration::from_millis(every.load(Ordering::Relaxed).max(1));
+                    // Short naps, so a stop is noticed quickly whatever the interval.
+                    std::thread::sleep(wait.min(Duration::from_millis(50)));
+                    if last.elapsed() < wait || e.cache().sync_policy() != SyncPolicy::Interval {
+                        continue;
+                    }
+                    last = Instant::now();
+                    if let Err(err) = e.cache().journal_sync() {
+                        tracing::warn!(error = %err, "journal sync failed");
+                    }
                 }
-                if e.cache().sync_policy() != SyncPolicy::Interval {
-                    continue;
-                }
-                if let Err(err) = e.cache().journal_sync() {
-                    tracing::warn!(error = %err, "journal sync failed");
-                }
-            }
+            })
+            .context("start the journal sync thread")?;
+        tasks.push(tokio::task::spawn_blocking(move || {
+            let _ = syncer.join();
         }));
     }
     // Changes journaled by an earlier runtime (a crash) go to the server before the tree is
@@ -463,14 +471,37 @@ fn thresholds(b: &crate::config::Backpressure) -> aether_domain::backpressure::T
     }
 }
 
-/// Waits for SIGINT, SIGTERM or a STOP over the control socket.
-pub(crate) async fn wait_for_stop(stop: &tokio::sync::Notify) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).ok();
-    let mut int = signal(SignalKind::interrupt()).ok();
-    tokio::select! {
-        _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
-        _ = async { match int.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
-        _ = stop.notified() => {}
+/// SIGINT and SIGTERM, caught from before the mount is announced: their default action ends
+/// the process without a flush, so a signal sent the moment `aether mount` returns must
+/// already find a handler.
+pub(crate) struct StopSignals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    pub(crate) fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        StopSignals {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
+        }
+    }
+
+    /// Waits for SIGINT, SIGTERM or a STOP over the control socket.
+    pub(crate) async fn wait(&mut self, stop: &tokio::sync::Notify) {
+        async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = next(&mut self.term) => {}
+            _ = next(&mut self.int) => {}
+            _ = stop.notified() => {}
+        }
     }
 }

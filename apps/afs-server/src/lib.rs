@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use tokio::net::TcpListener;
 
 use aether_domain::Timestamp;
-use aether_http_server::{AuthMode, HttpConfig, HttpLimits, TokenTable};
+use aether_http_server::{AuthMode, Draining, HttpConfig, HttpLimits, TokenTable};
 use aether_import::HostImporter;
 use aether_ports::store::{Environment, time_ordered_suffix};
 use aether_service::{Limits, Service};
@@ -128,9 +128,14 @@ pub fn auth_mode(cfg: &ServerConfig) -> Result<AuthMode> {
     }
 }
 
-/// The HTTP application for `cfg` (routes, auth, limits).
-pub fn app(service: EmbeddedService, cfg: &ServerConfig) -> Result<axum::Router> {
+/// The HTTP application for `cfg` (routes, auth, limits); `draining` ends its streams.
+pub fn app(
+    service: EmbeddedService,
+    cfg: &ServerConfig,
+    draining: Draining,
+) -> Result<axum::Router> {
     let http = HttpConfig {
+        draining,
         auth: auth_mode(cfg)?,
         limits: HttpLimits {
             max_json_bytes: cfg.max_json_bytes,
@@ -231,18 +236,42 @@ const LISTENING: &str = "afs-server listening on http://";
 pub struct RunningServer {
     pub addr: SocketAddr,
     shutdown: tokio::sync::watch::Sender<bool>,
+    draining: Draining,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+    service: EmbeddedService,
 }
 
 impl RunningServer {
-    /// Stops accepting, drains in-flight requests for up to `grace`, then drops what is left
-    /// (open event streams never end on their own) and returns.
+    /// Stops accepting, ends event streams, drains in-flight requests for up to `grace`, then
+    /// drops what is left. Returns once the stores are closed, so another server (a restart in
+    /// the same process) may open the same data directory at once.
     pub async fn stop(self, grace: Duration) {
+        self.draining.start();
         let _ = self.shutdown.send(true);
         let mut task = self.task;
         if tokio::time::timeout(grace, &mut task).await.is_err() {
+            tracing::warn!(
+                grace_secs = grace.as_secs(),
+                "requests still running after the grace period; cutting them off"
+            );
             task.abort();
             let _ = task.await;
+        }
+        for t in self.background {
+            let _ = t.await;
+        }
+        // Connection tasks hold handles of the service until their last response is written;
+        // the stores close when the last handle goes.
+        let closing = async {
+            while !self.service.is_last_handle() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        if tokio::time::timeout(grace, closing).await.is_err() {
+            // An import job still runs; the store lock keeps a second server off the data
+            // directory until it ends.
+            tracing::warn!("background jobs still hold the stores after the grace period");
         }
     }
 }
@@ -253,17 +282,19 @@ const USAGE_FLUSH_EVERY: Duration = Duration::from_secs(5);
 /// Binds `cfg.listen` and serves until [`RunningServer::stop`]; collects garbage periodically.
 pub async fn start(cfg: &ServerConfig) -> Result<RunningServer> {
     let service = build_service(cfg)?;
-    let router = app(service.clone(), cfg)?;
+    let draining = Draining::default();
+    let router = app(service.clone(), cfg, draining.clone())?;
     let listener = TcpListener::bind(&cfg.listen)
         .await
         .with_context(|| format!("bind {}", cfg.listen))?;
     let addr = listener.local_addr().context("read the bound address")?;
     let (tx, mut rx) = tokio::sync::watch::channel(false);
+    let mut background = Vec::new();
     {
         // Read counters reach the store every few seconds and once more at shutdown.
         let service = service.clone();
         let mut stop = tx.subscribe();
-        tokio::spawn(async move {
+        background.push(tokio::spawn(async move {
             loop {
                 let stopping = tokio::select! {
                     _ = tokio::time::sleep(USAGE_FLUSH_EVERY) => false,
@@ -276,7 +307,7 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer> {
                     return;
                 }
             }
-        });
+        }));
     }
     if cfg.gc_interval_secs > 0 {
         let service = service.clone();
@@ -285,7 +316,7 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer> {
             Duration::from_secs(cfg.gc_grace_secs),
         );
         let mut stop = tx.subscribe();
-        tokio::spawn(async move {
+        background.push(tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(interval) => {}
@@ -302,7 +333,7 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer> {
                     }
                 }
             }
-        });
+        }));
     }
     let task = tokio::spawn(async move {
         axum::serve(listener, router)
@@ -314,6 +345,9 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer> {
     Ok(RunningServer {
         addr,
         shutdown: tx,
+        draining,
         task,
+        background,
+        service,
     })
 }

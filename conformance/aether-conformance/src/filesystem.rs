@@ -1008,6 +1008,73 @@ pub async fn check_idempotent_replay<A: SessionApi>(h: &Harness<A>) {
     );
 }
 
+/// Copies of one request sent at the same time (a client retry overtaking a slow original) apply
+/// once: each copy answers the recorded reply or UNAVAILABLE, and a later retry the reply.
+pub async fn check_concurrent_copies_apply_once<A: SessionApi>(h: &Harness<A>) {
+    let s = new_session(h).await;
+    let before = generation(h, &s).await;
+    let ctx = h
+        .owner
+        .clone()
+        .with_idempotency_key(format!("copies-{}", s.id));
+    let copy = || {
+        h.api.write_file(
+            &ctx,
+            &s.id,
+            WriteFileRequest {
+                path: "/copied".into(),
+                data: "same request, eight copies".into(),
+                mode: None,
+                parents: false,
+                expected_hash: None,
+            },
+        )
+    };
+    let replies = futures::future::join_all((0..8).map(|_| copy())).await;
+    let mut applied = None;
+    for reply in replies {
+        match reply {
+            Ok(entry) => match &applied {
+                None => applied = Some(entry),
+                Some(first) => assert_eq!(&entry, first, "every copy answers the same reply"),
+            },
+            Err(e) => assert_eq!(
+                e.code,
+                Code::Unavailable,
+                "a concurrent copy may only be asked to retry: {e}"
+            ),
+        }
+    }
+    assert_eq!(
+        generation(h, &s).await,
+        before + 1,
+        "eight copies of one request changed the session once"
+    );
+    let retried = copy()
+        .await
+        .expect("a retry after the copies replays the reply");
+    if let Some(first) = applied {
+        assert_eq!(retried, first, "the retry answers what the copies answered");
+    }
+    let written = h
+        .api
+        .list_events(
+            &h.owner,
+            &s.id,
+            ListEventsRequest {
+                types: vec!["FILE_WRITTEN".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("events");
+    assert_eq!(
+        written.items.len(),
+        1,
+        "one FILE_WRITTEN event for one request"
+    );
+}
+
 pub async fn check_manifest_cas_extents<A: SessionApi>(h: &Harness<A>) {
     let s = new_session(h).await;
     let f = put(h, &s, "/d/f", b"twelve bytes").await;

@@ -105,6 +105,7 @@ checks!(
     check_batch_is_atomic,
     check_path_validation,
     check_idempotent_replay,
+    check_concurrent_copies_apply_once,
     check_events_log,
     check_events_pagination_and_filters,
     check_follow_events,

@@ -65,6 +65,13 @@ impl<M, B, E> Clone for Service<M, B, E> {
     }
 }
 
+impl<M, B, E> Service<M, B, E> {
+    /// Whether this is the only handle left: when it is dropped, the stores close.
+    pub fn is_last_handle(&self) -> bool {
+        Arc::strong_count(&self.inner) == 1
+    }
+}
+
 struct Inner<M, B, E> {
     meta: M,
     blobs: B,

@@ -174,19 +174,8 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
                     self.notify(&rec.id);
                     return Ok(applied);
                 }
-                CommitOutcome::GenerationMoved { .. } => {
-                    // The commit that moved the session may be this very request, sent again
-                    // while the first copy was still in flight (a lost reply, a restarting
-                    // server): never apply one Idempotency-Key twice.
-                    if ctx.idempotency_key.is_some()
-                        && self.replay(ctx, session_id).await?.is_some()
-                    {
-                        return Err(Error::unavailable(
-                            "a request with this Idempotency-Key was applied concurrently; retry it to receive its reply",
-                        ));
-                    }
-                    continue;
-                }
+                CommitOutcome::GenerationMoved { .. } => continue,
+                CommitOutcome::KeyRecorded => return Err(applied_concurrently()),
             }
         }
         Err(Error::new(
@@ -242,6 +231,14 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
             expected_hash: expected_hash.clone(),
         })
     }
+}
+
+/// The answer to the later of two copies of one request: the earlier copy committed while this
+/// one was planned, and a retry replays its reply.
+pub(crate) fn applied_concurrently() -> Error {
+    Error::unavailable(
+        "a request with this Idempotency-Key was applied concurrently; retry it to receive its reply",
+    )
 }
 
 pub(crate) fn shard_of(session_id: &str) -> usize {

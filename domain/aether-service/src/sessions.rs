@@ -371,6 +371,7 @@ where
                         aether_domain::Code::Aborted,
                         format!("session {session_id} changed during the restore; retry"),
                     )),
+                    CommitOutcome::KeyRecorded => Err(crate::mutate::applied_concurrently()),
                 }
             }
             Some(paths) => {

@@ -127,6 +127,9 @@ pub enum CommitOutcome {
     GenerationMoved {
         current: u64,
     },
+    /// The commit's idempotency key is recorded already: another copy of the same request
+    /// committed first (a client retry that overtook a slow original). Nothing was applied.
+    KeyRecorded,
 }
 
 /// Sessions, trees (layered copy-on-write), checkpoints, events and idempotency records.

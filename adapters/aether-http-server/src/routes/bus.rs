@@ -55,18 +55,22 @@ pub(crate) async fn subscribe<A: BusApi>(
         replay_limit: q.replay_limit,
     };
     let feed = st.api.subscribe(&ctx, &id, req).await?;
-    let stream = feed.map(|item| -> Result<SseEvent, Infallible> {
-        Ok(match item {
-            Ok(BusDelivery::Message(m)) => SseEvent::default()
-                .id(m.sequence.to_string())
-                .event("message")
-                .data(serde_json::to_string(&m).unwrap_or_default()),
-            Ok(BusDelivery::Missed { count }) => SseEvent::default()
-                .event("missed")
-                .data(format!("{{\"count\":{count}}}")),
-            Err(e) => SseEvent::default().event("error").data(e.message),
-        })
-    });
+    let stream = st
+        .config
+        .draining
+        .bound(feed)
+        .map(|item| -> Result<SseEvent, Infallible> {
+            Ok(match item {
+                Ok(BusDelivery::Message(m)) => SseEvent::default()
+                    .id(m.sequence.to_string())
+                    .event("message")
+                    .data(serde_json::to_string(&m).unwrap_or_default()),
+                Ok(BusDelivery::Missed { count }) => SseEvent::default()
+                    .event("missed")
+                    .data(format!("{{\"count\":{count}}}")),
+                Err(e) => SseEvent::default().event("error").data(e.message),
+            })
+        });
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())

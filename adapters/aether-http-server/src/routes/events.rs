@@ -59,15 +59,19 @@ pub(crate) async fn events<A: SessionApi>(
             .transpose()?;
         let after = resume.or(q.after_sequence).unwrap_or(0);
         let feed = st.api.follow_events(&ctx, &id, after).await?;
-        let stream = feed.map(|item| -> Result<SseEvent, Infallible> {
-            Ok(match item {
-                Ok(e) => SseEvent::default()
-                    .id(e.sequence.to_string())
-                    .event("event")
-                    .data(serde_json::to_string(&e).unwrap_or_default()),
-                Err(e) => SseEvent::default().event("error").data(e.message),
-            })
-        });
+        let stream = st
+            .config
+            .draining
+            .bound(feed)
+            .map(|item| -> Result<SseEvent, Infallible> {
+                Ok(match item {
+                    Ok(e) => SseEvent::default()
+                        .id(e.sequence.to_string())
+                        .event("event")
+                        .data(serde_json::to_string(&e).unwrap_or_default()),
+                    Err(e) => SseEvent::default().event("error").data(e.message),
+                })
+            });
         return Ok(Sse::new(stream)
             .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
             .into_response());

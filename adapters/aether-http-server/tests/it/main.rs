@@ -6,7 +6,9 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 use aether_fakes::FakeApi;
-use aether_http_server::{AuthMode, HttpConfig, HttpLimits, documented_operations, router};
+use aether_http_server::{
+    AuthMode, Draining, HttpConfig, HttpLimits, documented_operations, router,
+};
 
 const TOKEN: &str = "Bearer 11111111-1111-1111-1111-111111111111:alice";
 
@@ -16,6 +18,7 @@ fn app() -> axum::Router {
         HttpConfig {
             auth: AuthMode::Dev,
             limits: HttpLimits::default(),
+            draining: Draining::default(),
         },
     )
 }
@@ -141,6 +144,7 @@ fn limited(
         HttpConfig {
             auth: AuthMode::Dev,
             limits,
+            draining: Draining::default(),
         },
     )
 }
@@ -224,4 +228,42 @@ async fn a_slow_request_times_out_with_503() {
             .contains("took longer than 5 s"),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn draining_ends_changefeed_and_bus_streams() {
+    let draining = Draining::default();
+    let app = router(
+        aether_fakes::fake_api(),
+        HttpConfig {
+            auth: AuthMode::Dev,
+            limits: HttpLimits::default(),
+            draining: draining.clone(),
+        },
+    );
+    let (status, session) = call(&app, "POST", "/v1/sessions", "{}").await;
+    assert_eq!(status, StatusCode::OK, "{session}");
+    let id = session["id"].as_str().expect("id");
+    let mut bodies = Vec::new();
+    for uri in [
+        format!("/v1/sessions/{id}/events?follow=true"),
+        format!("/v1/sessions/{id}/bus?topics=t"),
+    ] {
+        let req = Request::builder()
+            .uri(&uri)
+            .header("authorization", TOKEN)
+            .body(Body::empty())
+            .expect("request");
+        let resp = app.clone().oneshot(req).await.expect("response");
+        assert_eq!(resp.status(), StatusCode::OK, "{uri}");
+        bodies.push((uri, resp.into_body()));
+    }
+    draining.start();
+    for (uri, body) in bodies {
+        // A follower that never ends would hang here; the timeout names the stream instead.
+        let collected = tokio::time::timeout(std::time::Duration::from_secs(30), body.collect())
+            .await
+            .unwrap_or_else(|_| panic!("{uri} still streams after draining started"));
+        collected.expect("the stream ends cleanly");
+    }
 }

@@ -1,4 +1,5 @@
-//! Store-level behaviour not visible through the API in one call: idempotency expiry.
+//! Store-level behaviour not visible through the API in one call: idempotency expiry and
+//! atomic key checks, one store per database.
 
 use aether_domain::{Action, Entry, SessionId, SessionStatus, TenantId, Timestamp};
 use aether_ports::Outcome;
@@ -19,12 +20,19 @@ fn event(time: Timestamp) -> NewEvent {
     }
 }
 
-#[tokio::test]
-async fn recorded_replies_expire_after_a_week() {
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: SqliteMetadataStore,
+    tenant: TenantId,
+    rec: SessionRecord,
+}
+
+const NOW: Timestamp = Timestamp(1_800_000_000 * 1_000_000_000);
+
+async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqliteMetadataStore::open(&dir.path().join("m.db"), 1).expect("open");
     let tenant = TenantId::parse("11111111-1111-1111-1111-111111111111").expect("tenant");
-    let now = Timestamp(1_800_000_000 * 1_000_000_000);
     let rec = SessionRecord {
         id: SessionId::parse("sess_idem").expect("id"),
         tenant: tenant.clone(),
@@ -33,14 +41,31 @@ async fn recorded_replies_expire_after_a_week() {
         status: SessionStatus::Active,
         tags: Default::default(),
         generation: 0,
-        created_at: now,
-        last_activity_at: now,
+        created_at: NOW,
+        last_activity_at: NOW,
         approval_policy: vec![Action::Commit],
     };
     store
-        .insert_session(&rec, &Entry::root(now), event(now), None)
+        .insert_session(&rec, &Entry::root(NOW), event(NOW), None)
         .await
         .expect("insert");
+    Fixture {
+        _dir: dir,
+        store,
+        tenant,
+        rec,
+    }
+}
+
+#[tokio::test]
+async fn recorded_replies_expire_after_a_week() {
+    let Fixture {
+        _dir,
+        store,
+        tenant,
+        rec,
+    } = fixture().await;
+    let now = NOW;
     let commit = |generation: u64, key: &str, time: Timestamp| TreeCommit {
         tenant: tenant.clone(),
         session: rec.id.clone(),
@@ -93,4 +118,62 @@ async fn recorded_replies_expire_after_a_week() {
         Some(Outcome::Done),
         "a day old: kept"
     );
+}
+
+#[tokio::test]
+async fn a_commit_with_a_recorded_key_changes_nothing() {
+    let f = fixture().await;
+    let commit = |generation: u64| TreeCommit {
+        tenant: f.tenant.clone(),
+        session: f.rec.id.clone(),
+        expected_generation: generation,
+        changes: vec![],
+        events: vec![event(NOW)],
+        idempotency: Some(IdempotencyRecord {
+            key: "once".into(),
+            outcome: Outcome::Done,
+            time: NOW,
+        }),
+        time: NOW,
+        bytes_written: 0,
+    };
+    assert_eq!(
+        f.store.commit(commit(0)).await.expect("first"),
+        CommitOutcome::Committed { generation: 1 }
+    );
+    // A second copy planned against the new generation: refused, whatever its generation.
+    for generation in [1, 0] {
+        assert_eq!(
+            f.store.commit(commit(generation)).await.expect("copy"),
+            CommitOutcome::KeyRecorded
+        );
+    }
+    let rec = f
+        .store
+        .session(&f.tenant, &f.rec.id)
+        .await
+        .expect("read")
+        .expect("session");
+    assert_eq!(rec.generation, 1, "the copies advanced nothing");
+}
+
+#[tokio::test]
+async fn one_database_has_one_store_at_a_time() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("metadata.db");
+    let first = SqliteMetadataStore::open(&path, 1).expect("open");
+    let second = SqliteMetadataStore::open(&path, 1)
+        .err()
+        .expect("a second store on one database is refused");
+    let pid = std::process::id();
+    assert!(
+        second
+            .message
+            .contains(&format!("is in use by another server process (pid {pid})")),
+        "{}",
+        second.message
+    );
+    assert!(second.message.contains("metadata.db"), "{}", second.message);
+    drop(first);
+    SqliteMetadataStore::open(&path, 1).expect("free again once the first store is gone");
 }
