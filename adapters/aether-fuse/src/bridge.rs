@@ -140,6 +140,7 @@ impl<V: Vfs> Bridge<V> {
     /// without a hop to the runtime; the rest continue there.
     fn run<T, R, Fut>(
         &self,
+        name: &'static str,
         reply: R,
         op: impl FnOnce(Arc<V>) -> Fut,
         ok: impl FnOnce(R, T) + Send + 'static,
@@ -149,6 +150,9 @@ impl<V: Vfs> Bridge<V> {
         Fut: Future<Output = FsResult<T>> + Send + 'static,
     {
         let _in_runtime = self.rt.enter();
+        // One span per kernel request: remote calls it makes join its trace.
+        let span = tracing::info_span!("fuse", otel.name = name);
+        let _entered = span.enter();
         let mut fut = Box::pin(op(self.vfs.clone()));
         let mut cx = Context::from_waker(Waker::noop());
         let finish = move |result: FsResult<T>| match result {
@@ -161,7 +165,9 @@ impl<V: Vfs> Bridge<V> {
         match fut.as_mut().poll(&mut cx) {
             Poll::Ready(result) => finish(result),
             Poll::Pending => {
-                self.rt.spawn(async move { finish(fut.await) });
+                use tracing::Instrument;
+                self.rt
+                    .spawn(async move { finish(fut.await) }.instrument(span.clone()));
             }
         }
     }
@@ -231,6 +237,7 @@ impl<V: Vfs> Filesystem for Bridge<V> {
         let name = name.as_bytes().to_vec();
         let negative_ttl = self.spec.negative_ttl;
         self.run(
+            "lookup",
             reply,
             |v| async move {
                 match v.lookup(parent.0, &name).await {
@@ -258,6 +265,7 @@ impl<V: Vfs> Filesystem for Bridge<V> {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         self.run(
+            "getattr",
             reply,
             |v| async move { v.getattr(ino.0).await },
             |r, (a, ttl)| r.attr(&ttl, &file_attr(&a)),
@@ -291,6 +299,7 @@ impl<V: Vfs> Filesystem for Bridge<V> {
             mtime: mtime.map(time_set),
         };
         self.run(
+            "setattr",
             reply,
             |v| async move { v.setattr(ino.0, fh.map(|f| f.0), set).await },
             |r, (a, ttl)| r.attr(&ttl, &file_attr(&a)),
@@ -299,6 +308,7 @@ impl<V: Vfs> Filesystem for Bridge<V> {
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         self.run(
+            "readlink",
             reply,
             |v| async move { v.readlink(ino.0).await },
             |r, t| r.data(&t),
@@ -322,6 +332,7 @@ impl<V: Vfs> Filesystem for Bridge<V> {
         let (name, who) = (name.as_bytes().to_vec(), caller(req));
         let perm = mode & 0o7777 & !umask;
         self.run(
+            "mknod",
             reply,
             |v| async move { v.mknod(who, parent.0, &name, kind, perm, rdev).await },
             entry,
@@ -340,6 +351,7 @@ impl<V: Vfs> Filesystem for Bridge<V> {
         let (name, who) = (name.as_bytes().to_vec(), caller(req));
         let perm = mode & 0o7777 & !umask;
         self.run(
+            "mkdir",
             reply,
             |v| async move { v.mkdir(who, parent.0, &name, perm).await },
             entry,
@@ -349,6 +361,7 @@ impl<V: Vfs> Filesystem for Bridge<V> {
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = name.as_bytes().to_vec();
         self.run(
+            "unlink",
             reply,
             |v| async move { v.unlink(parent.0, &name).await },
             |r, ()| r.ok(),
@@ -358,6 +371,7 @@ impl<V: Vfs> Filesystem for Bridge<V> {
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = name.as_bytes().to_vec();
         self.run(
+            "rmdir",
             reply,
             |v| async move { v.rmdir(parent.0, &name).await },
             |r, ()| r.ok(),
@@ -375,6 +389,7 @@ impl<V: Vfs> Filesystem for Bridge<V> {
         let (name, who) = (link_name.as_bytes().to_vec(), caller(req));
         let target = target.as_os_str().as_bytes().to_vec();
         self.run(
+            "symlink",
             reply,
             |v| async move { v.symlink(who, parent.0, &name, &target).await },
             entry,
@@ -404,6 +419,7 @@ impl<V: Vfs> Filesystem for Bridge<V> {
         };
         let (name, newname) = (name.as_bytes().to_vec(), newname.as_bytes().to_vec());
         self.run(
+            "rename",
             reply,
             |v| async move { v.rename(parent.0, &name, newparent.0, &newname, mode).await },
             |r, ()| r.ok(),
@@ -420,6 +436,7 @@ impl<V: Vfs> Filesystem for Bridge<V> {
     ) {
         let newname = newname.as_bytes().to_vec();
         self.run(
+            "link",
             reply,
             |v| async move { v.link(ino.0, newparent.0, &newname).await },
             entry,
@@ -429,6 +446,7 @@ impl<V: Vfs> Filesystem for Bridge<V> {
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let how = open_in(flags.0);
         self.run(
+            "open",
             reply,
             |v| async move { v.open(ino.0, how).await },
             |r, o| r.opened(FileHandle(o.fh), fopen(&o)),
@@ -447,6 +465,7 @@ impl<V: Vfs> Filesystem for Bridge<V> {
         reply: ReplyData,
     ) {
         self.run(
+            "read",
             reply,
             |v| async move { v.read(ino.0, fh.0, offset, size).await },
             |r, data| r.data(&data),
@@ -467,6 +486,7 @@ impl<V: Vfs> Filesystem for Bridge<V> {
     ) {
         let data = data.to_vec();
         self.run(
+            "write",
             reply,
             |v| async move { v.write(ino.0, fh.0, offset, &data).await },
             |r, n| r.written(n),
@@ -482,6 +502,7 @@ impl<V: Vfs> Filesystem for Bridge<V> {
         reply: ReplyEmpty,
     ) {
         self.run(
+            "flush",
             reply,
             |v| async move { v.flush(ino.0, fh.0).await },
             |r, ()| r.ok(),
@@ -499,6 +520,7 @@ impl<V: Vfs> Filesystem for Bridge<V> {
         reply: ReplyEmpty,
     ) {
         self.run(
+            "release",
             reply,
             |v| async move { v.release(ino.0, fh.0).await },
             |r, ()| r.ok(),
@@ -514,6 +536,7 @@ impl<V: Vfs> Filesystem for Bridge<V> {
         reply: ReplyEmpty,
     ) {
         self.run(
+            "fsync",
             reply,
             |v| async move { v.fsync(ino.0, Some(fh.0)).await },
             |r, ()| r.ok(),
@@ -522,6 +545,7 @@ impl<V: Vfs> Filesystem for Bridge<V> {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         self.run(
+            "opendir",
             reply,
             |v| async move { v.opendir(ino.0).await },
             |r, o| r.opened(FileHandle(o.fh), fopen(&o)),
@@ -537,6 +561,7 @@ impl<V: Vfs> Filesystem for Bridge<V> {
         reply: ReplyDirectory,
     ) {
         self.run(
+            "readdir",
             reply,
             |v| async move { v.readdir(ino.0, fh.0, offset).await },
             |mut r, entries| {
@@ -560,6 +585,7 @@ impl<V: Vfs> Filesystem for Bridge<V> {
         reply: ReplyDirectoryPlus,
     ) {
         self.run(
+            "readdirplus",
             reply,
             |v| async move { v.readdir(ino.0, fh.0, offset).await },
             |mut r, entries| {
@@ -603,6 +629,7 @@ impl<V: Vfs> Filesystem for Bridge<V> {
         reply: ReplyEmpty,
     ) {
         self.run(
+            "fsyncdir",
             reply,
             |v| async move { v.fsync(ino.0, None).await },
             |r, ()| r.ok(),
@@ -611,6 +638,7 @@ impl<V: Vfs> Filesystem for Bridge<V> {
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         self.run(
+            "statfs",
             reply,
             |v| async move { v.statfs().await },
             |r, s| {
@@ -647,6 +675,7 @@ impl<V: Vfs> Filesystem for Bridge<V> {
         };
         let (name, value) = (name.as_bytes().to_vec(), value.to_vec());
         self.run(
+            "setxattr",
             reply,
             |v| async move { v.setxattr(ino.0, &name, &value, mode).await },
             |r, ()| r.ok(),
@@ -656,6 +685,7 @@ impl<V: Vfs> Filesystem for Bridge<V> {
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let name = name.as_bytes().to_vec();
         self.run(
+            "getxattr",
             reply,
             |v| async move { v.getxattr(ino.0, &name).await },
             move |r, value| sized(r, size, &value),
@@ -664,6 +694,7 @@ impl<V: Vfs> Filesystem for Bridge<V> {
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         self.run(
+            "listxattr",
             reply,
             |v| async move { v.listxattr(ino.0).await },
             move |r, names| {
@@ -680,6 +711,7 @@ impl<V: Vfs> Filesystem for Bridge<V> {
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = name.as_bytes().to_vec();
         self.run(
+            "removexattr",
             reply,
             |v| async move { v.removexattr(ino.0, &name).await },
             |r, ()| r.ok(),
@@ -689,6 +721,7 @@ impl<V: Vfs> Filesystem for Bridge<V> {
     fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
         // Permission checks are the kernel's (default_permissions); this only confirms existence.
         self.run(
+            "access",
             reply,
             |v| async move { v.getattr(ino.0).await },
             |r, _| r.ok(),
@@ -709,6 +742,7 @@ impl<V: Vfs> Filesystem for Bridge<V> {
         let perm = mode & 0o7777 & !umask;
         let how = open_in(flags);
         self.run(
+            "create",
             reply,
             |v| async move { v.create(who, parent.0, &name, perm, how).await },
             |r, (e, o)| {
@@ -749,6 +783,7 @@ impl<V: Vfs> Filesystem for Bridge<V> {
         reply: ReplyEmpty,
     ) {
         self.run(
+            "fallocate",
             reply,
             |v| async move { v.fallocate(ino.0, fh.0, offset, length, mode).await },
             |r, ()| r.ok(),

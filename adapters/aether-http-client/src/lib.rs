@@ -39,6 +39,9 @@ pub struct ClientConfig {
     pub tokens: TokenSource,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// The W3C `traceparent` of the current span, sent with each request so the server's
+    /// spans join the caller's trace; telemetry provides it (this adapter knows no exporter).
+    pub traceparent: Option<fn() -> Option<String>>,
 }
 
 impl ClientConfig {
@@ -48,6 +51,7 @@ impl ClientConfig {
             tokens,
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(300),
+            traceparent: None,
         }
     }
 }
@@ -57,6 +61,7 @@ pub struct HttpClient {
     http: reqwest::Client,
     base: String,
     tokens: TokenSource,
+    traceparent: Option<fn() -> Option<String>>,
 }
 
 /// Everything but unreserved characters is escaped in a path segment.
@@ -96,6 +101,7 @@ impl HttpClient {
             http,
             base,
             tokens: config.tokens,
+            traceparent: config.traceparent,
         })
     }
 
@@ -132,10 +138,26 @@ impl HttpClient {
     }
 
     async fn send(&self, rb: RequestBuilder) -> Result<reqwest::Response> {
-        let resp = rb
-            .send()
+        use tracing::Instrument;
+        let mut req = rb.build().map_err(|e| transport_error(&self.base, e))?;
+        let span = tracing::info_span!(
+            "http.client",
+            otel.name = %format!("{} {}", req.method(), route_of(req.url().path())),
+            otel.kind = "client",
+            http.response.status_code = tracing::field::Empty,
+        );
+        if let Some(tp) = self.traceparent.and_then(|f| span.in_scope(f))
+            && let Ok(v) = header::HeaderValue::from_str(&tp)
+        {
+            req.headers_mut().insert("traceparent", v);
+        }
+        let resp = self
+            .http
+            .execute(req)
+            .instrument(span.clone())
             .await
             .map_err(|e| transport_error(&self.base, e))?;
+        span.record("http.response.status_code", resp.status().as_u16());
         if resp.status().is_success() {
             Ok(resp)
         } else {
@@ -182,6 +204,39 @@ impl HttpClient {
     fn session_path(id: &str, rest: &str) -> String {
         format!("/v1/sessions/{}{rest}", seg(id))
     }
+}
+
+/// A request path with its ids replaced by placeholders: spans are named by route, never by
+/// the session, source or file they concern.
+fn route_of(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut previous = "";
+    for segment in path.split('/').skip(1) {
+        out.push('/');
+        let named = match previous {
+            "sessions" | "sources" | "approvals" | "annotations" | "jobs" | "secrets" => true,
+            // Keys, except the cache's own verbs.
+            "cache" => !matches!(
+                segment,
+                "keys" | "stats" | "batch-get" | "batch-set" | "batch-delete" | "delete-by-prefix"
+            ),
+            _ => false,
+        };
+        if named {
+            // `/v1/sessions/{id}:link` keeps its verb.
+            match segment.find(':') {
+                Some(i) => {
+                    out.push_str("{id}");
+                    out.push_str(&segment[i..]);
+                }
+                None => out.push_str("{id}"),
+            }
+        } else {
+            out.push_str(segment);
+        }
+        previous = segment;
+    }
+    out
 }
 
 fn transport_error(base: &str, e: reqwest::Error) -> Error {
@@ -601,5 +656,30 @@ impl EventsApi for HttpClient {
             .timeout(Duration::from_secs(365 * 24 * 3600));
         let resp = self.send(rb).await?;
         Ok(sse::events(resp))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_of;
+
+    #[test]
+    fn spans_are_named_by_route_not_by_id() {
+        for (path, route) in [
+            ("/v1/sessions", "/v1/sessions"),
+            ("/v1/sessions/sess_1/files", "/v1/sessions/{id}/files"),
+            ("/v1/sessions/sess_1:link", "/v1/sessions/{id}:link"),
+            (
+                "/v1/sessions/sess_1/cache/secret-key",
+                "/v1/sessions/{id}/cache/{id}",
+            ),
+            (
+                "/v1/sessions/sess_1/cache/stats",
+                "/v1/sessions/{id}/cache/stats",
+            ),
+            ("/v1/sources/src_1/jobs/job_1", "/v1/sources/{id}/jobs/{id}"),
+        ] {
+            assert_eq!(route_of(path), route, "{path}");
+        }
     }
 }

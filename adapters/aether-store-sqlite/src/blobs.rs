@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use tracing::Instrument;
 
 use aether_domain::tree::content_hash;
 use aether_domain::{Error, Result};
@@ -385,14 +386,16 @@ impl BlobStore for FileBlobStore {
     }
 
     async fn get(&self, hash: &str, range: Option<(u64, u64)>) -> Result<Bytes> {
-        if let Some(b) = self.inner.hot().blobs.get(hash) {
+        let span = tracing::info_span!("blob.get");
+        if let Some(b) = span.in_scope(|| self.inner.hot().blobs.get(hash).cloned()) {
             return Ok(match range {
                 Some((s, e)) => b.slice(s as usize..(e as usize).min(b.len())),
-                None => b.clone(),
+                None => b,
             });
         }
         let (inner, key) = (self.inner.clone(), hash.to_owned());
         let read = tokio::task::spawn_blocking(move || get_blocking(&inner, &key, range))
+            .instrument(span)
             .await
             .map_err(|e| Error::internal(format!("blob read task failed: {e}")))??;
         if range.is_none() {

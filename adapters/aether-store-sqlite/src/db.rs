@@ -12,6 +12,7 @@ use std::thread;
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use aether_domain::{Error, Result};
 
@@ -220,7 +221,10 @@ impl Db {
         self.writer
             .send(Box::new(job))
             .map_err(|_| Error::unavailable("the metadata store is shut down"))?;
-        rx.await
+        // A span per job (waiting for the group commit included), so a request's trace shows
+        // its time in the store.
+        rx.instrument(tracing::info_span!("sqlite.write"))
+            .await
             .map_err(|_| Error::internal("the SQLite writer stopped while serving a request"))?
     }
 
@@ -235,9 +239,11 @@ impl Db {
                 let _ = tx.send(f(conn));
             }))
             .map_err(|_| Error::unavailable("the metadata store is shut down"))?;
-        rx.await.map_err(|_| {
-            Error::internal("a metadata store thread stopped while serving a request")
-        })?
+        rx.instrument(tracing::info_span!("sqlite.read"))
+            .await
+            .map_err(|_| {
+                Error::internal("a metadata store thread stopped while serving a request")
+            })?
     }
 }
 

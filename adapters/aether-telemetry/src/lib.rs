@@ -1,9 +1,11 @@
 //! Telemetry (adapter layer) for both apps: `tracing` to JSON lines or text on stderr, stdout
 //! or a rotating file, with sensitive fields hashed, chatty debug targets sampled, `RUST_LOG`
-//! taking precedence over the configured level, and the level reloadable (SIGHUP).
+//! taking precedence over the configured level, and the level reloadable (SIGHUP); spans and
+//! metrics exported over OTLP when the standard environment asks for it.
 
 mod layer;
 mod metrics;
+mod otlp;
 mod writer;
 
 use std::collections::HashMap;
@@ -15,6 +17,7 @@ use tracing_subscriber::{EnvFilter, Registry, reload};
 
 pub use layer::{Format, Redaction, SENSITIVE, Sample};
 pub use metrics::{Metrics, serve as serve_metrics};
+pub use otlp::{continue_trace, current_traceparent, export_wanted};
 pub use writer::{RotatingFile, Rotation, Sink};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,14 +43,34 @@ pub struct LogSettings {
     pub component: String,
     pub session_id: Option<String>,
     pub sampling: Vec<Sample>,
+    /// Export spans over OTLP (as `component`), see [`export_wanted`].
+    pub export_traces: bool,
 }
 
-/// Changes the running level (SIGHUP).
+/// Changes the running level (SIGHUP); flushes exported spans when dropped.
 pub struct LogHandle {
     filter: reload::Handle<EnvFilter, Registry>,
+    traces: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Drop for LogHandle {
+    fn drop(&mut self) {
+        if let Some(p) = self.traces.take() {
+            // Spans still batched would be lost at exit otherwise.
+            let _ = p.shutdown();
+        }
+    }
 }
 
 impl LogHandle {
+    /// Sends the spans batched so far (before a process that exported them exits or is
+    /// asked for them).
+    pub fn flush_traces(&self) {
+        if let Some(p) = &self.traces {
+            let _ = p.force_flush();
+        }
+    }
+
     /// Applies `level` unless `RUST_LOG` wins; whether it applied. A malformed level is an
     /// error naming it.
     pub fn set_level(&self, level: &str) -> Result<bool, String> {
@@ -111,12 +134,24 @@ pub fn init(settings: &LogSettings) -> Result<(LogHandle, Option<Fallback>), Str
         sampling: settings.sampling.clone(),
         seen: Mutex::new(HashMap::new()),
     };
+    let traces = settings
+        .export_traces
+        .then(|| otlp::tracer_provider(&settings.component))
+        .transpose()?;
+    let spans = traces.as_ref().map(|p| otlp::layer(p, &settings.component));
     tracing_subscriber::registry()
         .with(filter)
         .with(layer)
+        .with(spans)
         .try_init()
         .map_err(|e| format!("logging was already set up: {e}"))?;
-    Ok((LogHandle { filter: handle }, fallback))
+    Ok((
+        LogHandle {
+            filter: handle,
+            traces,
+        },
+        fallback,
+    ))
 }
 
 /// The layer alone (for tests and for composing with other layers).

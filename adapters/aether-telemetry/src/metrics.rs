@@ -52,6 +52,23 @@ impl Metrics {
         Metrics { provider, reader }
     }
 
+    /// Like [`Metrics::new`], and every reading also goes to the OTLP collector of the
+    /// standard environment (every `OTEL_METRIC_EXPORT_INTERVAL`, 60 s unless set), as
+    /// `service`.
+    pub fn exporting(service: &str) -> Result<Metrics, String> {
+        let exporter = opentelemetry_otlp::MetricExporter::builder()
+            .with_http()
+            .build()
+            .map_err(|e| format!("OTLP metric export: {e}"))?;
+        let reader = SharedReader(Arc::new(ManualReader::builder().build()));
+        let provider = SdkMeterProvider::builder()
+            .with_resource(crate::otlp::resource(service))
+            .with_reader(reader.clone())
+            .with_periodic_exporter(exporter)
+            .build();
+        Ok(Metrics { provider, reader })
+    }
+
     /// Makes this the global provider, so adapters can use `opentelemetry::global::meter`.
     pub fn install(&self) {
         opentelemetry::global::set_meter_provider(self.provider.clone());

@@ -91,6 +91,8 @@ pub(crate) fn settings(
                 every: l.sampling.invalidation_debug_every,
             },
         ],
+        export_traces: aether_telemetry::export_wanted(env, "traces")
+            .map_err(anyhow::Error::msg)?,
     })
 }
 

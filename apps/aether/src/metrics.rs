@@ -10,7 +10,15 @@ use crate::runtime::MountEngine;
 
 /// Registers the instruments and starts serving; returns the metrics (kept alive by the caller).
 pub(crate) fn start(engine: &Arc<MountEngine>, addr: &str) -> aether_telemetry::Metrics {
-    let metrics = aether_telemetry::Metrics::new();
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    // A malformed endpoint was refused when logging started; here it can only mean "off".
+    let metrics = match aether_telemetry::export_wanted(&env, "metrics") {
+        Ok(true) => aether_telemetry::Metrics::exporting("aether").unwrap_or_else(|e| {
+            tracing::warn!("{e}; metrics are not exported");
+            aether_telemetry::Metrics::new()
+        }),
+        _ => aether_telemetry::Metrics::new(),
+    };
     let meter = metrics.provider().meter("aether");
     let gauge = |name: &'static str, help: &'static str, read: fn(&MountEngine) -> u64| {
         let e = engine.clone();

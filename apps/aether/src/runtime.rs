@@ -201,6 +201,7 @@ pub(crate) async fn start(plan: MountPlan) -> Result<Running> {
     cache.set_sync_backlog(cfg.journal_sync_backlog_bytes);
     let mut client_cfg = ClientConfig::new(&plan.endpoint, TokenSource::Fixed(plan.token.clone()));
     client_cfg.connect_timeout = Duration::from_millis(cfg.transport.idle_timeout_ms.max(1000));
+    client_cfg.traceparent = Some(aether_telemetry::current_traceparent);
     let client = HttpClient::new(client_cfg).map_err(|e| anyhow::anyhow!("{}", e.message))?;
     let b = &cfg.bridge.reconnect_backoff;
     let options = MountOptions::parse(cfg.mount_options.iter().map(String::as_str));

@@ -9,11 +9,33 @@ use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+/// Which signals go to an OTLP collector.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OtlpExport {
+    pub traces: bool,
+    pub metrics: bool,
+}
+
+impl OtlpExport {
+    pub fn from_env(env: &[(String, String)]) -> Result<Self> {
+        let wanted =
+            |signal| aether_telemetry::export_wanted(env, signal).map_err(anyhow::Error::msg);
+        Ok(OtlpExport {
+            traces: wanted("traces")?,
+            metrics: wanted("metrics")?,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// Address to listen on.
     pub listen: String,
+    /// OTLP export of spans and of metrics, from the standard `OTEL_EXPORTER_OTLP_*`
+    /// environment (not a configuration key).
+    #[serde(skip)]
+    pub otlp: OtlpExport,
     /// Directory holding the embedded stores.
     pub data_dir: PathBuf,
     /// `dev` (trust `<tenant-uuid>:<principal>` tokens) or `static` (tokens file).
@@ -67,6 +89,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: "127.0.0.1:8080".into(),
+            otlp: OtlpExport::default(),
             data_dir: PathBuf::from("./aether-data"),
             auth: "dev".into(),
             tokens_file: None,
@@ -180,10 +203,11 @@ impl ServerConfig {
             .collect();
         fig = fig.merge(EnvSnapshot(vars));
         fig = fig.merge(Serialized::defaults(flags));
-        let cfg: ServerConfig = fig
+        let mut cfg: ServerConfig = fig
             .extract()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         cfg.validate()?;
+        cfg.otlp = OtlpExport::from_env(env)?;
         Ok(cfg)
     }
 
@@ -233,6 +257,7 @@ impl ServerConfig {
             component: "afs-server".into(),
             session_id: None,
             sampling: Vec::new(),
+            export_traces: self.otlp.traces,
         }
     }
 

@@ -145,7 +145,11 @@ pub fn app(
             request_timeout: Duration::from_secs(cfg.request_timeout_secs),
         },
     };
-    let metrics = aether_telemetry::Metrics::new();
+    let metrics = if cfg.otlp.metrics {
+        aether_telemetry::Metrics::exporting("afs-server").map_err(anyhow::Error::msg)?
+    } else {
+        aether_telemetry::Metrics::new()
+    };
     let requests = RequestMetrics::new(&metrics);
     let scrape = metrics.clone();
     Ok(aether_http_server::router(service, http)
@@ -153,6 +157,7 @@ pub fn app(
             let requests = requests.clone();
             async move { requests.observe(req, next).await }
         }))
+        .layer(axum::middleware::from_fn(traced))
         .route(
             "/metrics",
             axum::routing::get(move || {
@@ -168,6 +173,38 @@ pub fn app(
                 }
             }),
         ))
+}
+
+/// Runs the request in a span named by its route template, continuing the caller's trace
+/// (W3C `traceparent`), so a mount's operation, this request and its store work form one trace.
+async fn traced(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument;
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |m| m.as_str())
+        .to_owned();
+    let span = tracing::info_span!(
+        "http.server",
+        otel.name = %format!("{} {route}", req.method()),
+        otel.kind = "server",
+        http.request.method = %req.method(),
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    if let Some(parent) = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+    {
+        aether_telemetry::continue_trace(&span, parent);
+    }
+    let resp = next.run(req).instrument(span.clone()).await;
+    span.record("http.response.status_code", resp.status().as_u16());
+    resp
 }
 
 /// Request counts and latencies by route template, method and status.

@@ -23,6 +23,7 @@ fn settings(dir: &Path, format: Format, rotation: Rotation, redaction: Redaction
             needle: "prefetch".into(),
             every: 4,
         }],
+        export_traces: false,
     }
 }
 

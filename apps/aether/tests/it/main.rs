@@ -7,6 +7,7 @@ mod mount;
 mod ops;
 mod review;
 mod sources;
+mod traces;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -139,13 +140,20 @@ pub(crate) struct Mount {
     pub(crate) cache: PathBuf,
     endpoint: String,
     pub(crate) extra: Vec<String>,
+    env: Vec<(String, String)>,
     pub(crate) pid: Option<u32>,
     _tmp: tempfile::TempDir,
 }
 
 pub(crate) fn aether(endpoint: &str, args: &[&str]) -> Output {
+    aether_with_env(endpoint, args, &[])
+}
+
+/// `aether` with extra environment variables (inherited by a background runtime).
+pub(crate) fn aether_with_env(endpoint: &str, args: &[&str], env: &[(String, String)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_aether"))
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("AFS_AETHER_SERVER_ENDPOINT", endpoint)
         .env("AFS_AUTH_TOKEN", TOKEN)
         .env_remove("AFS_AETHER_CONFIG")
@@ -158,13 +166,24 @@ pub(crate) fn aether(endpoint: &str, args: &[&str]) -> Output {
 
 impl Mount {
     pub(crate) fn new(server: &Server, session: &str, extra: &[&str]) -> Mount {
+        Mount::at(&server.endpoint, session, extra, &[])
+    }
+
+    /// A mount of `session` at any endpoint, its runtime started with `env` added.
+    pub(crate) fn at(
+        endpoint: &str,
+        session: &str,
+        extra: &[&str],
+        env: &[(String, String)],
+    ) -> Mount {
         let tmp = tempfile::tempdir().unwrap();
         let mut m = Mount {
             session: session.to_owned(),
             dir: tmp.path().join("mnt"),
             cache: tmp.path().join("cache"),
-            endpoint: server.endpoint.clone(),
+            endpoint: endpoint.to_owned(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: env.to_vec(),
             pid: None,
             _tmp: tmp,
         };
@@ -195,7 +214,7 @@ impl Mount {
     pub(crate) fn mount(&mut self) -> Output {
         let args = self.args();
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = aether(&self.endpoint, &refs);
+        let out = aether_with_env(&self.endpoint, &refs, &self.env);
         let text = String::from_utf8_lossy(&out.stdout);
         self.pid = text
             .split("runtime pid ")
