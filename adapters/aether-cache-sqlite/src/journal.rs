@@ -22,8 +22,67 @@ pub enum SyncPolicy {
     Manual,
 }
 
+/// Why the journal was forced to stable storage (a label of `aether_journal_wal_flush_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushReason {
+    /// The `interval` policy's timer.
+    Interval,
+    /// Unsynced content passed `journal_sync_backlog_bytes`.
+    Backlog,
+    /// Asked for: `fsync`, a stop, the `manual` policy's caller.
+    Requested,
+    /// The policy changed to `immediate` (SIGHUP).
+    PolicyChange,
+}
+
+impl FlushReason {
+    const ALL: [FlushReason; 4] = [
+        FlushReason::Interval,
+        FlushReason::Backlog,
+        FlushReason::Requested,
+        FlushReason::PolicyChange,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlushReason::Interval => "interval",
+            FlushReason::Backlog => "backlog",
+            FlushReason::Requested => "requested",
+            FlushReason::PolicyChange => "policy_change",
+        }
+    }
+}
+
+impl SyncPolicy {
+    const ALL: [SyncPolicy; 3] = [
+        SyncPolicy::Immediate,
+        SyncPolicy::Interval,
+        SyncPolicy::Manual,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncPolicy::Immediate => "immediate",
+            SyncPolicy::Interval => "interval",
+            SyncPolicy::Manual => "manual",
+        }
+    }
+}
+
+/// How often the journal reached stable storage, for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JournalCounters {
+    /// (reason, outcome `ok`/`error`, count) of forced WAL flushes.
+    pub flushes: Vec<(&'static str, &'static str, u64)>,
+    /// (policy in force, count) of syncs to stable storage, SQLite's own under `immediate`.
+    pub syncs: Vec<(&'static str, u64)>,
+}
+
 pub(crate) struct Journal {
     conn: Mutex<Connection>,
+    /// Forced flushes by reason and outcome (ok, error), and syncs by policy.
+    flushes: [[AtomicU64; 2]; 4],
+    syncs: [AtomicU64; 3],
     wal: PathBuf,
     unsynced: AtomicBool,
     policy: Mutex<SyncPolicy>,
@@ -70,6 +129,8 @@ impl Journal {
         wal.push("-wal");
         Ok(Journal {
             conn: Mutex::new(conn),
+            flushes: Default::default(),
+            syncs: Default::default(),
             wal: PathBuf::from(wal),
             unsynced: AtomicBool::new(false),
             policy: Mutex::new(policy),
@@ -95,7 +156,7 @@ impl Journal {
         *self.policy.lock().unwrap_or_else(|p| p.into_inner()) = policy;
         if policy == SyncPolicy::Immediate {
             self.unsynced.store(true, Ordering::Relaxed);
-            self.sync()?;
+            self.sync(FlushReason::PolicyChange)?;
         }
         Ok(())
     }
@@ -113,7 +174,10 @@ impl Journal {
             .map_err(db_err("append to the journal"))?;
         let seq = conn.last_insert_rowid() as u64;
         drop(conn);
-        if self.policy() != SyncPolicy::Immediate {
+        if self.policy() == SyncPolicy::Immediate {
+            // synchronous=FULL: SQLite synced the commit itself.
+            self.count_sync(SyncPolicy::Immediate);
+        } else {
             self.unsynced.store(true, Ordering::Relaxed);
             let pending = self
                 .unsynced_bytes
@@ -122,7 +186,7 @@ impl Journal {
             if self.policy() == SyncPolicy::Interval
                 && pending >= self.backlog_limit.load(Ordering::Relaxed)
             {
-                self.sync()?;
+                self.sync(FlushReason::Backlog)?;
             }
         }
         Ok(seq)
@@ -288,18 +352,54 @@ impl Journal {
         self.backlog_limit.store(bytes.max(1), Ordering::Relaxed);
     }
 
-    pub(crate) fn sync(&self) -> CacheResult<()> {
+    pub(crate) fn sync(&self, reason: FlushReason) -> CacheResult<()> {
         if !self.unsynced.swap(false, Ordering::Relaxed) {
             return Ok(());
         }
         self.unsynced_bytes.store(0, Ordering::Relaxed);
-        match std::fs::File::open(&self.wal) {
+        let result = match std::fs::File::open(&self.wal) {
             Ok(f) => f
                 .sync_data()
                 .map_err(|e| CacheError::Backend(format!("sync the journal: {e}"))),
             // Checkpointed and removed: the data is in the main file, synced by SQLite.
             Err(_) => Ok(()),
+        };
+        let reason_at = FlushReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        self.flushes[reason_at][usize::from(result.is_err())].fetch_add(1, Ordering::Relaxed);
+        if result.is_ok() {
+            self.count_sync(self.policy());
         }
+        result
+    }
+
+    fn count_sync(&self, policy: SyncPolicy) {
+        let at = SyncPolicy::ALL
+            .iter()
+            .position(|p| *p == policy)
+            .unwrap_or(0);
+        self.syncs[at].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn counters(&self) -> JournalCounters {
+        let mut flushes = Vec::new();
+        for (i, reason) in FlushReason::ALL.iter().enumerate() {
+            for (j, outcome) in ["ok", "error"].iter().enumerate() {
+                flushes.push((
+                    reason.as_str(),
+                    *outcome,
+                    self.flushes[i][j].load(Ordering::Relaxed),
+                ));
+            }
+        }
+        let syncs = SyncPolicy::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.as_str(), self.syncs[i].load(Ordering::Relaxed)))
+            .collect();
+        JournalCounters { flushes, syncs }
     }
 
     pub(crate) fn index_save(&self, generation: u64, listings: &Listings) -> CacheResult<()> {

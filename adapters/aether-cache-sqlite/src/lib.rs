@@ -18,7 +18,7 @@ use aether_domain::Timestamp;
 use aether_ports::local_cache::*;
 use sha2::{Digest, Sha256};
 
-pub use journal::SyncPolicy;
+pub use journal::{FlushReason, JournalCounters, SyncPolicy};
 pub use layout::{SessionLayout, ensure_private_dir};
 pub use shared::SharedStore;
 
@@ -83,6 +83,16 @@ impl DiskCache {
     }
 
     /// Under the `interval` policy, sync as soon as this many content bytes are unsynced.
+    /// The `interval` policy's timer tick: a sync counted as such.
+    pub fn journal_sync_on_timer(&self) -> CacheResult<()> {
+        self.journal.sync(FlushReason::Interval)
+    }
+
+    /// Forced flushes and syncs so far, for metrics.
+    pub fn journal_counters(&self) -> JournalCounters {
+        self.journal.counters()
+    }
+
     pub fn set_sync_backlog(&self, bytes: u64) {
         self.journal.set_backlog_limit(bytes);
     }
@@ -436,7 +446,7 @@ impl LocalCache for DiskCache {
     }
 
     fn journal_sync(&self) -> CacheResult<()> {
-        self.journal.sync()
+        self.journal.sync(FlushReason::Requested)
     }
 
     fn stats(&self) -> CacheStats {

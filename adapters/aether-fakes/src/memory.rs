@@ -799,4 +799,18 @@ impl InsightStore for MemoryMetadataStore {
             Ok(hist.into_iter().collect())
         })
     }
+
+    async fn session_counts(&self) -> Result<Vec<(aether_domain::SessionStatus, u64)>> {
+        self.with(|state| {
+            let mut counts = std::collections::HashMap::new();
+            for s in state.sessions.values() {
+                if !is_holder(s.rec.id.as_str()) {
+                    *counts.entry(s.rec.status).or_insert(0u64) += 1;
+                }
+            }
+            let mut counts: Vec<_> = counts.into_iter().collect();
+            counts.sort_by_key(|(s, _): &(aether_domain::SessionStatus, u64)| s.as_str());
+            Ok(counts)
+        })
+    }
 }

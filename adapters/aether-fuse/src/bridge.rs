@@ -155,11 +155,21 @@ impl<V: Vfs> Bridge<V> {
         let _entered = span.enter();
         let mut fut = Box::pin(op(self.vfs.clone()));
         let mut cx = Context::from_waker(Waker::noop());
-        let finish = move |result: FsResult<T>| match result {
-            Ok(v) => ok(reply, v),
-            Err(e) => {
-                tracing::debug!(target: "aether_fuse", error = %e, "operation failed");
-                reply.fail(errno_of(&e));
+        let observed = self
+            .spec
+            .observe
+            .clone()
+            .map(|o| (o, std::time::Instant::now()));
+        let finish = move |result: FsResult<T>| {
+            if let Some((o, start)) = observed {
+                (o.0)(name, start.elapsed(), result.is_ok());
+            }
+            match result {
+                Ok(v) => ok(reply, v),
+                Err(e) => {
+                    tracing::debug!(target: "aether_fuse", error = %e, "operation failed");
+                    reply.fail(errno_of(&e));
+                }
             }
         };
         match fut.as_mut().poll(&mut cx) {

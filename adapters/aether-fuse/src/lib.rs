@@ -29,6 +29,21 @@ pub struct MountSpec {
     pub negative_ttl: Duration,
     /// Further `-o` options, passed through.
     pub extra: Vec<String>,
+    /// Told of every kernel request: its name, how long it took, whether it succeeded.
+    pub observe: Option<OpObserver>,
+}
+
+/// Receives each kernel request's name, latency and success (the app records metrics).
+#[derive(Clone)]
+pub struct OpObserver(pub Arc<ObserveOp>);
+
+/// What an [`OpObserver`] calls: operation, latency, success.
+pub type ObserveOp = dyn Fn(&'static str, Duration, bool) + Send + Sync;
+
+impl std::fmt::Debug for OpObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OpObserver")
+    }
 }
 
 impl Default for MountSpec {
@@ -42,6 +57,7 @@ impl Default for MountSpec {
             threads: 4,
             negative_ttl: Duration::from_secs(5),
             extra: Vec::new(),
+            observe: None,
         }
     }
 }

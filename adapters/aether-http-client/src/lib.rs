@@ -42,6 +42,21 @@ pub struct ClientConfig {
     /// The W3C `traceparent` of the current span, sent with each request so the server's
     /// spans join the caller's trace; telemetry provides it (this adapter knows no exporter).
     pub traceparent: Option<fn() -> Option<String>>,
+    /// Told of every request: its route, status (0 when no reply came) and latency.
+    pub observe: Option<RequestObserver>,
+}
+
+/// Receives each request's route (ids replaced), status (0: no reply) and latency.
+#[derive(Clone)]
+pub struct RequestObserver(pub std::sync::Arc<ObserveRequest>);
+
+/// What a [`RequestObserver`] calls: route, status, latency.
+pub type ObserveRequest = dyn Fn(&str, u16, Duration) + Send + Sync;
+
+impl std::fmt::Debug for RequestObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RequestObserver")
+    }
 }
 
 impl ClientConfig {
@@ -52,6 +67,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(300),
             traceparent: None,
+            observe: None,
         }
     }
 }
@@ -62,6 +78,7 @@ pub struct HttpClient {
     base: String,
     tokens: TokenSource,
     traceparent: Option<fn() -> Option<String>>,
+    observe: Option<RequestObserver>,
 }
 
 /// Everything but unreserved characters is escaped in a path segment.
@@ -102,6 +119,7 @@ impl HttpClient {
             base,
             tokens: config.tokens,
             traceparent: config.traceparent,
+            observe: config.observe,
         })
     }
 
@@ -140,9 +158,10 @@ impl HttpClient {
     async fn send(&self, rb: RequestBuilder) -> Result<reqwest::Response> {
         use tracing::Instrument;
         let mut req = rb.build().map_err(|e| transport_error(&self.base, e))?;
+        let route = format!("{} {}", req.method(), route_of(req.url().path()));
         let span = tracing::info_span!(
             "http.client",
-            otel.name = %format!("{} {}", req.method(), route_of(req.url().path())),
+            otel.name = %route,
             otel.kind = "client",
             http.response.status_code = tracing::field::Empty,
         );
@@ -151,13 +170,14 @@ impl HttpClient {
         {
             req.headers_mut().insert("traceparent", v);
         }
-        let resp = self
-            .http
-            .execute(req)
-            .instrument(span.clone())
-            .await
-            .map_err(|e| transport_error(&self.base, e))?;
-        span.record("http.response.status_code", resp.status().as_u16());
+        let start = std::time::Instant::now();
+        let sent = self.http.execute(req).instrument(span.clone()).await;
+        let status = sent.as_ref().map_or(0, |r| r.status().as_u16());
+        if let Some(o) = &self.observe {
+            (o.0)(&route, status, start.elapsed());
+        }
+        let resp = sent.map_err(|e| transport_error(&self.base, e))?;
+        span.record("http.response.status_code", status);
         if resp.status().is_success() {
             Ok(resp)
         } else {

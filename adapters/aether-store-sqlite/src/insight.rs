@@ -180,4 +180,31 @@ impl InsightStore for SqliteMetadataStore {
             })
             .await
     }
+
+    async fn session_counts(&self) -> Result<Vec<(aether_domain::SessionStatus, u64)>> {
+        self.db
+            .read(|conn| {
+                let rows = conn
+                    .prepare_cached("SELECT id, status FROM sessions")
+                    .and_then(|mut s| {
+                        s.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+                            .collect::<rusqlite::Result<Vec<_>>>()
+                    })
+                    .map_err(sql_err("count sessions"))?;
+                let mut counts = std::collections::HashMap::new();
+                for (id, status) in rows.iter().filter(|(id, _)| !is_holder(id)) {
+                    let status = aether_domain::SessionStatus::parse(status).map_err(|e| {
+                        aether_domain::Error::internal(format!(
+                            "session {id} has a stored status that is not known: {}",
+                            e.message
+                        ))
+                    })?;
+                    *counts.entry(status).or_insert(0u64) += 1;
+                }
+                let mut counts: Vec<_> = counts.into_iter().collect();
+                counts.sort_by_key(|(s, _): &(aether_domain::SessionStatus, u64)| s.as_str());
+                Ok(counts)
+            })
+            .await
+    }
 }

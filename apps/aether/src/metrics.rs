@@ -1,15 +1,27 @@
-//! The mount's metrics: observable instruments over the engine's journal and counters, served
-//! as Prometheus text at `metrics_addr` (a port already taken is a warning, not a failure).
+//! The mount's metrics: FUSE request and server request latencies, observable instruments
+//! over the engine's journal and counters; served as Prometheus text at `metrics_addr` (a port
+//! already taken is a warning, not a failure) and exported over OTLP when asked.
 
 use std::sync::Arc;
 
 use aether_ports::local_cache::LocalCache;
+use opentelemetry::KeyValue;
 use opentelemetry::metrics::MeterProvider;
 
 use crate::runtime::MountEngine;
 
-/// Registers the instruments and starts serving; returns the metrics (kept alive by the caller).
-pub(crate) fn start(engine: &Arc<MountEngine>, addr: &str) -> aether_telemetry::Metrics {
+/// The mount's metrics: made before the client and the mount so that both report into them.
+pub(crate) struct MountMetrics {
+    metrics: aether_telemetry::Metrics,
+    meter: opentelemetry::metrics::Meter,
+}
+
+/// Latency buckets from a cached answer (microseconds) to a slow server (seconds).
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0,
+];
+
+pub(crate) fn new() -> MountMetrics {
     let env: Vec<(String, String)> = std::env::vars().collect();
     // A malformed endpoint was refused when logging started; here it can only mean "off".
     let metrics = match aether_telemetry::export_wanted(&env, "metrics") {
@@ -20,85 +32,174 @@ pub(crate) fn start(engine: &Arc<MountEngine>, addr: &str) -> aether_telemetry::
         _ => aether_telemetry::Metrics::new(),
     };
     let meter = metrics.provider().meter("aether");
-    let gauge = |name: &'static str, help: &'static str, read: fn(&MountEngine) -> u64| {
-        let e = engine.clone();
-        meter
-            .u64_observable_gauge(name)
-            .with_description(help)
-            .with_callback(move |o| o.observe(read(&e), &[]))
-            .build()
-    };
-    let counter = |name: &'static str, help: &'static str, read: fn(&MountEngine) -> u64| {
-        let e = engine.clone();
-        meter
-            .u64_observable_counter(name)
-            .with_description(help)
-            .with_callback(move |o| o.observe(read(&e), &[]))
-            .build()
-    };
-    // The instruments live as long as the provider once registered.
-    let _ = gauge(
-        "aether_journal_pending_entries",
-        "Journal entries not yet acknowledged by the server",
-        |e| e.cache().journal_stats().pending_entries,
-    );
-    let _ = gauge(
-        "aether_journal_pending_bytes",
-        "Bytes of journaled changes not yet acknowledged by the server",
-        |e| e.cache().journal_stats().pending_bytes,
-    );
-    let _ = gauge(
-        "aether_journal_oldest_entry_age_seconds",
-        "Age of the oldest unacknowledged journal entry",
-        |e| {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos() as i64;
-            e.cache()
-                .journal_stats()
-                .oldest_appended_at
-                .map_or(0, |t| ((now - t.nanos()).max(0) / 1_000_000_000) as u64)
-        },
-    );
-    let _ = gauge(
-        "aether_open_handles",
-        "Open file and directory handles",
-        |e| e.status().open_handles,
-    );
-    let _ = counter(
-        "aether_fuse_ops_total",
-        "File system operations served",
-        |e| e.status().ops,
-    );
-    let _ = counter(
-        "aether_cache_hits_total",
-        "Lookups answered from the cache",
-        |e| e.status().cache_hits,
-    );
-    let _ = counter(
-        "aether_cache_misses_total",
-        "Lookups that asked the server",
-        |e| e.status().cache_misses,
-    );
-    let _ = counter(
-        "aether_remote_errors_total",
-        "Failed requests to the server",
-        |e| e.status().remote_errors,
-    );
-    let _ = counter(
-        "aether_journal_written_back_total",
-        "Journal entries the server acknowledged",
-        |e| e.status().written_back,
-    );
-    let _ = counter(
-        "aether_journal_rejected_total",
-        "Journal entries the server refused for good",
-        |e| e.status().rejected,
-    );
-    match aether_telemetry::serve_metrics(addr, metrics.clone()) {
-        Ok(bound) => tracing::info!(%bound, "metrics at http://{bound}/metrics"),
-        Err(e) => tracing::warn!("{e}; the mount works without a metrics endpoint"),
+    MountMetrics { metrics, meter }
+}
+
+impl MountMetrics {
+    /// Records each kernel request's latency by operation and outcome.
+    pub(crate) fn fuse_observer(&self) -> aether_fuse::OpObserver {
+        let latency = self
+            .meter
+            .f64_histogram("aether_fuse_op_duration_seconds")
+            .with_description("Time to answer a kernel request, by operation and outcome")
+            .with_boundaries(LATENCY_BUCKETS.to_vec())
+            .build();
+        aether_fuse::OpObserver(Arc::new(move |op, took, ok| {
+            latency.record(
+                took.as_secs_f64(),
+                &[
+                    KeyValue::new("op", op),
+                    KeyValue::new("outcome", if ok { "ok" } else { "error" }),
+                ],
+            );
+        }))
     }
-    metrics
+
+    /// Records each server request's latency, and its failures, by route and status.
+    pub(crate) fn request_observer(&self) -> aether_http_client::RequestObserver {
+        let latency = self
+            .meter
+            .f64_histogram("aether_remote_request_duration_seconds")
+            .with_description("Time to a server reply's head, by route and status (0: no reply)")
+            .with_boundaries(LATENCY_BUCKETS.to_vec())
+            .build();
+        let errors = self
+            .meter
+            .u64_counter("aether_remote_request_errors_total")
+            .with_description("Server requests that failed, by route and status (0: no reply)")
+            .build();
+        aether_http_client::RequestObserver(Arc::new(move |route, status, took| {
+            let attrs = [
+                KeyValue::new("route", route.to_owned()),
+                KeyValue::new("status", i64::from(status)),
+            ];
+            latency.record(took.as_secs_f64(), &attrs);
+            if status == 0 || status >= 400 {
+                errors.add(1, &attrs);
+            }
+        }))
+    }
+
+    /// Registers the instruments that read the engine and starts serving at `addr`; returns
+    /// the metrics (kept alive by the caller).
+    pub(crate) fn watch(self, engine: &Arc<MountEngine>, addr: &str) -> aether_telemetry::Metrics {
+        let MountMetrics { metrics, meter } = self;
+        let gauge = |name: &'static str, help: &'static str, read: fn(&MountEngine) -> u64| {
+            let e = engine.clone();
+            meter
+                .u64_observable_gauge(name)
+                .with_description(help)
+                .with_callback(move |o| o.observe(read(&e), &[]))
+                .build()
+        };
+        let counter = |name: &'static str, help: &'static str, read: fn(&MountEngine) -> u64| {
+            let e = engine.clone();
+            meter
+                .u64_observable_counter(name)
+                .with_description(help)
+                .with_callback(move |o| o.observe(read(&e), &[]))
+                .build()
+        };
+        // The instruments live as long as the provider once registered.
+        let _ = gauge(
+            "aether_journal_pending_entries",
+            "Journal entries not yet acknowledged by the server",
+            |e| e.cache().journal_stats().pending_entries,
+        );
+        let _ = gauge(
+            "aether_journal_pending_bytes",
+            "Bytes of journaled changes not yet acknowledged by the server",
+            |e| e.cache().journal_stats().pending_bytes,
+        );
+        let _ = gauge(
+            "aether_journal_oldest_entry_age_seconds",
+            "Age of the oldest unacknowledged journal entry",
+            |e| {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos() as i64;
+                e.cache()
+                    .journal_stats()
+                    .oldest_appended_at
+                    .map_or(0, |t| ((now - t.nanos()).max(0) / 1_000_000_000) as u64)
+            },
+        );
+        let _ = gauge(
+            "aether_open_handles",
+            "Open file and directory handles",
+            |e| e.status().open_handles,
+        );
+        let _ = counter(
+            "aether_fuse_ops_total",
+            "File system operations served",
+            |e| e.status().ops,
+        );
+        let _ = counter(
+            "aether_cache_hits_total",
+            "Lookups answered from the cache",
+            |e| e.status().cache_hits,
+        );
+        let _ = counter(
+            "aether_cache_misses_total",
+            "Lookups that asked the server",
+            |e| e.status().cache_misses,
+        );
+        let _ = counter(
+            "aether_remote_errors_total",
+            "Failed requests to the server",
+            |e| e.status().remote_errors,
+        );
+        let _ = counter(
+            "aether_journal_written_back_total",
+            "Journal entries the server acknowledged",
+            |e| e.status().written_back,
+        );
+        let _ = counter(
+            "aether_journal_rejected_total",
+            "Journal entries the server refused for good",
+            |e| e.status().rejected,
+        );
+        let _ = counter(
+            "aether_read_bytes_total",
+            "Bytes read through the mount",
+            |e| e.status().bytes_read,
+        );
+        let _ = counter(
+            "aether_written_bytes_total",
+            "Bytes written through the mount",
+            |e| e.status().bytes_written,
+        );
+        let e = engine.clone();
+        let _ = meter
+            .u64_observable_counter("aether_journal_wal_flush_total")
+            .with_description("Forced syncs of the write journal, by reason and outcome")
+            .with_callback(move |o| {
+                for (reason, outcome, n) in e.cache().journal_counters().flushes {
+                    o.observe(
+                        n,
+                        &[
+                            KeyValue::new("reason", reason),
+                            KeyValue::new("outcome", outcome),
+                        ],
+                    );
+                }
+            })
+            .build();
+        let e = engine.clone();
+        let _ = meter
+            .u64_observable_counter("aether_journal_sync_count_total")
+            .with_description("Syncs of the write journal to stable storage, by policy in force")
+            .with_callback(move |o| {
+                for (policy, n) in e.cache().journal_counters().syncs {
+                    o.observe(n, &[KeyValue::new("policy", policy)]);
+                }
+            })
+            .build();
+        match aether_telemetry::serve_metrics(addr, metrics.clone()) {
+            Ok(bound) => tracing::info!(%bound, "metrics at http://{bound}/metrics"),
+            Err(e) => tracing::warn!("{e}; the mount works without a metrics endpoint"),
+        }
+        metrics
+    }
 }

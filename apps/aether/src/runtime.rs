@@ -202,6 +202,8 @@ pub(crate) async fn start(plan: MountPlan) -> Result<Running> {
     let mut client_cfg = ClientConfig::new(&plan.endpoint, TokenSource::Fixed(plan.token.clone()));
     client_cfg.connect_timeout = Duration::from_millis(cfg.transport.idle_timeout_ms.max(1000));
     client_cfg.traceparent = Some(aether_telemetry::current_traceparent);
+    let metrics = crate::metrics::new();
+    client_cfg.observe = Some(metrics.request_observer());
     let client = HttpClient::new(client_cfg).map_err(|e| anyhow::anyhow!("{}", e.message))?;
     let b = &cfg.bridge.reconnect_backoff;
     let options = MountOptions::parse(cfg.mount_options.iter().map(String::as_str));
@@ -238,7 +240,8 @@ pub(crate) async fn start(plan: MountPlan) -> Result<Running> {
         .start()
         .await
         .map_err(|e| describe_start_error(e, &plan))?;
-    let metrics = crate::metrics::start(&engine, &cfg.metrics_addr);
+    let fuse_observer = metrics.fuse_observer();
+    let metrics = metrics.watch(&engine, &cfg.metrics_addr);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -278,7 +281,7 @@ pub(crate) async fn start(plan: MountPlan) -> Result<Running> {
                         continue;
                     }
                     last = Instant::now();
-                    if let Err(err) = e.cache().journal_sync() {
+                    if let Err(err) = e.cache().journal_sync_on_timer() {
                         tracing::warn!(error = %err, "journal sync failed");
                     }
                 }
@@ -316,6 +319,7 @@ pub(crate) async fn start(plan: MountPlan) -> Result<Running> {
             .map(|n| n.get())
             .unwrap_or(2)
             .clamp(2, 8),
+        observe: Some(fuse_observer),
         ..Default::default()
     };
     let dir = plan.mount_dir.clone();

@@ -4,6 +4,7 @@
 pub mod config;
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -13,7 +14,7 @@ use aether_domain::Timestamp;
 use aether_http_server::{AuthMode, Draining, HttpConfig, HttpLimits, TokenTable};
 use aether_import::HostImporter;
 use aether_ports::store::{Environment, time_ordered_suffix};
-use aether_service::{Limits, Service};
+use aether_service::{DeploymentGauges, Limits, Service};
 use aether_store_sqlite::{FileBlobStore, SqliteMetadataStore};
 
 pub use config::ServerConfig;
@@ -128,11 +129,13 @@ pub fn auth_mode(cfg: &ServerConfig) -> Result<AuthMode> {
     }
 }
 
-/// The HTTP application for `cfg` (routes, auth, limits); `draining` ends its streams.
+/// The HTTP application for `cfg` (routes, auth, limits); `draining` ends its streams;
+/// `gauges` are the deployment figures `/metrics` shows (kept fresh by [`start`]).
 pub fn app(
     service: EmbeddedService,
     cfg: &ServerConfig,
     draining: Draining,
+    gauges: Arc<Mutex<DeploymentGauges>>,
 ) -> Result<axum::Router> {
     let http = HttpConfig {
         draining,
@@ -151,6 +154,7 @@ pub fn app(
         aether_telemetry::Metrics::new()
     };
     let requests = RequestMetrics::new(&metrics);
+    watch_gauges(&metrics, gauges);
     let scrape = metrics.clone();
     Ok(aether_http_server::router(service, http)
         .layer(axum::middleware::from_fn(move |req, next| {
@@ -206,6 +210,40 @@ async fn traced(
     span.record("http.response.status_code", resp.status().as_u16());
     resp
 }
+
+/// Sessions by status and the content store's size, read from the last refresh.
+fn watch_gauges(metrics: &aether_telemetry::Metrics, gauges: Arc<Mutex<DeploymentGauges>>) {
+    use opentelemetry::metrics::MeterProvider;
+    let meter = metrics.provider().meter("afs-server");
+    let read = move || gauges.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let r = read.clone();
+    let _ = meter
+        .u64_observable_gauge("afs_server_sessions")
+        .with_description("Sessions of every tenant, by status")
+        .with_callback(move |o| {
+            for (status, n) in r().sessions {
+                o.observe(
+                    n,
+                    &[opentelemetry::KeyValue::new("status", status.as_str())],
+                );
+            }
+        })
+        .build();
+    let r = read.clone();
+    let _ = meter
+        .u64_observable_gauge("afs_server_cas_blobs")
+        .with_description("Blobs in the content-addressed store")
+        .with_callback(move |o| o.observe(r().blob_count, &[]))
+        .build();
+    let _ = meter
+        .u64_observable_gauge("afs_server_cas_bytes")
+        .with_description("Bytes in the content-addressed store")
+        .with_callback(move |o| o.observe(read().blob_bytes, &[]))
+        .build();
+}
+
+/// How often the deployment gauges are recomputed (a blob count walks the blob directory).
+const GAUGES_EVERY: Duration = Duration::from_secs(15);
 
 /// Request counts and latencies by route template, method and status.
 #[derive(Clone)]
@@ -320,7 +358,8 @@ const USAGE_FLUSH_EVERY: Duration = Duration::from_secs(5);
 pub async fn start(cfg: &ServerConfig) -> Result<RunningServer> {
     let service = build_service(cfg)?;
     let draining = Draining::default();
-    let router = app(service.clone(), cfg, draining.clone())?;
+    let gauges = Arc::new(Mutex::new(DeploymentGauges::default()));
+    let router = app(service.clone(), cfg, draining.clone(), gauges.clone())?;
     let listener = TcpListener::bind(&cfg.listen)
         .await
         .with_context(|| format!("bind {}", cfg.listen))?;
@@ -342,6 +381,24 @@ pub async fn start(cfg: &ServerConfig) -> Result<RunningServer> {
                 }
                 if stopping {
                     return;
+                }
+            }
+        }));
+    }
+    {
+        let service = service.clone();
+        let mut stop = tx.subscribe();
+        background.push(tokio::spawn(async move {
+            loop {
+                match service.gauges().await {
+                    Ok(g) => *gauges.lock().unwrap_or_else(|p| p.into_inner()) = g,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "refreshing the gauges failed; will retry")
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(GAUGES_EVERY) => {}
+                    _ = stop.wait_for(|s| *s) => return,
                 }
             }
         }));

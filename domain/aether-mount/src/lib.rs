@@ -62,6 +62,9 @@ pub struct EngineCounters {
     /// Monotonic milliseconds of the last successful server reply (0 = never).
     pub last_contact_ms: AtomicU64,
     pub invalidations: AtomicU64,
+    /// Bytes handed to readers and taken from writers through the mount.
+    pub bytes_read: AtomicU64,
+    pub bytes_written: AtomicU64,
 }
 
 /// A point-in-time view of the engine for `status`.
@@ -77,6 +80,8 @@ pub struct EngineStatus {
     pub rejected: u64,
     pub last_contact_ago: Option<Duration>,
     pub invalidations: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
 }
 
 /// One open file or directory.
@@ -262,6 +267,8 @@ where
             last_contact_ago: (last > 0)
                 .then(|| Duration::from_millis(now_ms.saturating_sub(last))),
             invalidations: c.invalidations.load(Ordering::Relaxed),
+            bytes_read: c.bytes_read.load(Ordering::Relaxed),
+            bytes_written: c.bytes_written.load(Ordering::Relaxed),
         }
     }
 

@@ -797,12 +797,20 @@ where
 
     async fn read(&self, ino: u64, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         self.op();
-        self.read_file(ino, fh, offset, size).await
+        let data = self.read_file(ino, fh, offset, size).await?;
+        self.counters()
+            .bytes_read
+            .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(data)
     }
 
     async fn write(&self, ino: u64, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
         self.op();
-        self.write_file(ino, fh, offset, data).await
+        let n = self.write_file(ino, fh, offset, data).await?;
+        self.counters()
+            .bytes_written
+            .fetch_add(u64::from(n), std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
     }
 
     async fn flush(&self, ino: u64, _fh: u64) -> FsResult<()> {

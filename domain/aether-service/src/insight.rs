@@ -19,6 +19,14 @@ const DAY_NANOS: i64 = 24 * 3600 * 1_000_000_000;
 #[derive(Default)]
 pub(crate) struct ReadCounters(Mutex<HashMap<SessionId, u64>>);
 
+/// Sessions by status and the content store's size, over every tenant.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeploymentGauges {
+    pub sessions: Vec<(aether_domain::SessionStatus, u64)>,
+    pub blob_count: u64,
+    pub blob_bytes: u64,
+}
+
 fn check_status(field: &str, s: &str) -> Result<()> {
     if STATUSES.contains(&s) {
         Ok(())
@@ -53,6 +61,16 @@ impl<M, B, E> Service<M, B, E> {
 impl<M: MetadataStore + InsightStore, B: BlobStore, E: Environment> Service<M, B, E> {
     /// Writes the read counters gathered since the last call to the store; the app calls it
     /// now and then and at shutdown. Counts are kept if the store fails, for the next call.
+    /// Deployment-wide figures for the server's gauges (no tenant's view: operators only).
+    pub async fn gauges(&self) -> Result<DeploymentGauges> {
+        let (blob_count, blob_bytes) = self.inner.blobs.usage().await?;
+        Ok(DeploymentGauges {
+            sessions: self.inner.meta.session_counts().await?,
+            blob_count,
+            blob_bytes,
+        })
+    }
+
     pub async fn flush_usage(&self) -> Result<()> {
         let pending: Vec<(SessionId, u64)> = {
             let mut map = self.inner.reads.0.lock().unwrap_or_else(|p| p.into_inner());

@@ -16,6 +16,7 @@ mod sessions;
 mod sources;
 
 pub use gc::GcReport;
+pub use insight::DeploymentGauges;
 
 use std::sync::Arc;
 

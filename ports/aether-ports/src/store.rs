@@ -635,6 +635,10 @@ pub trait InsightStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<TenantFootprint>> + Send;
     /// (reference count, number of blobs with it), ascending.
     fn refcount_histogram(&self) -> impl Future<Output = Result<Vec<(u64, u64)>>> + Send;
+    /// (status, sessions in it) over every tenant, source trees excluded.
+    fn session_counts(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(aether_domain::SessionStatus, u64)>>> + Send;
 }
 
 /// Runs a job in the background (the service never spawns on its own).

@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::io::Write;
+use std::time::Duration;
 
 use crate::{Mount, Server, aether};
 
@@ -277,18 +278,54 @@ fn a_mount_serves_its_metrics_and_survives_a_taken_port() {
     let session = server.new_session();
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
+    server.write(&session, "/remote.txt", b"from the server");
     let mut m = Mount::new(&server, &session, &["--metrics-addr", &addr]);
     fs::write(m.path("a.txt"), b"metrics").unwrap();
-    let text = scrape(port);
+    assert_eq!(fs::read(m.path("remote.txt")).unwrap(), b"from the server");
+    // The interval policy's timer forces the journal to disk within milliseconds.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = scrape(port);
+        if text.contains("aether_journal_wal_flush_total{outcome=\"ok\",reason=\"interval\"} ")
+            && !text
+                .contains("aether_journal_wal_flush_total{outcome=\"ok\",reason=\"interval\"} 0\n")
+            || std::time::Instant::now() > deadline
+        {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     for name in [
         "aether_journal_pending_entries",
         "aether_journal_pending_bytes",
         "aether_journal_oldest_entry_age_seconds",
         "aether_fuse_ops_total",
+        "aether_fuse_op_duration_seconds_bucket{op=\"write\",outcome=\"ok\"",
+        "aether_fuse_op_duration_seconds_count{op=\"lookup\"",
+        "aether_remote_request_duration_seconds_count{route=\"GET /v1/sessions/{id}/files\",status=\"200\"}",
+        "aether_journal_wal_flush_total{outcome=\"error\",reason=\"backlog\"}",
+        "aether_journal_sync_count_total{policy=\"interval\"}",
     ] {
         assert!(text.contains(name), "{name} missing:\n{text}");
     }
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{prefix} missing:\n{text}"))
+    };
+    assert!(value("aether_written_bytes_total") >= 7.0, "{text}");
+    assert!(value("aether_read_bytes_total") >= 15.0, "{text}");
+    assert!(
+        value("aether_journal_wal_flush_total{outcome=\"ok\",reason=\"interval\"}") >= 1.0,
+        "{text}"
+    );
+    assert!(
+        value("aether_journal_sync_count_total{policy=\"interval\"}") >= 1.0,
+        "{text}"
+    );
     let ops: f64 = text
         .lines()
         .find(|l| l.starts_with("aether_fuse_ops_total"))
