@@ -3,6 +3,7 @@
 //! taking precedence over the configured level, and the level reloadable (SIGHUP); spans and
 //! metrics exported over OTLP when the standard environment asks for it.
 
+mod capture;
 mod layer;
 mod metrics;
 mod otlp;
@@ -15,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::{EnvFilter, Registry, reload};
 
+pub use capture::{Captured, SpanCapture};
 pub use layer::{Format, Redaction, SENSITIVE, Sample};
 pub use metrics::{Metrics, serve as serve_metrics};
 pub use otlp::{continue_trace, current_traceparent, export_wanted};
@@ -51,6 +53,7 @@ pub struct LogSettings {
 pub struct LogHandle {
     filter: reload::Handle<EnvFilter, Registry>,
     traces: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+    capture: SpanCapture,
 }
 
 impl Drop for LogHandle {
@@ -63,6 +66,11 @@ impl Drop for LogHandle {
 }
 
 impl LogHandle {
+    /// Records the spans that close while armed (`aether trace capture`).
+    pub fn capture(&self) -> &SpanCapture {
+        &self.capture
+    }
+
     /// Sends the spans batched so far (before a process that exported them exits or is
     /// asked for them).
     pub fn flush_traces(&self) {
@@ -139,16 +147,19 @@ pub fn init(settings: &LogSettings) -> Result<(LogHandle, Option<Fallback>), Str
         .then(|| otlp::tracer_provider(&settings.component))
         .transpose()?;
     let spans = traces.as_ref().map(|p| otlp::layer(p, &settings.component));
+    let capture = SpanCapture::default();
     tracing_subscriber::registry()
         .with(filter)
         .with(layer)
         .with(spans)
+        .with(capture.layer(settings.redaction.clone()))
         .try_init()
         .map_err(|e| format!("logging was already set up: {e}"))?;
     Ok((
         LogHandle {
             filter: handle,
             traces,
+            capture,
         },
         fallback,
     ))

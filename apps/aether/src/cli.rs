@@ -68,6 +68,9 @@ pub(crate) enum Command {
     /// Journal backlog and backpressure of a running mount.
     #[command(subcommand)]
     Journal(JournalCmd),
+    /// Spans of a running mount.
+    #[command(subcommand)]
+    Trace(TraceCmd),
     /// Where the logs of this configuration go.
     #[command(subcommand)]
     Logs(LogsCmd),
@@ -125,6 +128,21 @@ pub(crate) enum DebugCmd {
 pub(crate) enum JournalCmd {
     /// Backpressure state and the thresholds it is judged by.
     Throttle(StatusArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TraceCmd {
+    /// Record the spans of a short window of the runtime's work into a JSON-lines file.
+    Capture {
+        #[command(flatten)]
+        target: StatusArgs,
+        /// How long to record, 1 to 300 seconds.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Where to write; defaults to `<cache_dir>/traces/<session>-<unix time>.jsonl`.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -70,7 +70,10 @@ pub(crate) fn serve(
                 let (read, mut write) = stream.into_split();
                 let mut lines = tokio::io::BufReader::new(read).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
-                    let reply = answer(&line, &engine, &info, &stop_requested);
+                    let reply = match capture_request(&line) {
+                        Some(req) => capture(req).await,
+                        None => answer(&line, &engine, &info, &stop_requested),
+                    };
                     let mut text = reply.to_string();
                     text.push('\n');
                     if write.write_all(text.as_bytes()).await.is_err() {
@@ -80,6 +83,68 @@ pub(crate) fn serve(
             });
         }
     }))
+}
+
+/// A `TRACE CAPTURE` request: how long to record and where to write.
+struct CaptureRequest {
+    seconds: u64,
+    output: PathBuf,
+}
+
+/// The capture request in `line`, if that is what it is (it alone takes time to answer).
+fn capture_request(line: &str) -> Option<Result<CaptureRequest, String>> {
+    let v = serde_json::from_str::<Value>(line).ok()?;
+    let verb = v.get("verb")?.as_str()?;
+    if !verb.eq_ignore_ascii_case("TRACE CAPTURE") {
+        return None;
+    }
+    let seconds = match v.get("seconds") {
+        None => 5,
+        Some(s) => match s.as_u64() {
+            Some(n @ 1..=300) => n,
+            _ => {
+                return Some(Err(format!(
+                    "seconds must be a whole number from 1 to 300, not {s}"
+                )));
+            }
+        },
+    };
+    let output = match v.get("output").and_then(Value::as_str) {
+        Some(p) if Path::new(p).is_absolute() => PathBuf::from(p),
+        Some(p) => return Some(Err(format!("output {p:?} must be an absolute path"))),
+        None => return Some(Err("output (an absolute file path) is required".into())),
+    };
+    Some(Ok(CaptureRequest { seconds, output }))
+}
+
+/// Records the runtime's spans for the window asked and writes them as JSON lines.
+async fn capture(req: Result<CaptureRequest, String>) -> Value {
+    let req = match req {
+        Ok(r) => r,
+        Err(e) => return json!({"ok": false, "error": e}),
+    };
+    let Some(capture) = crate::logging::capture() else {
+        return json!({"ok": false, "error": "this runtime has no span capture (logging did not start)"});
+    };
+    capture.arm();
+    tokio::time::sleep(Duration::from_secs(req.seconds)).await;
+    let captured = capture.take();
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = req.output.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&req.output)?);
+        for span in &captured.spans {
+            serde_json::to_writer(&mut out, span)?;
+            out.write_all(b"\n")?;
+        }
+        out.flush()
+    };
+    match write() {
+        Ok(()) => json!({"ok": true, "output": req.output, "spans": captured.spans.len(),
+                         "dropped": captured.dropped, "seconds": req.seconds}),
+        Err(e) => json!({"ok": false, "error": format!("write {}: {e}", req.output.display())}),
+    }
 }
 
 fn answer(
@@ -127,9 +192,6 @@ fn answer(
         }
         Some("JOURNAL THROTTLE") => {
             json!({"ok": true, "backpressure": backpressure(engine, &info.config)})
-        }
-        Some("TRACE CAPTURE") => {
-            json!({"ok": false, "error": "TRACE CAPTURE is not available in this build (tracing export is not wired yet)"})
         }
         Some(other) => {
             json!({"ok": false, "error": format!("unknown verb {other:?}; expected one of STATUS, STOP, CACHE INSPECT, CACHE CLEAR, DEBUG HANDLES, DEBUG SESSIONS, JOURNAL THROTTLE, TRACE CAPTURE")})
@@ -203,14 +265,19 @@ fn status(engine: &MountEngine, info: &RuntimeInfo) -> Value {
 
 /// Sends one request to a runtime and returns its reply.
 pub(crate) fn request(path: &Path, verb: &str, session: &str) -> Result<Value> {
+    request_with(path, json!({"verb": verb}), session)
+}
+
+/// Sends `body` (a JSON object with `verb` and its arguments) and reads the reply.
+pub(crate) fn request_with(path: &Path, body: Value, session: &str) -> Result<Value> {
     let mut stream = UnixStream::connect(path).map_err(|e| {
         anyhow::anyhow!(
             "session {session} is not mounted here (no runtime answers on {}: {e})",
             path.display()
         )
     })?;
-    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
-    let mut line = json!({"verb": verb}).to_string();
+    stream.set_read_timeout(Some(Duration::from_secs(400)))?;
+    let mut line = body.to_string();
     line.push('\n');
     stream.write_all(line.as_bytes())?;
     let mut reply = String::new();

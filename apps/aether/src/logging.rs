@@ -108,6 +108,18 @@ pub(crate) fn init(settings: &LogSettings) -> Result<()> {
 }
 
 /// Applies a new level unless `RUST_LOG` wins; whether it applied.
+/// The span capture of this process, once logging started.
+pub(crate) fn capture() -> Option<&'static aether_telemetry::SpanCapture> {
+    HANDLE.get().map(LogHandle::capture)
+}
+
+/// Sends exported spans still batched (the handle lives until exit, so it never drops).
+pub(crate) fn flush_traces() {
+    if let Some(h) = HANDLE.get() {
+        h.flush_traces();
+    }
+}
+
 pub(crate) fn set_level(level: &str) -> bool {
     HANDLE
         .get()

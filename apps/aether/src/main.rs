@@ -250,6 +250,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Journal(cli::JournalCmd::Throttle(a)) => {
             runtime_query(&cli, &env, a, "JOURNAL THROTTLE")
         }
+        Command::Trace(cli::TraceCmd::Capture {
+            target,
+            seconds,
+            output,
+        }) => trace_capture(&cli, &env, target, *seconds, output.as_deref()),
         Command::Logs(cli::LogsCmd::Tail {
             lines,
             follow,
@@ -560,6 +565,59 @@ fn runtime_query(
         println!("{}", serde_json::to_string(&reply)?);
     } else {
         println!("{}", serde_json::to_string_pretty(&reply)?);
+    }
+    Ok(())
+}
+
+/// `aether trace capture`: the runtime records its spans for `seconds` and writes them.
+fn trace_capture(
+    cli: &Cli,
+    env: &[(String, String)],
+    a: &cli::StatusArgs,
+    seconds: u64,
+    output: Option<&Path>,
+) -> Result<()> {
+    if !(1..=300).contains(&seconds) {
+        bail!("--seconds {seconds}: expected a whole number from 1 to 300");
+    }
+    let socket = control_socket(cli, env, &a.session_id, &a.socket, &a.cache_dir)?;
+    let output = match output {
+        Some(p) => absolute(p)?,
+        None => {
+            let config = load_config(cli, env, vec![])?.config;
+            let cache = a.cache_dir.clone().unwrap_or_else(|| config.cache_dir(env));
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            absolute(
+                &cache
+                    .join("traces")
+                    .join(format!("{}-{now}.jsonl", a.session_id)),
+            )?
+        }
+    };
+    if !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!("recording spans for {seconds} s ...");
+    }
+    let reply = control::request_with(
+        &socket,
+        serde_json::json!({"verb": "TRACE CAPTURE", "seconds": seconds, "output": output}),
+        &a.session_id,
+    )?;
+    if a.json {
+        println!("{}", serde_json::to_string(&reply)?);
+    } else if reply["ok"] == true {
+        println!(
+            "{} spans written to {}",
+            reply["spans"],
+            reply["output"].as_str().unwrap_or("?")
+        );
+    }
+    if reply["ok"] != true {
+        bail!(
+            "trace capture failed: {}",
+            reply["error"].as_str().unwrap_or("no reason given")
+        );
     }
     Ok(())
 }

@@ -456,6 +456,7 @@ impl Running {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }
         let _ = std::fs::remove_file(&self.socket);
+        crate::logging::flush_traces();
         left
     }
 }

@@ -344,3 +344,89 @@ fn a_mount_serves_its_metrics_and_survives_a_taken_port() {
         Some(&b"still works"[..])
     );
 }
+
+#[test]
+fn trace_capture_records_the_spans_of_a_window_of_work() {
+    let server = Server::start();
+    let session = server.new_session();
+    for i in 0..5 {
+        server.write(&session, &format!("/t/f{i}"), b"traced");
+    }
+    let m = Mount::new(&server, &session, &[]);
+    let out_file = m.cache.parent().unwrap().join("capture.jsonl");
+    let out_arg = out_file.display().to_string();
+    let session_arg = session.clone();
+    let cache_arg = m.cache.display().to_string();
+    let endpoint = server.endpoint.clone();
+    let recorder = std::thread::spawn(move || {
+        aether(
+            &endpoint,
+            &[
+                "trace",
+                "capture",
+                "--session-id",
+                &session_arg,
+                "--cache-dir",
+                &cache_arg,
+                "--seconds",
+                "3",
+                "--output",
+                &out_arg,
+                "--json",
+            ],
+        )
+    });
+    // Work inside the window: reads that ask the server.
+    std::thread::sleep(Duration::from_millis(500));
+    for i in 0..5 {
+        assert_eq!(fs::read(m.path(&format!("t/f{i}"))).unwrap(), b"traced");
+    }
+    let out = recorder.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reply["ok"], true, "{reply}");
+    let text = fs::read_to_string(&out_file).unwrap();
+    let spans: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(spans.len() as u64, reply["spans"].as_u64().unwrap());
+    let names: Vec<&str> = spans.iter().filter_map(|s| s["name"].as_str()).collect();
+    assert!(names.contains(&"read"), "{names:?}");
+    let fetch = spans
+        .iter()
+        .find(|s| s["name"] == "GET /v1/sessions/{id}/files")
+        .unwrap_or_else(|| panic!("no content request among {names:?}"));
+    let parent = fetch["parent_id"]
+        .as_u64()
+        .expect("the request has a parent");
+    assert!(
+        spans.iter().any(|s| s["span_id"].as_u64() == Some(parent)),
+        "the request's parent (the kernel operation) was captured too"
+    );
+    assert!(spans.iter().all(|s| s["duration_us"].is_u64()));
+    // Bad input is refused with the rule named.
+    let bad = aether(
+        &server.endpoint,
+        &[
+            "trace",
+            "capture",
+            "--session-id",
+            &session,
+            "--cache-dir",
+            m.cache.to_str().unwrap(),
+            "--seconds",
+            "0",
+        ],
+    );
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("from 1 to 300"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
