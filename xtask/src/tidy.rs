@@ -92,7 +92,52 @@ pub(crate) fn check(root: &Path) -> Result<Vec<String>> {
         check_sources(&k.dir, &k.name, &k.layer, &mut problems)?;
     }
     check_sources(&root.join("xtask"), "xtask", "xtask", &mut problems)?;
+    check_dashboard(root, &mut problems)?;
     Ok(problems)
+}
+
+/// Every metric the Grafana dashboard queries is documented in `docs/metrics.md` and made
+/// somewhere in the sources, so a renamed instrument cannot leave a blank panel behind.
+fn check_dashboard(root: &Path, problems: &mut Vec<String>) -> Result<()> {
+    let dashboard = root.join("docs/grafana-dashboard.json");
+    if !dashboard.exists() {
+        return Ok(());
+    }
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&dashboard)?)
+        .context("docs/grafana-dashboard.json is not JSON")?;
+    let reference = std::fs::read_to_string(root.join("docs/metrics.md")).unwrap_or_default();
+    let mut sources = String::new();
+    for layer in ["apps", "adapters"] {
+        let mut files = Vec::new();
+        rust_files(&root.join(layer), &mut files)?;
+        for f in files.iter().filter(|f| !f.components().any(|c| c.as_os_str() == "tests")) {
+            sources.push_str(&std::fs::read_to_string(f)?);
+        }
+    }
+    let mut names = BTreeSet::new();
+    for panel in json["panels"].as_array().into_iter().flatten() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap_or_default();
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("aether_") || word.starts_with("afs_server_") {
+                    let base = ["_bucket", "_count", "_sum"]
+                        .iter()
+                        .find_map(|s| word.strip_suffix(s))
+                        .unwrap_or(word);
+                    names.insert(base.to_owned());
+                }
+            }
+        }
+    }
+    for name in names {
+        if !reference.contains(&format!("`{name}`")) {
+            problems.push(format!("docs/grafana-dashboard.json: {name} is not in docs/metrics.md"));
+        }
+        if !sources.contains(&format!("\"{name}\"")) {
+            problems.push(format!("docs/grafana-dashboard.json: no instrument named {name}"));
+        }
+    }
+    Ok(())
 }
 
 fn check_manifest(k: &Krate, problems: &mut Vec<String>) {
