@@ -110,7 +110,10 @@ fn check_dashboard(root: &Path, problems: &mut Vec<String>) -> Result<()> {
     for layer in ["apps", "adapters"] {
         let mut files = Vec::new();
         rust_files(&root.join(layer), &mut files)?;
-        for f in files.iter().filter(|f| !f.components().any(|c| c.as_os_str() == "tests")) {
+        for f in files
+            .iter()
+            .filter(|f| !f.components().any(|c| c.as_os_str() == "tests"))
+        {
             sources.push_str(&std::fs::read_to_string(f)?);
         }
     }
@@ -131,10 +134,14 @@ fn check_dashboard(root: &Path, problems: &mut Vec<String>) -> Result<()> {
     }
     for name in names {
         if !reference.contains(&format!("`{name}`")) {
-            problems.push(format!("docs/grafana-dashboard.json: {name} is not in docs/metrics.md"));
+            problems.push(format!(
+                "docs/grafana-dashboard.json: {name} is not in docs/metrics.md"
+            ));
         }
         if !sources.contains(&format!("\"{name}\"")) {
-            problems.push(format!("docs/grafana-dashboard.json: no instrument named {name}"));
+            problems.push(format!(
+                "docs/grafana-dashboard.json: no instrument named {name}"
+            ));
         }
     }
     Ok(())

@@ -10,6 +10,7 @@ mod doctor;
 mod logging;
 mod metrics;
 mod ops;
+mod progress;
 mod runtime;
 mod session_cmd;
 mod source_cmd;
@@ -199,13 +200,23 @@ fn run(cli: Cli) -> Result<()> {
         Command::Stop(a) => {
             let socket = control_socket(&cli, &env, &a.session_id, &a.socket, &a.cache_dir)?;
             control::request(&socket, "STOP", &a.session_id)?;
-            // The runtime removes its socket once it has flushed and unmounted.
+            // The runtime removes its socket once it has flushed and unmounted; until then it
+            // still answers STATUS, which tells how much is left to write back.
+            let mut progress = progress::Progress::new(cli.quiet);
             for _ in 0..1200 {
                 if std::os::unix::net::UnixStream::connect(&socket).is_err() {
+                    progress.finish("flushed and unmounted".to_owned());
                     if !cli.quiet {
                         println!("stopped session {}", a.session_id);
                     }
                     return Ok(());
+                }
+                if let Ok(st) = control::request(&socket, "STATUS", &a.session_id) {
+                    let j = &st["journal"];
+                    progress.update(format!(
+                        "stopping: {} changes ({} bytes) left to write back",
+                        j["pending_entries"], j["pending_bytes"]
+                    ));
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -596,14 +607,21 @@ fn trace_capture(
             )?
         }
     };
-    if !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        eprintln!("recording spans for {seconds} s ...");
+    let request =
+        serde_json::json!({"verb": "TRACE CAPTURE", "seconds": seconds, "output": output});
+    let session = a.session_id.clone();
+    let asking = std::thread::spawn(move || control::request_with(&socket, request, &session));
+    let mut progress = progress::Progress::new(a.json || cli.quiet);
+    let started = std::time::Instant::now();
+    while !asking.is_finished() {
+        let left = seconds.saturating_sub(started.elapsed().as_secs());
+        progress.update(format!("recording spans: {left} s left"));
+        std::thread::sleep(Duration::from_millis(200));
     }
-    let reply = control::request_with(
-        &socket,
-        serde_json::json!({"verb": "TRACE CAPTURE", "seconds": seconds, "output": output}),
-        &a.session_id,
-    )?;
+    progress.finish(format!("recorded {seconds} s of spans"));
+    let reply = asking
+        .join()
+        .map_err(|_| anyhow::anyhow!("the trace capture request panicked"))??;
     if a.json {
         println!("{}", serde_json::to_string(&reply)?);
     } else if reply["ok"] == true {

@@ -1,7 +1,6 @@
 //! `aether source ...`: create sources, run and follow imports (a progress bar on a terminal,
 //! plain lines otherwise), list, show and promote sessions.
 
-use std::io::IsTerminal;
 use std::time::Duration;
 
 use aether_http_client::HttpClient;
@@ -49,20 +48,9 @@ fn ended(j: &Job) -> bool {
 
 /// Follows a job to its end: a spinner with counts on a terminal, a line per change otherwise.
 async fn follow(api: &HttpClient, ctx: &Ctx, mut job: Job, json: bool) -> Result<Job> {
-    let bar = (!json && std::io::stderr().is_terminal()).then(|| {
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.enable_steady_tick(Duration::from_millis(120));
-        bar
-    });
-    let mut last = String::new();
+    let mut progress = crate::progress::Progress::new(json);
     loop {
-        let line = job_line(&job);
-        match &bar {
-            Some(b) => b.set_message(line.clone()),
-            None if !json && line != last => eprintln!("{line}"),
-            None => {}
-        }
-        last = line;
+        progress.update(job_line(&job));
         if ended(&job) {
             break;
         }
@@ -72,9 +60,7 @@ async fn follow(api: &HttpClient, ctx: &Ctx, mut job: Job, json: bool) -> Result
             .await
             .map_err(api_err)?;
     }
-    if let Some(b) = bar {
-        b.finish_with_message(job_line(&job));
-    }
+    progress.finish(job_line(&job));
     Ok(job)
 }
 

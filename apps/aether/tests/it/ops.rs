@@ -409,6 +409,36 @@ fn trace_capture_records_the_spans_of_a_window_of_work() {
         "the request's parent (the kernel operation) was captured too"
     );
     assert!(spans.iter().all(|s| s["duration_us"].is_u64()));
+    // Without --json and off a terminal, progress comes as plain lines on stderr.
+    let plain = aether(
+        &server.endpoint,
+        &[
+            "trace",
+            "capture",
+            "--session-id",
+            &session,
+            "--cache-dir",
+            m.cache.to_str().unwrap(),
+            "--seconds",
+            "1",
+        ],
+    );
+    assert!(plain.status.success());
+    assert!(
+        String::from_utf8_lossy(&plain.stderr).contains("recording spans: 1 s left"),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    let said = String::from_utf8_lossy(&plain.stdout);
+    let written = said
+        .trim()
+        .split(" spans written to ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(
+        written.starts_with(m.cache.join("traces").to_str().unwrap()),
+        "the default file is under the cache dir: {said}"
+    );
     // Bad input is refused with the rule named.
     let bad = aether(
         &server.endpoint,
