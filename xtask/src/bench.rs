@@ -28,17 +28,19 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             }
             cargo(&bench)
         }
-        Some("mount") => {
+        Some(which @ ("mount" | "telemetry")) => {
             cargo(&["build", "--release", "-p", "aether", "-p", "afs-server"])?;
-            let script = crate::tidy::workspace_root().join("bench/mount.sh");
+            let script = crate::tidy::workspace_root().join(format!("bench/{which}.sh"));
             let mut cmd = Command::new("bash");
             cmd.arg(script);
             if quick {
                 cmd.arg("--quick");
             }
-            let status = cmd.status().context("run bench/mount.sh")?;
+            let status = cmd
+                .status()
+                .with_context(|| format!("run bench/{which}.sh"))?;
             if !status.success() {
-                bail!("bench/mount.sh failed");
+                bail!("bench/{which}.sh failed");
             }
             Ok(())
         }
@@ -60,7 +62,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             }
             cargo(&bench)
         }
-        _ => bail!("usage: cargo xtask bench <server | mount | workflow> [--quick]"),
+        _ => bail!("usage: cargo xtask bench <server | mount | telemetry | workflow> [--quick]"),
     }
 }
 
