@@ -317,17 +317,18 @@ impl Journal {
     pub(crate) fn stats(&self) -> JournalStats {
         let conn = self.conn();
         let pending = conn
-            .query_row(
+            .prepare_cached(
                 "SELECT count(*), coalesce(sum(bytes), 0), min(appended_at) FROM journal",
-                [],
-                |r| {
+            )
+            .and_then(|mut s| {
+                s.query_row([], |r| {
                     Ok((
                         r.get::<_, i64>(0)?,
                         r.get::<_, i64>(1)?,
                         r.get::<_, Option<i64>>(2)?,
                     ))
-                },
-            )
+                })
+            })
             .unwrap_or((0, 0, None));
         let last: i64 = conn
             .query_row(

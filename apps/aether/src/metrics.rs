@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use aether_ports::local_cache::LocalCache;
+use aether_ports::local_cache::{JournalStats, LocalCache};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::MeterProvider;
 
@@ -14,6 +14,36 @@ use crate::runtime::MountEngine;
 pub(crate) struct MountMetrics {
     metrics: aether_telemetry::Metrics,
     meter: opentelemetry::metrics::Meter,
+}
+
+/// The journal's figures, read at most once per scrape (readings within 250 ms are reused).
+#[derive(Clone)]
+struct JournalReading {
+    engine: Arc<MountEngine>,
+    last: Arc<std::sync::Mutex<Option<(std::time::Instant, JournalStats)>>>,
+}
+
+impl JournalReading {
+    fn new(engine: Arc<MountEngine>) -> Self {
+        JournalReading {
+            engine,
+            last: Arc::default(),
+        }
+    }
+
+    fn get(&self) -> JournalStats {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        match &*last {
+            Some((at, stats)) if at.elapsed() < std::time::Duration::from_millis(250) => {
+                stats.clone()
+            }
+            _ => {
+                let stats = self.engine.cache().journal_stats();
+                *last = Some((std::time::Instant::now(), stats.clone()));
+                stats
+            }
+        }
+    }
 }
 
 /// Latency buckets from a cached answer (microseconds) to a slow server (seconds).
@@ -100,28 +130,38 @@ impl MountMetrics {
                 .with_callback(move |o| o.observe(read(&e), &[]))
                 .build()
         };
-        // The instruments live as long as the provider once registered.
-        let _ = gauge(
+        // The instruments live as long as the provider once registered. The three journal
+        // gauges share one reading per scrape: each reading is a query that holds the
+        // journal, which every change being made waits for.
+        let journal = JournalReading::new(engine.clone());
+        let journal_gauge =
+            |name: &'static str, help: &'static str, read: fn(&JournalStats) -> u64| {
+                let j = journal.clone();
+                meter
+                    .u64_observable_gauge(name)
+                    .with_description(help)
+                    .with_callback(move |o| o.observe(read(&j.get()), &[]))
+                    .build()
+            };
+        let _ = journal_gauge(
             "aether_journal_pending_entries",
             "Journal entries not yet acknowledged by the server",
-            |e| e.cache().journal_stats().pending_entries,
+            |j| j.pending_entries,
         );
-        let _ = gauge(
+        let _ = journal_gauge(
             "aether_journal_pending_bytes",
             "Bytes of journaled changes not yet acknowledged by the server",
-            |e| e.cache().journal_stats().pending_bytes,
+            |j| j.pending_bytes,
         );
-        let _ = gauge(
+        let _ = journal_gauge(
             "aether_journal_oldest_entry_age_seconds",
             "Age of the oldest unacknowledged journal entry",
-            |e| {
+            |j| {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap_or_default()
                     .as_nanos() as i64;
-                e.cache()
-                    .journal_stats()
-                    .oldest_appended_at
+                j.oldest_appended_at
                     .map_or(0, |t| ((now - t.nanos()).max(0) / 1_000_000_000) as u64)
             },
         );

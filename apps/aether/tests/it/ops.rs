@@ -460,3 +460,36 @@ fn trace_capture_records_the_spans_of_a_window_of_work() {
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+#[test]
+fn a_malformed_otlp_endpoint_stops_the_mount_with_the_variable_named() {
+    let server = Server::start();
+    let session = server.new_session();
+    let dir = tempfile::tempdir().unwrap();
+    let mount_dir = dir.path().join("mnt");
+    let out = crate::aether_with_env(
+        &server.endpoint,
+        &[
+            "mount",
+            "--session-id",
+            &session,
+            "--mount-dir",
+            mount_dir.to_str().unwrap(),
+            "--cache-dir",
+            dir.path().join("cache").to_str().unwrap(),
+        ],
+        &[(
+            "OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(),
+            "collector:4318".to_owned(),
+        )],
+    );
+    assert!(!out.status.success(), "mounted with a malformed endpoint");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{said}");
+    assert!(
+        !std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .contains(mount_dir.to_str().unwrap()),
+        "nothing was mounted"
+    );
+}

@@ -79,6 +79,25 @@ fn errors_name_their_source() {
     assert!(e.contains("greater than zero"), "{e}");
     let e = ServerConfig::load(
         &flags(&[]),
+        &env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("OTEL_EXPORTER_OTLP_ENDPOINT") && e.contains("http://"),
+        "{e}"
+    );
+    let ok = ServerConfig::load(
+        &flags(&[]),
+        &env(&[(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://c:4318/v1/traces",
+        )]),
+    )
+    .expect("a per-signal endpoint");
+    assert!(ok.otlp.traces && !ok.otlp.metrics, "{:?}", ok.otlp);
+    let e = ServerConfig::load(
+        &flags(&[]),
         &env(&[("AFS_SERVER_METADATA", "postgres://db/x")]),
     )
     .unwrap_err()
