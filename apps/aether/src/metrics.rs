@@ -35,11 +35,11 @@ impl JournalReading {
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         match &*last {
             Some((at, stats)) if at.elapsed() < std::time::Duration::from_millis(250) => {
-                stats.clone()
+                *stats
             }
             _ => {
                 let stats = self.engine.cache().journal_stats();
-                *last = Some((std::time::Instant::now(), stats.clone()));
+                *last = Some((std::time::Instant::now(), stats));
                 stats
             }
         }
@@ -170,46 +170,57 @@ impl MountMetrics {
             "Open file and directory handles",
             |e| e.status().open_handles,
         );
-        let _ = counter(
-            "aether_fuse_ops_total",
-            "File system operations served",
-            |e| e.status().ops,
-        );
-        let _ = counter(
-            "aether_cache_hits_total",
-            "Lookups answered from the cache",
-            |e| e.status().cache_hits,
-        );
-        let _ = counter(
-            "aether_cache_misses_total",
-            "Lookups that asked the server",
-            |e| e.status().cache_misses,
-        );
-        let _ = counter(
-            "aether_remote_errors_total",
-            "Failed requests to the server",
-            |e| e.status().remote_errors,
-        );
-        let _ = counter(
-            "aether_journal_written_back_total",
-            "Journal entries the server acknowledged",
-            |e| e.status().written_back,
-        );
-        let _ = counter(
-            "aether_journal_rejected_total",
-            "Journal entries the server refused for good",
-            |e| e.status().rejected,
-        );
-        let _ = counter(
-            "aether_read_bytes_total",
-            "Bytes read through the mount",
-            |e| e.status().bytes_read,
-        );
-        let _ = counter(
-            "aether_written_bytes_total",
-            "Bytes written through the mount",
-            |e| e.status().bytes_written,
-        );
+        type Read = fn(&MountEngine) -> u64;
+        let counters: [(&'static str, &'static str, Read); 9] = [
+            (
+                "aether_fuse_ops_total",
+                "File system operations served",
+                |e| e.status().ops,
+            ),
+            (
+                "aether_cache_hits_total",
+                "Lookups answered from the cache",
+                |e| e.status().cache_hits,
+            ),
+            (
+                "aether_cache_misses_total",
+                "Lookups that asked the server",
+                |e| e.status().cache_misses,
+            ),
+            (
+                "aether_remote_errors_total",
+                "Failed requests to the server",
+                |e| e.status().remote_errors,
+            ),
+            (
+                "aether_journal_written_back_total",
+                "Journal entries the server acknowledged",
+                |e| e.status().written_back,
+            ),
+            (
+                "aether_journal_rejected_total",
+                "Journal entries the server refused for good",
+                |e| e.status().rejected,
+            ),
+            (
+                "aether_read_bytes_total",
+                "Bytes read through the mount",
+                |e| e.status().bytes_read,
+            ),
+            (
+                "aether_written_bytes_total",
+                "Bytes written through the mount",
+                |e| e.status().bytes_written,
+            ),
+            (
+                "aether_kernel_invalidations_total",
+                "Kernel cache entries invalidated after a remote change",
+                |e| e.status().invalidations,
+            ),
+        ];
+        for (name, help, read) in counters {
+            let _ = counter(name, help, read);
+        }
         let e = engine.clone();
         let _ = meter
             .u64_observable_counter("aether_journal_wal_flush_total")

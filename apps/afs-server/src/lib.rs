@@ -179,6 +179,14 @@ pub fn app(
         ))
 }
 
+/// The request's route template, never its concrete path: ids and file names stay out of
+/// labels and span names.
+fn route_template(req: &axum::extract::Request) -> String {
+    req.extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned())
+}
+
 /// Runs the request in a span named by its route template, continuing the caller's trace
 /// (W3C `traceparent`), so a mount's operation, this request and its store work form one trace.
 async fn traced(
@@ -186,11 +194,7 @@ async fn traced(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use tracing::Instrument;
-    let route = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map_or("unmatched", |m| m.as_str())
-        .to_owned();
+    let route = route_template(&req);
     let span = tracing::info_span!(
         "http.server",
         otel.name = %format!("{} {route}", req.method()),
@@ -276,11 +280,7 @@ impl RequestMetrics {
         req: axum::extract::Request,
         next: axum::middleware::Next,
     ) -> axum::response::Response {
-        // The route template, never the concrete path: ids and file names stay out of labels.
-        let route = req
-            .extensions()
-            .get::<axum::extract::MatchedPath>()
-            .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+        let route = route_template(&req);
         let method = req.method().to_string();
         let start = std::time::Instant::now();
         let resp = next.run(req).await;

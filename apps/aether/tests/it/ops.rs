@@ -306,6 +306,7 @@ fn a_mount_serves_its_metrics_and_survives_a_taken_port() {
         "aether_remote_request_duration_seconds_count{route=\"GET /v1/sessions/{id}/files\",status=\"200\"}",
         "aether_journal_wal_flush_total{outcome=\"error\",reason=\"backlog\"}",
         "aether_journal_sync_count_total{policy=\"interval\"}",
+        "aether_kernel_invalidations_total",
     ] {
         assert!(text.contains(name), "{name} missing:\n{text}");
     }
