@@ -34,9 +34,7 @@ impl JournalReading {
     fn get(&self) -> JournalStats {
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         match &*last {
-            Some((at, stats)) if at.elapsed() < std::time::Duration::from_millis(250) => {
-                *stats
-            }
+            Some((at, stats)) if at.elapsed() < std::time::Duration::from_millis(250) => *stats,
             _ => {
                 let stats = self.engine.cache().journal_stats();
                 *last = Some((std::time::Instant::now(), stats));

@@ -948,6 +948,14 @@ where
     async fn getxattr(&self, ino: u64, name: &[u8]) -> FsResult<Vec<u8>> {
         self.op();
         let name = xattr_name(name)?;
+        if name.starts_with("security.") {
+            // "Not supported" rather than "no such attribute": `ls -l` (through libselinux)
+            // then stops asking for the rest of the file system, where ENODATA would cost a
+            // kernel round trip per file, since the kernel caches neither answer.
+            return Err(FsError::Unsupported(format!(
+                "{name}: security labels are not stored by sessions"
+            )));
+        }
         if unstored_xattr(name) {
             return Err(FsError::NoAttribute(name.to_owned()));
         }

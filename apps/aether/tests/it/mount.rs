@@ -434,3 +434,46 @@ fn sighup_applies_journal_sync_settings_live_and_names_what_needs_a_restart() {
     fs::write(m.path("still-works"), b"yes").unwrap();
     assert_eq!(fs::read(m.path("still-works")).unwrap(), b"yes");
 }
+
+/// `ls -l` asks for every file's SELinux label; the mount says labels are not supported, and
+/// `ls` stops asking, so a listing costs no kernel round trip per file for them (counted from
+/// the mount's own request metrics).
+#[test]
+fn ls_l_probes_security_labels_once_per_listing_not_per_file() {
+    let server = Server::start();
+    let session = server.new_session();
+    for i in 0..50 {
+        server.write(&session, &format!("/labels/f{i:02}"), b"x");
+    }
+    let port = crate::ops::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let m = Mount::new(&server, &session, &["--metrics-addr", &addr]);
+    let getxattrs = || -> u64 {
+        crate::ops::scrape(port)
+            .lines()
+            .filter(|l| l.starts_with("aether_fuse_op_duration_seconds_count{op=\"getxattr\""))
+            .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+            .sum()
+    };
+    sh(&m.dir, "ls -l labels > /dev/null");
+    let before = getxattrs();
+    sh(&m.dir, "ls -l labels > /dev/null");
+    let asked = getxattrs() - before;
+    assert!(
+        asked <= 3,
+        "a second `ls -l` of 50 files made {asked} getxattr requests"
+    );
+    let said = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import os, sys\ntry:\n    os.getxattr(sys.argv[1], 'security.selinux')\nexcept OSError as e:\n    print(e.errno)",
+        ])
+        .arg(m.path("labels/f00"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&said.stdout).trim(),
+        "95",
+        "a label read answers EOPNOTSUPP (95 on Linux)"
+    );
+}

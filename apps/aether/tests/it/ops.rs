@@ -254,7 +254,7 @@ fn fuse_check_and_cleanup_handle_a_mount_left_by_kill_9() {
     );
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -262,7 +262,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn scrape(port: u16) -> String {
+pub(crate) fn scrape(port: u16) -> String {
     use std::io::Read;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
