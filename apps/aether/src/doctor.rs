@@ -142,6 +142,17 @@ fn kernel() -> Check {
 
 fn mount_dir(dir: Option<&Path>) -> Option<Check> {
     let dir = dir?;
+    // A live aetherfs mount already there is what the user asked about, not a crowded dir.
+    let canonical = dir.canonicalize().ok();
+    if aether_mounts()
+        .iter()
+        .any(|m| !m.dead && Some(&m.dir) == canonical.as_ref())
+    {
+        return Some(pass(
+            "mount dir",
+            format!("{} is a live aetherfs mount", dir.display()),
+        ));
+    }
     Some(match std::fs::metadata(dir) {
         Err(_) => warn(
             "mount dir",

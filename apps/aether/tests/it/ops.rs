@@ -30,6 +30,19 @@ fn runtime_queries_answer_from_a_live_mount() {
         args.extend(["--session-id", &session, "--cache-dir", &cache, "--json"]);
         serde_json::from_str(&ok(&aether(&server.endpoint, &args))).unwrap()
     };
+    // doctor recognises the live mount instead of warning that the directory is not empty.
+    let doctor = aether(
+        &server.endpoint,
+        &[
+            "doctor",
+            "--mount-dir",
+            m.dir.to_str().unwrap(),
+            "--cache-dir",
+            &cache,
+        ],
+    );
+    let said = String::from_utf8_lossy(&doctor.stdout);
+    assert!(said.contains("is a live aetherfs mount"), "{said}");
     let handles = json(&["debug", "handles"]);
     assert!(
         handles["handles"]
