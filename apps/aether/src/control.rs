@@ -29,7 +29,14 @@ pub(crate) struct RuntimeInfo {
 
 /// Makes `path` ours: refuses a live socket, removes a stale one, prepares the directory.
 pub(crate) fn claim_socket(path: &Path, session: &str) -> Result<()> {
-    if path.exists() {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_socket() {
+            bail!(
+                "{} exists and is not a socket; refusing to replace it (remove it or choose another --control-socket)",
+                path.display()
+            );
+        }
         if UnixStream::connect(path).is_ok() {
             bail!(
                 "session {session} is already mounted (its control socket {} answers); run `aether stop --session-id {session}` first",
@@ -265,24 +272,46 @@ fn status(engine: &MountEngine, info: &RuntimeInfo) -> Value {
 
 /// Sends one request to a runtime and returns its reply.
 pub(crate) fn request(path: &Path, verb: &str, session: &str) -> Result<Value> {
-    request_with(path, json!({"verb": verb}), session)
+    request_with(
+        path,
+        json!({"verb": verb}),
+        session,
+        Duration::from_secs(120),
+    )
 }
 
-/// Sends `body` (a JSON object with `verb` and its arguments) and reads the reply.
-pub(crate) fn request_with(path: &Path, body: Value, session: &str) -> Result<Value> {
+/// Sends `body` (a JSON object with `verb` and its arguments) and waits up to `wait` for the
+/// reply.
+pub(crate) fn request_with(
+    path: &Path,
+    body: Value,
+    session: &str,
+    wait: Duration,
+) -> Result<Value> {
     let mut stream = UnixStream::connect(path).map_err(|e| {
         anyhow::anyhow!(
             "session {session} is not mounted here (no runtime answers on {}: {e})",
             path.display()
         )
     })?;
-    stream.set_read_timeout(Some(Duration::from_secs(400)))?;
+    stream.set_read_timeout(Some(wait))?;
     let mut line = body.to_string();
     line.push('\n');
     stream.write_all(line.as_bytes())?;
     let mut reply = String::new();
     BufReader::new(&stream)
         .read_line(&mut reply)
-        .context("read the runtime's reply")?;
-    serde_json::from_str(&reply).context("the runtime's reply is not JSON")
+        .with_context(|| {
+            format!(
+                "no reply from {} within {} s; is it an aether runtime's control socket?",
+                path.display(),
+                wait.as_secs()
+            )
+        })?;
+    serde_json::from_str(&reply).with_context(|| {
+        format!(
+            "{} answered something that is not an aether runtime's reply",
+            path.display()
+        )
+    })
 }

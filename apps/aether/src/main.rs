@@ -610,7 +610,9 @@ fn trace_capture(
     let request =
         serde_json::json!({"verb": "TRACE CAPTURE", "seconds": seconds, "output": output});
     let session = a.session_id.clone();
-    let asking = std::thread::spawn(move || control::request_with(&socket, request, &session));
+    let wait = Duration::from_secs(seconds + 60);
+    let asking =
+        std::thread::spawn(move || control::request_with(&socket, request, &session, wait));
     let mut progress = progress::Progress::new(a.json || cli.quiet);
     let started = std::time::Instant::now();
     while !asking.is_finished() {

@@ -507,3 +507,55 @@ fn a_malformed_otlp_endpoint_stops_the_mount_with_the_variable_named() {
         "nothing was mounted"
     );
 }
+
+#[test]
+fn a_foreign_control_socket_is_refused_and_left_alone() {
+    let server = Server::start();
+    let session = server.new_session();
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the control socket would go is not ours to delete.
+    let file = dir.path().join("precious");
+    fs::write(&file, b"keep me").unwrap();
+    let out = aether(
+        &server.endpoint,
+        &[
+            "mount",
+            "--session-id",
+            &session,
+            "--mount-dir",
+            dir.path().join("mnt").to_str().unwrap(),
+            "--cache-dir",
+            dir.path().join("cache").to_str().unwrap(),
+            "--control-socket",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("is not a socket"), "{said}");
+    assert_eq!(fs::read(&file).unwrap(), b"keep me");
+    // A socket of another program: its answer is named for what it is.
+    let foreign = dir.path().join("foreign.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&foreign).unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        if let Ok((conn, _)) = listener.accept() {
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(&conn).read_line(&mut line);
+            let _ = (&conn).write_all(b"220 hello from something else\n");
+        }
+    });
+    let out = aether(
+        &server.endpoint,
+        &[
+            "status",
+            "--session-id",
+            &session,
+            "--socket",
+            foreign.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("not an aether runtime's reply"), "{said}");
+}
