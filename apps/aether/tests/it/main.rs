@@ -72,16 +72,7 @@ impl Server {
     }
 
     pub(crate) fn api(&self) -> (HttpClient, Ctx) {
-        let client = HttpClient::new(ClientConfig::new(
-            &self.endpoint,
-            TokenSource::Fixed(TOKEN.into()),
-        ))
-        .unwrap();
-        let ctx = Ctx::new(aether_domain::Principal::full_access(
-            aether_domain::TenantId::parse("00000000-0000-4000-8000-000000000001").unwrap(),
-            "tester",
-        ));
-        (client, ctx)
+        api_at(&self.endpoint)
     }
 
     pub(crate) fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
@@ -143,6 +134,20 @@ pub(crate) struct Mount {
     env: Vec<(String, String)>,
     pub(crate) pid: Option<u32>,
     _tmp: tempfile::TempDir,
+}
+
+/// A client of any server at `endpoint`, and the test principal's context.
+pub(crate) fn api_at(endpoint: &str) -> (HttpClient, Ctx) {
+    let client = HttpClient::new(ClientConfig::new(
+        endpoint,
+        TokenSource::Fixed(TOKEN.into()),
+    ))
+    .unwrap();
+    let ctx = Ctx::new(aether_domain::Principal::full_access(
+        aether_domain::TenantId::parse("00000000-0000-4000-8000-000000000001").unwrap(),
+        "tester",
+    ));
+    (client, ctx)
 }
 
 pub(crate) fn aether(endpoint: &str, args: &[&str]) -> Output {

@@ -359,6 +359,25 @@ fn a_mount_serves_its_metrics_and_survives_a_taken_port() {
     );
 }
 
+/// `aether trace capture` of `session`'s runtime, with `extra` flags.
+fn trace_capture(
+    endpoint: &str,
+    session: &str,
+    cache: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args = vec![
+        "trace",
+        "capture",
+        "--session-id",
+        session,
+        "--cache-dir",
+        cache,
+    ];
+    args.extend_from_slice(extra);
+    aether(endpoint, &args)
+}
+
 #[test]
 fn trace_capture_records_the_spans_of_a_window_of_work() {
     let server = Server::start();
@@ -373,21 +392,11 @@ fn trace_capture_records_the_spans_of_a_window_of_work() {
     let cache_arg = m.cache.display().to_string();
     let endpoint = server.endpoint.clone();
     let recorder = std::thread::spawn(move || {
-        aether(
+        trace_capture(
             &endpoint,
-            &[
-                "trace",
-                "capture",
-                "--session-id",
-                &session_arg,
-                "--cache-dir",
-                &cache_arg,
-                "--seconds",
-                "3",
-                "--output",
-                &out_arg,
-                "--json",
-            ],
+            &session_arg,
+            &cache_arg,
+            &["--seconds", "3", "--output", &out_arg, "--json"],
         )
     });
     // Work inside the window: reads that ask the server.
@@ -424,19 +433,8 @@ fn trace_capture_records_the_spans_of_a_window_of_work() {
     );
     assert!(spans.iter().all(|s| s["duration_us"].is_u64()));
     // Without --json and off a terminal, progress comes as plain lines on stderr.
-    let plain = aether(
-        &server.endpoint,
-        &[
-            "trace",
-            "capture",
-            "--session-id",
-            &session,
-            "--cache-dir",
-            m.cache.to_str().unwrap(),
-            "--seconds",
-            "1",
-        ],
-    );
+    let cache = m.cache.to_str().unwrap();
+    let plain = trace_capture(&server.endpoint, &session, cache, &["--seconds", "1"]);
     assert!(plain.status.success());
     assert!(
         String::from_utf8_lossy(&plain.stderr).contains("recording spans: 1 s left"),
@@ -454,19 +452,7 @@ fn trace_capture_records_the_spans_of_a_window_of_work() {
         "the default file is under the cache dir: {said}"
     );
     // Bad input is refused with the rule named.
-    let bad = aether(
-        &server.endpoint,
-        &[
-            "trace",
-            "capture",
-            "--session-id",
-            &session,
-            "--cache-dir",
-            m.cache.to_str().unwrap(),
-            "--seconds",
-            "0",
-        ],
-    );
+    let bad = trace_capture(&server.endpoint, &session, cache, &["--seconds", "0"]);
     assert!(!bad.status.success());
     assert!(
         String::from_utf8_lossy(&bad.stderr).contains("from 1 to 300"),

@@ -10,14 +10,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aether_http_client::{ClientConfig, HttpClient, TokenSource};
 use aether_ports::*;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
-use crate::{Mount, TOKEN};
+use crate::Mount;
 
 /// A span as received: the exporting service and the fields the chain is made of.
 #[derive(Debug, Clone)]
@@ -235,15 +234,7 @@ fn a_fuse_operation_traces_through_the_request_into_the_server_and_its_store() {
         .enable_all()
         .build()
         .unwrap();
-    let api = HttpClient::new(ClientConfig::new(
-        &server.endpoint,
-        TokenSource::Fixed(TOKEN.into()),
-    ))
-    .unwrap();
-    let ctx = Ctx::new(aether_domain::Principal::full_access(
-        aether_domain::TenantId::parse("00000000-0000-4000-8000-000000000001").unwrap(),
-        "tester",
-    ));
+    let (api, ctx) = crate::api_at(&server.endpoint);
     let session = rt
         .block_on(api.create_session(&ctx, CreateSessionRequest::default()))
         .unwrap()
