@@ -84,3 +84,69 @@ async fn sigterm_exits_cleanly_and_acknowledged_writes_survive() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_log_level_and_keeps_serving() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("server.log");
+    let config = dir.path().join("afs-server.toml");
+    let settings = |level: &str| {
+        format!(
+            "log_level = \"{level}\"\nlog_destination = \"file\"\nlog_path = \"{}\"\n",
+            log.display()
+        )
+    };
+    std::fs::write(&config, settings("warn")).expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_afs-server"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn afs-server");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("listening line");
+    let addr = afs_server::parse_listening_line(&line)
+        .expect("afs-server prints where it listens")
+        .to_owned();
+    let hup = |pid: u32| {
+        Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .expect("kill -HUP");
+    };
+    let logged = |needle: &str| {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains(needle)
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    };
+    std::fs::write(&config, settings("info")).expect("write config");
+    hup(child.id());
+    assert!(logged("log level changed"), "no reload in the log");
+    // A broken file keeps the running settings, and says so.
+    std::fs::write(&config, "log_levle = \"debug\"\n").expect("write config");
+    hup(child.id());
+    assert!(logged("keeping the current one"), "no refusal in the log");
+    let health = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .expect("the server still answers");
+    assert!(health.status().is_success());
+    assert!(
+        child.try_wait().expect("poll").is_none(),
+        "SIGHUP ended the server"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
