@@ -54,7 +54,7 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Source(SourceCmd),
     /// Version, commit and build target.
-    Version,
+    Version(JsonFlag),
     /// Print the resolved configuration and the layer that set each value.
     Config(JsonFlag),
     /// Start an embedded server, create a session and mount it; Ctrl-C cleans up.

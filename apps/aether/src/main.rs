@@ -153,14 +153,20 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 fn run(cli: Cli) -> Result<()> {
     let env = environment();
     match &cli.command {
-        Command::Version => {
-            println!(
-                "aether {} (commit {}, target {}-{})",
+        Command::Version(j) => {
+            let (version, commit, target) = (
                 env!("CARGO_PKG_VERSION"),
                 option_env!("AETHER_COMMIT").unwrap_or("unknown"),
-                std::env::consts::ARCH,
-                std::env::consts::OS
+                format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS),
             );
+            if j.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"version": version, "commit": commit, "target": target})
+                );
+            } else {
+                println!("aether {version} (commit {commit}, target {target})");
+            }
             Ok(())
         }
         Command::Config(j) => {

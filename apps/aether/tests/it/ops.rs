@@ -545,3 +545,13 @@ fn a_foreign_control_socket_is_refused_and_left_alone() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("not an aether runtime's reply"), "{said}");
 }
+
+#[test]
+fn version_prints_text_or_json() {
+    let text = ok(&aether("http://127.0.0.1:9", &["version"]));
+    assert!(text.starts_with("aether 0.0.0 (commit "), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&aether("http://127.0.0.1:9", &["version", "--json"]))).unwrap();
+    assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
+    assert!(json["target"].as_str().unwrap().contains("linux"), "{json}");
+}
