@@ -5,10 +5,20 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn spawn(data: &std::path::Path) -> (Child, String) {
+    spawn_with(data, &[], &[("AFS_SERVER_LOG_LEVEL", "warn")])
+}
+
+/// The real binary on a free port over `data`, with more flags and environment.
+fn spawn_with(
+    data: &std::path::Path,
+    flags: &[&std::ffi::OsStr],
+    env: &[(&str, &str)],
+) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_afs-server"))
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
-        .env("AFS_SERVER_LOG_LEVEL", "warn")
+        .args(flags)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -97,22 +107,12 @@ async fn sighup_reloads_the_log_level_and_keeps_serving() {
         )
     };
     std::fs::write(&config, settings("warn")).expect("write config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_afs-server"))
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn afs-server");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("listening line");
-    let addr = afs_server::parse_listening_line(&line)
-        .expect("afs-server prints where it listens")
-        .to_owned();
+    // No log level in the environment: it would outrank the file that SIGHUP re-reads.
+    let (mut child, addr) = spawn_with(
+        &dir.path().join("data"),
+        &["--config".as_ref(), config.as_os_str()],
+        &[],
+    );
     let hup = |pid: u32| {
         Command::new("kill")
             .args(["-HUP", &pid.to_string()])
