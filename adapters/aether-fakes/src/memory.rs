@@ -139,13 +139,14 @@ fn recorded(
     scope: &str,
     idem: &Option<IdempotencyRecord>,
 ) -> bool {
-    idem.as_ref().is_some_and(|i| {
-        state.idempotency.contains_key(&(
-            tenant.as_str().to_owned(),
-            scope.to_owned(),
-            i.key.clone(),
-        ))
-    })
+    idem.as_ref()
+        .is_some_and(|i| recorded_key(state, tenant, scope, &i.key))
+}
+
+fn recorded_key(state: &State, tenant: &TenantId, scope: &str, key: &str) -> bool {
+    state
+        .idempotency
+        .contains_key(&(tenant.as_str().to_owned(), scope.to_owned(), key.to_owned()))
 }
 
 fn tree_of(state: &State, tree: &TreeRef) -> Result<Tree> {
@@ -416,13 +417,15 @@ impl MetadataStore for MemoryMetadataStore {
 
     async fn commit(&self, commit: TreeCommit) -> Result<CommitOutcome> {
         self.with(|state| {
-            if recorded(
-                state,
-                &commit.tenant,
-                commit.session.as_str(),
-                &commit.idempotency,
-            ) {
+            if commit
+                .idempotency
+                .iter()
+                .any(|i| recorded_key(state, &commit.tenant, commit.session.as_str(), &i.key))
+            {
                 return Ok(CommitOutcome::KeyRecorded);
+            }
+            if commit.generation <= commit.expected_generation {
+                return Err(Error::internal("a commit must advance the generation"));
             }
             let s = session_mut(state, &commit.tenant, &commit.session)?;
             if s.rec.generation != commit.expected_generation {
@@ -437,19 +440,16 @@ impl MetadataStore for MemoryMetadataStore {
                     None => tree.remove(&c.path),
                 };
             }
-            s.rec.generation += 1;
+            s.stats.writes += commit.generation - s.rec.generation;
+            s.rec.generation = commit.generation;
             s.rec.last_activity_at = commit.time;
-            s.stats.writes += 1;
             s.stats.bytes_written += commit.bytes_written;
             s.stats.first_write_at.get_or_insert(commit.time);
             let generation = s.rec.generation;
             append(s, commit.events);
-            remember(
-                state,
-                &commit.tenant,
-                commit.session.as_str(),
-                commit.idempotency,
-            );
+            for idem in commit.idempotency {
+                remember(state, &commit.tenant, commit.session.as_str(), Some(idem));
+            }
             Ok(CommitOutcome::Committed { generation })
         })
     }

@@ -337,11 +337,17 @@ fn recorded(
     scope: &str,
     idem: &Option<IdempotencyRecord>,
 ) -> Result<bool> {
-    let Some(idem) = idem else { return Ok(false) };
+    match idem {
+        Some(idem) => recorded_key(tx, tenant, scope, &idem.key),
+        None => Ok(false),
+    }
+}
+
+fn recorded_key(tx: &Connection, tenant: &TenantId, scope: &str, key: &str) -> Result<bool> {
     query_row(
         tx,
         "SELECT 1 FROM idempotency WHERE tenant = ?1 AND scope = ?2 AND key = ?3",
-        params![tenant.as_str(), scope, idem.key],
+        params![tenant.as_str(), scope, key],
         |_| Ok(()),
     )
     .optional()
@@ -355,7 +361,18 @@ pub(crate) fn remember(
     scope: &str,
     idem: &Option<IdempotencyRecord>,
 ) -> Result<()> {
-    let Some(idem) = idem else { return Ok(()) };
+    match idem {
+        Some(idem) => remember_one(tx, tenant, scope, idem),
+        None => Ok(()),
+    }
+}
+
+fn remember_one(
+    tx: &Connection,
+    tenant: &TenantId,
+    scope: &str,
+    idem: &IdempotencyRecord,
+) -> Result<()> {
     let outcome = serde_json::to_string(&idem.outcome)
         .map_err(|e| backend("encode an idempotent outcome", e))?;
     exec(tx,
@@ -943,8 +960,10 @@ impl MetadataStore for SqliteMetadataStore {
                         let (current, chain) =
                             found.ok_or_else(|| session_not_found(&commit.session))?;
                         let chain = parse_chain(&chain)?;
-                        if recorded(tx, &commit.tenant, commit.session.as_str(), &commit.idempotency)? {
-                            return Ok((CommitOutcome::KeyRecorded, None));
+                        for idem in &commit.idempotency {
+                            if recorded_key(tx, &commit.tenant, commit.session.as_str(), &idem.key)? {
+                                return Ok((CommitOutcome::KeyRecorded, None));
+                            }
                         }
                         if current as u64 != commit.expected_generation {
                             return Ok((
@@ -957,7 +976,11 @@ impl MetadataStore for SqliteMetadataStore {
                         for change in &commit.changes {
                             apply_change(tx, &chain, change)?;
                         }
-                        let generation = commit.expected_generation + 1;
+                        let generation = commit.generation;
+                        if generation <= commit.expected_generation {
+                            return Err(Error::internal("a commit must advance the generation"));
+                        }
+                        let writes = (generation - commit.expected_generation) as i64;
                         // Advance the generation and reserve the events' numbers in one statement.
                         let n = commit.events.len() as i64;
                         let first: i64 = query_row(
@@ -970,17 +993,14 @@ impl MetadataStore for SqliteMetadataStore {
                         insert_events(tx, &commit.session, first, &commit.events)?;
                         exec(
                             tx,
-                            "INSERT INTO session_stats (session, writes, bytes_written, bytes_read, first_write_at) VALUES (?1, 1, ?2, 0, ?3) \
-                             ON CONFLICT(session) DO UPDATE SET writes = writes + 1, bytes_written = bytes_written + ?2, first_write_at = coalesce(first_write_at, ?3)",
-                            params![commit.session.as_str(), commit.bytes_written as i64, commit.time.nanos()],
+                            "INSERT INTO session_stats (session, writes, bytes_written, bytes_read, first_write_at) VALUES (?1, ?4, ?2, 0, ?3) \
+                             ON CONFLICT(session) DO UPDATE SET writes = writes + ?4, bytes_written = bytes_written + ?2, first_write_at = coalesce(first_write_at, ?3)",
+                            params![commit.session.as_str(), commit.bytes_written as i64, commit.time.nanos(), writes],
                         )
                         .map_err(sql_err("count a write"))?;
-                        remember(
-                            tx,
-                            &commit.tenant,
-                            commit.session.as_str(),
-                            &commit.idempotency,
-                        )?;
+                        for idem in &commit.idempotency {
+                            remember_one(tx, &commit.tenant, commit.session.as_str(), idem)?;
+                        }
                         Ok((
                             CommitOutcome::Committed { generation },
                             Some((chain, commit)),

@@ -1075,6 +1075,134 @@ pub async fn check_concurrent_copies_apply_once<A: SessionApi>(h: &Harness<A>) {
     );
 }
 
+/// Concurrent writers of one session: each successful write is its own generation (the
+/// server may commit several together), and a failing write takes nothing of the others with it.
+pub async fn check_concurrent_writers_each_get_a_generation<A: SessionApi>(h: &Harness<A>) {
+    let s = new_session(h).await;
+    put(h, &s, "/file", b"a file, not a directory").await;
+    let guarded = put(h, &s, "/guarded", b"v1").await;
+    let before = generation(h, &s).await;
+    let write = |ctx: Ctx, path: String, expected_hash: Option<String>| {
+        let id = s.id.clone();
+        async move {
+            let req = WriteFileRequest {
+                path: path.clone(),
+                data: format!("content of {path}").into_bytes().into(),
+                mode: None,
+                parents: true,
+                expected_hash,
+            };
+            (path, h.api.write_file(&ctx, &id, req).await)
+        }
+    };
+    let mut writes = Vec::new();
+    for i in 0..24 {
+        writes.push(write(h.owner.clone(), format!("/w/{i}"), None));
+        if i % 6 == 0 {
+            writes.push(write(h.owner.clone(), format!("/file/x{i}"), None));
+            writes.push(write(
+                h.owner.clone(),
+                "/guarded".into(),
+                Some("0".repeat(64)),
+            ));
+            let keyed = h
+                .owner
+                .clone()
+                .with_idempotency_key(format!("writer-{i}-{}", s.id));
+            writes.push(write(keyed, format!("/k/{i}"), None));
+        }
+    }
+    let replies = futures::future::join_all(writes).await;
+    let mut versions = Vec::new();
+    for (path, reply) in &replies {
+        let fails = path.starts_with("/file/") || path == "/guarded";
+        match reply {
+            Ok(entry) if !fails => versions.push(entry.version),
+            Ok(entry) => panic!("{path} must fail, but was written: {entry:?}"),
+            Err(e) if path == "/guarded" => assert_eq!(
+                e.reason,
+                Some(Reason::HashMismatch),
+                "a stale expectedHash: {e}"
+            ),
+            Err(e) if fails => assert_eq!(
+                e.reason,
+                Some(Reason::NotADirectory),
+                "a parent that is a file: {e}"
+            ),
+            Err(e) => panic!("{path} must be written: {e}"),
+        }
+    }
+    let written = versions.len() as u64;
+    assert_eq!(written, 28, "24 plain and 4 keyed writes");
+    versions.sort_unstable();
+    assert_eq!(
+        versions,
+        (before + 1..=before + written).collect::<Vec<_>>(),
+        "each write has a generation of its own, with no gaps"
+    );
+    assert_eq!(generation(h, &s).await, before + written);
+    for (path, _) in replies.iter().filter(|(p, _)| p.starts_with("/file/")) {
+        assert!(read(h, &s, path).await.is_err(), "{path} left nothing");
+    }
+    assert_eq!(
+        stat(h, &s, "/guarded").await.expect("stat").content_hash,
+        guarded.content_hash,
+        "a rejected conditional write left the file as it was"
+    );
+    assert_eq!(
+        read(h, &s, "/w/7").await.expect("read"),
+        b"content of /w/7",
+        "a concurrent write's content"
+    );
+    let events = h
+        .api
+        .list_events(
+            &h.owner,
+            &s.id,
+            ListEventsRequest {
+                types: vec!["FILE_WRITTEN".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("events");
+    let mut event_generations: Vec<u64> = events
+        .items
+        .iter()
+        .map(|e| e.generation)
+        .filter(|g| *g > before)
+        .collect();
+    event_generations.sort_unstable();
+    assert_eq!(
+        event_generations, versions,
+        "one FILE_WRITTEN event per write, at that write's generation"
+    );
+    let (path, first) = replies
+        .iter()
+        .find(|(p, _)| p == "/k/6")
+        .expect("a keyed write");
+    let again = write(
+        h.owner
+            .clone()
+            .with_idempotency_key(format!("writer-6-{}", s.id)),
+        path.clone(),
+        None,
+    )
+    .await
+    .1
+    .expect("a keyed write's retry");
+    assert_eq!(
+        Some(&again),
+        first.as_ref().ok(),
+        "a retry replays the reply its first copy got"
+    );
+    assert_eq!(
+        generation(h, &s).await,
+        before + written,
+        "and changes nothing"
+    );
+}
+
 pub async fn check_manifest_cas_extents<A: SessionApi>(h: &Harness<A>) {
     let s = new_session(h).await;
     let f = put(h, &s, "/d/f", b"twelve bytes").await;

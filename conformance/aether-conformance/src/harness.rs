@@ -106,6 +106,7 @@ checks!(
     check_path_validation,
     check_idempotent_replay,
     check_concurrent_copies_apply_once,
+    check_concurrent_writers_each_get_a_generation,
     check_events_log,
     check_events_pagination_and_filters,
     check_follow_events,

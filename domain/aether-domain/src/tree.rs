@@ -198,8 +198,10 @@ pub struct Txn<'r, R> {
     happened: Vec<Happened>,
     now: Timestamp,
     generation: u64,
-    /// Inodes minted by this transaction so far.
+    /// Inodes minted at this generation so far.
     minted: u64,
+    /// What each `stage` replaced since the current section began, for [`Txn::abandon`].
+    undo: Vec<(SessionPath, Option<Option<Entry>>)>,
 }
 
 impl<'r, R: TreeRead> Txn<'r, R> {
@@ -212,7 +214,39 @@ impl<'r, R: TreeRead> Txn<'r, R> {
             now,
             generation,
             minted: 0,
+            undo: Vec::new(),
         }
+    }
+
+    /// Starts another caller's mutation in this transaction (a combined commit): what follows
+    /// is stamped with `generation`, and [`Txn::abandon`] takes it back without touching the
+    /// sections before it.
+    pub fn begin(&mut self, generation: u64) {
+        self.generation = generation;
+        self.minted = 0;
+        self.undo.clear();
+    }
+
+    /// Whether the current section staged anything.
+    pub fn section_changed(&self) -> bool {
+        !self.undo.is_empty()
+    }
+
+    /// Keeps the current section's changes and returns what it did, for its events.
+    pub fn settle(&mut self) -> Vec<Happened> {
+        self.undo.clear();
+        std::mem::take(&mut self.happened)
+    }
+
+    /// Takes back every change of the current section (the caller's mutation failed).
+    pub fn abandon(&mut self) {
+        while let Some((path, before)) = self.undo.pop() {
+            match before {
+                Some(entry) => self.staged.insert(path, entry),
+                None => self.staged.remove(&path),
+            };
+        }
+        self.happened.clear();
     }
 
     pub fn generation(&self) -> u64 {
@@ -264,11 +298,14 @@ impl<'r, R: TreeRead> Txn<'r, R> {
     }
 
     fn stage(&mut self, entry: Entry) {
-        self.staged.insert(entry.path.clone(), Some(entry));
+        let path = entry.path.clone();
+        let before = self.staged.insert(path.clone(), Some(entry));
+        self.undo.push((path, before));
     }
 
     fn stage_removal(&mut self, path: &SessionPath) {
-        self.staged.insert(path.clone(), None);
+        let before = self.staged.insert(path.clone(), None);
+        self.undo.push((path.clone(), before));
     }
 
     fn record(&mut self, kind: &'static str, path: &SessionPath, to_path: Option<&SessionPath>) {
@@ -1027,5 +1064,84 @@ impl<R: TreeRead> Txn<'_, R> {
         }
         self.record("RESTORED", path, None);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A committed tree holding only its root.
+    struct Bare;
+
+    impl TreeRead for Bare {
+        async fn entry(&self, path: &SessionPath) -> Result<Option<Entry>> {
+            Ok(path.is_root().then(|| Entry::root(Timestamp(0))))
+        }
+        async fn children(&self, _: &SessionPath) -> Result<Vec<Entry>> {
+            Ok(Vec::new())
+        }
+        async fn descendants(&self, _: &SessionPath) -> Result<Vec<Entry>> {
+            Ok(Vec::new())
+        }
+        async fn by_inode(&self, _: u64) -> Result<Vec<Entry>> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn path(raw: &str) -> SessionPath {
+        SessionPath::parse(raw).expect("path")
+    }
+
+    #[test]
+    fn an_abandoned_section_leaves_the_sections_before_and_after_it_intact() {
+        futures::executor::block_on(async {
+            let mut txn = Txn::new(&Bare, Timestamp(1), 2);
+            txn.begin(2);
+            txn.write_file(&path("/a"), "h".repeat(64), 1, None, false, None)
+                .await
+                .expect("first caller writes /a");
+            assert_eq!(txn.settle().len(), 1, "the first caller's event");
+
+            txn.begin(3);
+            txn.mkdir(&path("/b"), None, false)
+                .await
+                .expect("the second caller makes /b");
+            let under_a_file = txn.mkdir(&path("/a/x"), None, false).await;
+            assert!(under_a_file.is_err(), "/a is a file");
+            txn.abandon();
+
+            txn.begin(3);
+            txn.mkdir(&path("/c"), None, false)
+                .await
+                .expect("the third caller makes /c");
+            assert_eq!(txn.settle().len(), 1);
+
+            let (changes, happened) = txn.into_changes();
+            assert!(happened.is_empty(), "every section's events were taken");
+            let by_path: BTreeMap<_, _> = changes
+                .into_iter()
+                .map(|c| (c.path.as_str().to_owned(), c.entry.expect("staged")))
+                .collect();
+            assert_eq!(
+                by_path.keys().map(String::as_str).collect::<Vec<_>>(),
+                ["/", "/a", "/c"],
+                "nothing of the abandoned /b is left"
+            );
+            assert_eq!(by_path["/a"].version, 2);
+            assert_eq!(
+                by_path["/c"].version, 3,
+                "the third caller reuses generation 3"
+            );
+            assert_eq!(by_path["/c"].inode, (3 << 24) | 1);
+            assert_eq!(
+                by_path["/"].version, 3,
+                "the root as the last section left it"
+            );
+            assert_eq!(
+                by_path["/"].nlink, 3,
+                "root counts /c but not the abandoned /b"
+            );
+        });
     }
 }

@@ -257,18 +257,22 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> FilesystemApi for Service<M
             return replayed!(o, Batch);
         }
         let planned = plan::plan_batch(req)?;
-        let to_response = |a: &Applied| BatchResponse {
-            results: a
-                .entries
-                .iter()
-                .map(|e| BatchResult {
-                    entry: e.as_ref().map(Entry::from),
-                })
-                .collect(),
-            generation: a.generation,
+        let to_response = |a: &Applied| -> BatchResponse {
+            BatchResponse {
+                results: a
+                    .entries
+                    .iter()
+                    .map(|e| BatchResult {
+                        entry: e.as_ref().map(Entry::from),
+                    })
+                    .collect(),
+                generation: a.generation,
+            }
         };
         let applied = self
-            .mutate(ctx, session_id, planned, |a| Outcome::Batch(to_response(a)))
+            .mutate(ctx, session_id, planned, move |a| {
+                Outcome::Batch(to_response(a))
+            })
             .await?;
         Ok(to_response(&applied))
     }

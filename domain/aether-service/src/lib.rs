@@ -81,7 +81,9 @@ struct Inner<M, B, E> {
     /// Wakes changefeed followers; carries the session whose log grew.
     appended: broadcast::Sender<SessionId>,
     /// Serialises mutations per session (sharded) so concurrent writers queue instead of retrying.
-    write_locks: Vec<Mutex<()>>,
+    write_locks: Vec<Arc<Mutex<()>>>,
+    /// Mutations waiting for their shard's lock; its holder applies them together.
+    write_queues: Vec<mutate::WriteQueue>,
     /// Live bus subscribers, per session.
     fanout: bus::Fanout,
     /// Bytes read per session, not yet flushed to the store.
@@ -99,7 +101,10 @@ const WRITE_LOCK_SHARDS: usize = 64;
 impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
     pub fn new(meta: M, blobs: B, env: E, limits: Limits) -> Self {
         let (appended, _) = broadcast::channel(1024);
-        let write_locks = (0..WRITE_LOCK_SHARDS).map(|_| Mutex::new(())).collect();
+        let write_locks = (0..WRITE_LOCK_SHARDS)
+            .map(|_| Arc::new(Mutex::new(())))
+            .collect();
+        let write_queues = (0..WRITE_LOCK_SHARDS).map(|_| Default::default()).collect();
         Service {
             inner: Arc::new(Inner {
                 meta,
@@ -108,6 +113,7 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
                 limits,
                 appended,
                 write_locks,
+                write_queues,
                 fanout: bus::Fanout::default(),
                 reads: insight::ReadCounters::default(),
                 spawner: None,

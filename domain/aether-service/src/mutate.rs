@@ -1,12 +1,23 @@
 //! The one write path: plan operations in a `Txn` over the current generation, store content
 //! first, then commit atomically with events and the idempotency record; re-plan if another
 //! writer moved the generation in between.
+//!
+//! Writers of one session queue behind its lock. Whoever holds the lock applies every queued
+//! mutation of that session in one commit (each caller still gets its own generation, events and
+//! idempotency record, and a failing caller takes back only its own changes): under load the
+//! store pays one commit for many callers instead of one each.
+
+use std::collections::{HashSet, VecDeque};
+
+use futures::future::Either;
+use tokio::sync::oneshot;
 
 use aether_domain::tree::{Op, Txn, apply_segments};
-use aether_domain::{Code, Entry, EntryKind, Error, Result, Scope};
+use aether_domain::{Code, Entry, EntryKind, Error, Result, Scope, SessionId, TenantId};
 use aether_ports::plan::{PatchPlan, Planned};
 use aether_ports::store::{
-    BlobStore, CommitOutcome, Environment, MetadataStore, NewEvent, TreeCommit, TreeRef,
+    BlobStore, CommitOutcome, Environment, MetadataStore, NewEvent, SessionRecord, TreeCommit,
+    TreeRef,
 };
 use aether_ports::{Ctx, FileBody, Outcome};
 
@@ -15,11 +26,14 @@ use crate::reader::StoreReader;
 
 const MAX_ATTEMPTS: usize = 16;
 
+/// Most queued mutations one commit carries.
+const MAX_COMBINED: usize = 64;
+
 /// Which tree a mutation changes: a session named by a caller, or a source's holder.
 #[derive(Clone, Copy)]
 pub(crate) enum Target<'a> {
     Session(&'a str),
-    Holder(&'a aether_domain::TenantId, &'a aether_domain::SessionId),
+    Holder(&'a TenantId, &'a SessionId),
 }
 
 impl Target<'_> {
@@ -29,6 +43,20 @@ impl Target<'_> {
             Target::Holder(_, id) => id.as_str(),
         }
     }
+
+    fn owned(&self) -> TreeKey {
+        match self {
+            Target::Session(id) => TreeKey::Session((*id).to_owned()),
+            Target::Holder(tenant, id) => TreeKey::Holder((*tenant).clone(), (*id).clone()),
+        }
+    }
+}
+
+/// A [`Target`] that can wait in a queue.
+#[derive(Clone, PartialEq, Eq)]
+enum TreeKey {
+    Session(String),
+    Holder(TenantId, SessionId),
 }
 
 /// What a successful mutation produced: one optional entry per operation, and the generation.
@@ -36,6 +64,21 @@ pub(crate) struct Applied {
     pub(crate) entries: Vec<Option<Entry>>,
     pub(crate) generation: u64,
 }
+
+/// One caller's mutation, its content already stored, waiting for its session's writer.
+pub(crate) struct Queued {
+    key: TreeKey,
+    ctx: Ctx,
+    /// `None` where a patch goes, resolved against the state the mutation is planned on.
+    ops: Vec<Option<Op>>,
+    patches: Vec<(usize, PatchPlan)>,
+    bytes_written: u64,
+    outcome: Box<dyn Fn(&Applied) -> Outcome + Send + Sync>,
+    reply: oneshot::Sender<Result<Applied>>,
+}
+
+/// The mutations waiting for one lock shard.
+pub(crate) type WriteQueue = std::sync::Mutex<VecDeque<Queued>>;
 
 impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
     /// Applies `planned` atomically. `outcome` turns the result into what a retry with the same
@@ -45,7 +88,7 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
         ctx: &Ctx,
         session_id: &str,
         planned: Vec<Planned>,
-        outcome: impl Fn(&Applied) -> Outcome,
+        outcome: impl Fn(&Applied) -> Outcome + Send + Sync + 'static,
     ) -> Result<Applied> {
         ctx.principal.require(Scope::FilesystemWrite)?;
         self.mutate_tree(ctx, Target::Session(session_id), planned, outcome)
@@ -59,9 +102,8 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
         ctx: &Ctx,
         target: Target<'_>,
         planned: Vec<Planned>,
-        outcome: impl Fn(&Applied) -> Outcome,
+        outcome: impl Fn(&Applied) -> Outcome + Send + Sync + 'static,
     ) -> Result<Applied> {
-        let session_id = target.id();
         let mut ops = Vec::with_capacity(planned.len());
         let mut bytes_written = 0u64;
         let mut patches = Vec::new();
@@ -105,19 +147,111 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
                 }
             }
         }
-        let shard = shard_of(session_id);
-        let _guard = self.inner.write_locks[shard].lock().await;
+        let shard = shard_of(target.id());
+        let (reply, mut answer) = oneshot::channel();
+        self.queue(shard).push_back(Queued {
+            key: target.owned(),
+            ctx: ctx.clone(),
+            ops,
+            patches,
+            bytes_written,
+            outcome: Box::new(outcome),
+            reply,
+        });
+        loop {
+            // Wait for the lock, unless the holder answers this mutation meanwhile.
+            let lock = self.inner.write_locks[shard].clone().lock_owned();
+            let guard = match futures::future::select(&mut answer, Box::pin(lock)).await {
+                Either::Left((answered, _)) => return answered.unwrap_or_else(|_| Err(lost())),
+                Either::Right((guard, _)) => guard,
+            };
+            match answer.try_recv() {
+                Ok(answered) => return answered,
+                Err(oneshot::error::TryRecvError::Closed) => return Err(lost()),
+                Err(oneshot::error::TryRecvError::Empty) => {}
+            }
+            let batch = self.take_batch(shard);
+            match &self.inner.spawner {
+                // Detached, so that a caller who goes away (a closed connection drops its
+                // request) cannot strand the other callers' mutations halfway.
+                Some(spawner) => {
+                    let service = self.clone();
+                    spawner.spawn(Box::pin(async move {
+                        service.apply_queued(batch).await;
+                        drop(guard);
+                    }));
+                }
+                None => {
+                    self.apply_queued(batch).await;
+                    drop(guard);
+                }
+            }
+        }
+    }
+
+    fn queue(&self, shard: usize) -> std::sync::MutexGuard<'_, VecDeque<Queued>> {
+        self.inner.write_queues[shard]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The oldest queued mutation and the ones after it that change the same tree.
+    fn take_batch(&self, shard: usize) -> Vec<Queued> {
+        let mut queue = self.queue(shard);
+        let Some(first) = queue.pop_front() else {
+            return Vec::new();
+        };
+        let mut batch = vec![first];
+        let mut rest = VecDeque::with_capacity(queue.len());
+        while let Some(q) = queue.pop_front() {
+            if batch.len() < MAX_COMBINED && q.key == batch[0].key {
+                batch.push(q);
+            } else {
+                rest.push_back(q);
+            }
+        }
+        *queue = rest;
+        batch
+    }
+
+    /// Applies `batch` in one commit and answers every caller. If that commit fails as a
+    /// whole, each mutation is tried again on its own, so one caller's failure (a recorded
+    /// idempotency key, say) is never another's.
+    async fn apply_queued(&self, batch: Vec<Queued>) {
+        if batch.is_empty() {
+            return;
+        }
+        let combined = batch.len() > 1;
+        match self.commit_queued(&batch).await {
+            Ok(results) => answer(batch, results),
+            Err(e) if !combined => answer(batch, vec![Err(e)]),
+            Err(_) => {
+                for q in batch {
+                    let result = match self.commit_queued(std::slice::from_ref(&q)).await {
+                        Ok(mut one) => one.pop().unwrap_or_else(|| Err(lost())),
+                        Err(e) => Err(e),
+                    };
+                    let _ = q.reply.send(result);
+                }
+            }
+        }
+    }
+
+    /// Plans every mutation of `batch` (all of one tree) on the current state and commits them
+    /// together, re-planning if another writer moved the generation. Answers one result per
+    /// mutation; `Err` when the commit itself failed.
+    async fn commit_queued(&self, batch: &[Queued]) -> Result<Vec<Result<Applied>>> {
+        let key = &batch[0].key;
         for _ in 0..MAX_ATTEMPTS {
-            let rec = match target {
-                Target::Session(id) => self.load(&ctx.principal, id).await?,
-                Target::Holder(tenant, id) => self
+            let rec = match key {
+                TreeKey::Session(id) => self.load(&batch[0].ctx.principal, id).await?,
+                TreeKey::Holder(tenant, id) => self
                     .inner
                     .meta
                     .session(tenant, id)
                     .await?
                     .ok_or_else(|| Error::internal(format!("source tree {id} is missing")))?,
             };
-            rec.status.check_writable()?;
             let reader = StoreReader {
                 meta: &self.inner.meta,
                 tree: TreeRef::Session {
@@ -127,52 +261,74 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
             };
             let now = self.inner.env.now();
             let mut txn = Txn::new(&reader, now, rec.generation + 1);
-            // Patches read the current content, so they are resolved against this attempt's state.
-            for (i, patch) in &patches {
-                ops[*i] = Some(self.resolve_patch(&txn, patch).await?);
-            }
-            let mut entries = Vec::with_capacity(ops.len());
-            for op in ops.iter().flatten() {
-                entries.push(txn.apply(op).await?);
-            }
-            let generation = txn.generation();
-            let (changes, happened) = txn.into_changes();
-            if changes.is_empty() {
-                return Ok(Applied {
-                    entries,
-                    generation: rec.generation,
-                });
-            }
-            let applied = Applied {
-                entries,
-                generation,
-            };
-            let events = happened
-                .into_iter()
-                .map(|h| NewEvent {
+            let mut results = Vec::with_capacity(batch.len());
+            let mut generation = rec.generation;
+            let mut events = Vec::new();
+            let mut idempotency = Vec::new();
+            let mut keys = HashSet::new();
+            let mut bytes_written = 0;
+            for q in batch {
+                if let Some(key) = &q.ctx.idempotency_key
+                    && !keys.insert(key.as_str())
+                {
+                    // Two copies of one request: the later one waits for the first's reply.
+                    results.push(Err(applied_concurrently()));
+                    continue;
+                }
+                txn.begin(generation + 1);
+                let planned = match self.plan_queued(&mut txn, &rec, q).await {
+                    Ok(entries) => entries,
+                    Err(e) => {
+                        txn.abandon();
+                        results.push(Err(e));
+                        continue;
+                    }
+                };
+                if !txn.section_changed() {
+                    txn.settle();
+                    results.push(Ok(Applied {
+                        entries: planned,
+                        generation,
+                    }));
+                    continue;
+                }
+                generation += 1;
+                let applied = Applied {
+                    entries: planned,
+                    generation,
+                };
+                events.extend(txn.settle().into_iter().map(|h| NewEvent {
                     kind: h.kind.to_owned(),
                     path: Some(h.path.as_str().to_owned()),
                     to_path: h.to_path.map(|p| p.as_str().to_owned()),
                     related_id: None,
-                    principal: ctx.principal.name.clone(),
+                    principal: q.ctx.principal.name.clone(),
                     generation,
                     time: now,
-                })
-                .collect();
+                }));
+                idempotency.extend(self.idempotency(&q.ctx, (q.outcome)(&applied)));
+                bytes_written += q.bytes_written;
+                results.push(Ok(applied));
+            }
+            if generation == rec.generation {
+                return Ok(results);
+            }
+            let (changes, _) = txn.into_changes();
             let commit = TreeCommit {
                 tenant: rec.tenant.clone(),
                 session: rec.id.clone(),
                 expected_generation: rec.generation,
+                generation,
                 changes,
                 events,
-                idempotency: self.idempotency(ctx, outcome(&applied)),
+                idempotency,
                 time: now,
                 bytes_written,
             };
             match self.inner.meta.commit(commit).await? {
                 CommitOutcome::Committed { .. } => {
                     self.notify(&rec.id);
-                    return Ok(applied);
+                    return Ok(results);
                 }
                 CommitOutcome::GenerationMoved { .. } => continue,
                 CommitOutcome::KeyRecorded => return Err(applied_concurrently()),
@@ -180,8 +336,45 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
         }
         Err(Error::new(
             Code::Aborted,
-            format!("session {session_id} is being changed by too many writers; retry"),
+            format!(
+                "session {} is being changed by too many writers; retry",
+                match key {
+                    TreeKey::Session(id) => id.as_str(),
+                    TreeKey::Holder(_, id) => id.as_str(),
+                }
+            ),
         ))
+    }
+
+    /// Stages one caller's operations in `txn`, after the checks that are the caller's own.
+    async fn plan_queued<R: aether_domain::tree::TreeRead>(
+        &self,
+        txn: &mut Txn<'_, R>,
+        rec: &SessionRecord,
+        q: &Queued,
+    ) -> Result<Vec<Option<Entry>>> {
+        if let TreeKey::Session(id) = &q.key
+            && q.ctx.principal.tenant != rec.tenant
+        {
+            return Err(Error::not_found(format!("session {id} not found")));
+        }
+        rec.status.check_writable()?;
+        let mut entries = Vec::with_capacity(q.ops.len());
+        let mut patches = q.patches.iter();
+        for op in &q.ops {
+            let entry = match op {
+                Some(op) => txn.apply(op).await?,
+                None => {
+                    let (_, patch) = patches
+                        .next()
+                        .ok_or_else(|| Error::internal("a patch went missing"))?;
+                    let op = self.resolve_patch(txn, patch).await?;
+                    txn.apply(&op).await?
+                }
+            };
+            entries.push(entry);
+        }
+        Ok(entries)
     }
 
     async fn resolve_patch<R: aether_domain::tree::TreeRead>(
@@ -246,4 +439,21 @@ pub(crate) fn shard_of(session_id: &str) -> usize {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     session_id.hash(&mut h);
     (h.finish() as usize) % crate::WRITE_LOCK_SHARDS
+}
+
+/// Sends each caller its result, in order.
+fn answer(batch: Vec<Queued>, results: Vec<Result<Applied>>) {
+    let mut results = results.into_iter();
+    for q in batch {
+        let _ = q.reply.send(results.next().unwrap_or_else(|| Err(lost())));
+    }
+}
+
+/// The reply of a mutation whose writer stopped before answering it (the request that was
+/// applying it went away mid-way): whether it committed is unknown.
+fn lost() -> Error {
+    Error::unavailable(
+        "the server stopped applying this change before it could tell whether it was committed; \
+         retry it with an Idempotency-Key to be sure it applies once",
+    )
 }

@@ -104,15 +104,18 @@ pub struct EventQuery {
 }
 
 /// An atomic change of a session tree, accepted only if the session is still at
-/// `expected_generation`; on success the session is at `expected_generation + 1`.
+/// `expected_generation`; on success the session is at `generation`. One commit may carry
+/// several callers' mutations (the service combines queued writes), each its own generation:
+/// `generation - expected_generation` of them, and one idempotency record per keyed caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TreeCommit {
     pub tenant: TenantId,
     pub session: SessionId,
     pub expected_generation: u64,
+    pub generation: u64,
     pub changes: Vec<Change>,
     pub events: Vec<NewEvent>,
-    pub idempotency: Option<IdempotencyRecord>,
+    pub idempotency: Vec<IdempotencyRecord>,
     pub time: Timestamp,
     /// Bytes of file content this change writes (for analytics).
     pub bytes_written: u64,

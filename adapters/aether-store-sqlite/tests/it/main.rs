@@ -70,13 +70,14 @@ async fn recorded_replies_expire_after_a_week() {
         tenant: tenant.clone(),
         session: rec.id.clone(),
         expected_generation: generation,
+        generation: generation + 1,
         changes: vec![],
         events: vec![],
-        idempotency: Some(IdempotencyRecord {
+        idempotency: vec![IdempotencyRecord {
             key: key.into(),
             outcome: Outcome::Done,
             time,
-        }),
+        }],
         time,
         bytes_written: 0,
     };
@@ -127,13 +128,14 @@ async fn a_commit_with_a_recorded_key_changes_nothing() {
         tenant: f.tenant.clone(),
         session: f.rec.id.clone(),
         expected_generation: generation,
+        generation: generation + 1,
         changes: vec![],
         events: vec![event(NOW)],
-        idempotency: Some(IdempotencyRecord {
+        idempotency: vec![IdempotencyRecord {
             key: "once".into(),
             outcome: Outcome::Done,
             time: NOW,
-        }),
+        }],
         time: NOW,
         bytes_written: 0,
     };
