@@ -24,6 +24,7 @@ pub struct Fault {
 #[derive(Debug, Clone, Default)]
 pub struct FaultPlan {
     faults: Arc<Mutex<HashMap<String, Fault>>>,
+    calls: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 impl FaultPlan {
@@ -39,8 +40,19 @@ impl FaultPlan {
         }
     }
 
+    /// How many calls of `op` the wrapped API has seen (faulted ones included).
+    pub fn calls(&self, op: &str) -> u64 {
+        self.calls
+            .lock()
+            .map(|c| c.get(op).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
     /// Takes the fault for `op` (or `*`), counting down limited ones.
     fn take(&self, op: &str) -> Option<Fault> {
+        if let Ok(mut calls) = self.calls.lock() {
+            *calls.entry(op.to_owned()).or_default() += 1;
+        }
         let mut faults = self.faults.lock().ok()?;
         let key = if faults.contains_key(op) { op } else { "*" };
         let fault = faults.get_mut(key)?;

@@ -19,6 +19,10 @@ use anyhow::{Context, Result, bail};
 use crate::config::AetherConfig;
 use crate::control;
 
+/// Files written in order from empty upload while they are written once this large, so that
+/// `fsync` and `close` of a large file wait for its last bytes only (docs/mount.md).
+const EARLY_UPLOAD_ABOVE: u64 = 8 << 20;
+
 /// The wall and monotonic clock of this process.
 pub(crate) struct SystemClock {
     start: Instant,
@@ -234,6 +238,7 @@ pub(crate) async fn start(plan: MountPlan) -> Result<Running> {
             },
             backpressure: thresholds(&cfg.backpressure),
             backpressure_wait: Duration::from_secs(60),
+            early_upload_above: Some(EARLY_UPLOAD_ABOVE),
         },
     ));
     engine
@@ -259,6 +264,13 @@ pub(crate) async fn start(plan: MountPlan) -> Result<Running> {
         let rx = stop_rx.clone();
         tasks.push(tokio::spawn(
             async move { e.run_changefeed(stopped(rx)).await },
+        ));
+    }
+    {
+        let e = engine.clone();
+        let rx = stop_rx.clone();
+        tasks.push(tokio::spawn(
+            async move { e.run_uploads(stopped(rx)).await },
         ));
     }
     // The `interval` policy's timer; the policy and interval may change live (SIGHUP). It runs

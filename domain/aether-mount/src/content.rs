@@ -365,6 +365,7 @@ where
                 base_hash: from,
                 ranges: Vec::new(),
                 shrunk: false,
+                early_tried: false,
             });
             return Ok(());
         }
@@ -412,6 +413,7 @@ where
         n.attr.size = n.attr.size.max(end);
         n.attr.mtime = now;
         n.attr.ctime = now;
+        self.early_note_write(&mut st, ino);
         Ok(data.len() as u32)
     }
 
@@ -453,6 +455,7 @@ where
         }
         let mut st = self.lock();
         let now = self.clock.now();
+        self.early_abandon(&mut st, ino);
         let n = st.nodes.get_mut(ino).expect("checked above");
         self.cache
             .stage_truncate(ino, size)
@@ -460,6 +463,8 @@ where
         let old = n.attr.size;
         let stage = n.stage.as_mut().expect("ensured");
         stage.dirty = true;
+        // Emptied, the file may upload early again from its first byte.
+        stage.early_tried &= size != 0;
         if size < old {
             stage.shrunk = true;
         } else {
@@ -495,7 +500,9 @@ where
         let Some(path) = st.nodes.path(ino) else {
             return Ok(());
         };
-        let (hash, size) = match StreamHash::digest(&stage.stream, n.attr.size) {
+        let in_order = StreamHash::digest(&stage.stream, n.attr.size);
+        let in_order_hash = in_order.is_some();
+        let (hash, size) = match in_order {
             Some(hash) => {
                 self.cache
                     .stage_commit_as(ino, &hash, n.attr.size)
@@ -515,16 +522,25 @@ where
             }
             _ => None,
         };
+        let whole = patch.is_none();
+        let mode = n.attr.perm;
         let op = JournalOp::Write {
-            path,
+            path: path.clone(),
             hash: hash.clone(),
             size,
-            mode: n.attr.perm,
+            mode,
             base_hash: patch.as_ref().and(stage.base_hash.clone()),
             patch,
         };
         let inos = st.nodes.touch_set(ino);
         let seq = self.journal(st, op, inos)?;
+        self.early_commit(
+            st,
+            ino,
+            seq,
+            (&path, mode, size, &hash),
+            in_order_hash && whole,
+        );
         let n = st.nodes.get_mut(ino).expect("checked above");
         n.journaled = true;
         n.last_seq = seq;
@@ -536,6 +552,7 @@ where
             ranges: Vec::new(),
             shrunk: false,
             stream: stage.stream,
+            early_tried: true,
         });
         Ok(())
     }
@@ -549,6 +566,7 @@ where
         if idle {
             n.stage = None;
             self.cache.stage_drop(ino);
+            self.early_abandon(st, ino);
         }
     }
 }

@@ -4,11 +4,12 @@
 //! the server in order, in the background, with idempotency keys.
 //!
 //! The engine implements the `Vfs` port a kernel bridge drives; it never spawns tasks or reads
-//! the clock itself: the app runs [`Engine::run_writeback`] and [`Engine::run_changefeed`] and
-//! passes a `MountClock`.
+//! the clock itself: the app runs [`Engine::run_writeback`], [`Engine::run_changefeed`] and
+//! [`Engine::run_uploads`] and passes a `MountClock`.
 
 mod changefeed;
 mod content;
+mod early;
 mod errors;
 mod listing;
 mod namespace;
@@ -48,6 +49,9 @@ pub struct MountConfig {
     pub backpressure: aether_domain::backpressure::Thresholds,
     /// The longest a writer waits for the backlog to drain before failing with `ENOSPC`.
     pub backpressure_wait: Duration,
+    /// A file written in order from empty starts uploading while it is written once it is this
+    /// large (with [`Engine::run_uploads`] running); `None` uploads every file at write-back.
+    pub early_upload_above: Option<u64>,
 }
 
 /// Counters for `status` and metrics.
@@ -116,6 +120,9 @@ struct State {
     /// The backpressure gate and when it was last assessed (monotonic).
     gate: aether_domain::backpressure::Gate,
     gate_checked: Duration,
+    /// Early uploads by inode, and those tied to the journal entry of their content.
+    early: HashMap<u64, early::Early>,
+    early_claims: HashMap<u64, early::Claim>,
 }
 
 /// The mount engine. Share it in an `Arc`: the kernel bridge and the background loops use it
@@ -139,6 +146,7 @@ pub struct Engine<R, C, K> {
     /// event the changefeed has delivered since (our own included).
     start_generation: AtomicU64,
     seen_generation: AtomicU64,
+    uploads: early::Uploads,
 }
 
 impl<R, C, K> Engine<R, C, K>
@@ -166,6 +174,8 @@ where
                 partials: HashMap::new(),
                 gate: aether_domain::backpressure::Gate::Open,
                 gate_checked: Duration::ZERO,
+                early: HashMap::new(),
+                early_claims: HashMap::new(),
             }),
             remote,
             cache,
@@ -179,6 +189,7 @@ where
             session_frozen: std::sync::atomic::AtomicBool::new(false),
             start_generation: AtomicU64::new(0),
             seen_generation: AtomicU64::new(0),
+            uploads: early::Uploads::default(),
         }
     }
 

@@ -24,6 +24,8 @@ pub(crate) struct Stage {
     /// The content's hash so far, while it was written strictly in order from an empty file:
     /// then `close` needs no second pass over the data.
     pub(crate) stream: Option<StreamHash>,
+    /// An early upload of this content was started (it is not started twice).
+    pub(crate) early_tried: bool,
 }
 
 /// A SHA-256 of a staging area's first `upto` bytes, fed as they are written.

@@ -421,6 +421,7 @@ where
                 }
             }
         }
+        self.early_release(&mut st, entry.seq);
         if let Some(inos) = st.pending_by_seq.remove(&entry.seq) {
             st.nodes.add_pending(&inos, -1);
             if refused.is_some() {
@@ -464,11 +465,11 @@ where
             self.config.worker_id, self.config.session_id, entry.seq
         );
         let ctx = self.ctx().with_idempotency_key(key);
-        let result = self.send(&ctx, &entry.op).await;
+        let result = self.send(&ctx, entry.seq, &entry.op).await;
         self.applied(result)
     }
 
-    async fn send(&self, ctx: &Ctx, op: &JournalOp) -> aether_domain::Result<()> {
+    async fn send(&self, ctx: &Ctx, seq: u64, op: &JournalOp) -> aether_domain::Result<()> {
         let r = &self.remote;
         let sid = self.config.session_id.as_str();
         // Outcomes that mean "already done" (a replay after the idempotency window) count as done.
@@ -543,6 +544,9 @@ where
                                 || e.reason == Some(Reason::HashMismatch) => {}
                         Err(e) => return Err(e),
                     }
+                }
+                if self.early_finish(seq, &path, &hash).await {
+                    return Ok(());
                 }
                 let ctx = ctx.clone().with_idempotency_key(format!(
                     "{}:whole",

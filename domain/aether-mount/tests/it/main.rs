@@ -1,6 +1,7 @@
 //! Engine tests over the in-memory session API and cache: what a user of the mount would notice
 //! (reads, writes, names, durability of the journal, write-back, invalidation).
 
+mod early;
 mod model;
 mod scenarios;
 
@@ -61,6 +62,7 @@ impl World {
             },
             backpressure: Default::default(),
             backpressure_wait: Duration::from_secs(30),
+            early_upload_above: None,
         }
     }
 

@@ -1,0 +1,257 @@
+//! Early uploads of large files written in order: they travel while the file is written, land
+//! at their turn in the journal, and give way to the usual write-back whenever the content stops
+//! being what they sent.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use aether_fakes::{FakeApi, FaultPlan, Faulty, ManualClock, MemoryCache};
+use aether_mount::Engine;
+use aether_ports::local_cache::LocalCache;
+use aether_ports::vfs::*;
+
+use crate::World;
+
+type Early = Engine<Faulty<FakeApi>, MemoryCache, ManualClock>;
+
+const ME: Caller = Caller {
+    uid: 0,
+    gid: 0,
+    pid: 1,
+};
+const RW: OpenIn = OpenIn {
+    write: true,
+    read: true,
+    truncate: false,
+    append: false,
+    exclusive: false,
+};
+const THRESHOLD: u64 = 1 << 20;
+const PIECE: usize = 256 << 10;
+
+/// A started engine that uploads files above `THRESHOLD` early, and the plan that counts its
+/// calls to the server.
+async fn mount(w: &World) -> (Arc<Early>, FaultPlan) {
+    let plan = FaultPlan::default();
+    let mut config = w.config();
+    config.early_upload_above = Some(THRESHOLD);
+    let e = Arc::new(Engine::new(
+        Faulty::new(w.api.clone(), plan.clone()),
+        w.cache.clone(),
+        ManualClock::default(),
+        config,
+    ));
+    e.start().await.unwrap();
+    (e, plan)
+}
+
+/// Runs `body` while the early-upload loop runs beside it.
+async fn with_uploads<T>(e: &Early, body: impl Future<Output = T>) -> T {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let run = async {
+        let out = body.await;
+        let _ = tx.send(());
+        out
+    };
+    let ((), out) = futures::join!(
+        e.run_uploads(async {
+            let _ = rx.await;
+        }),
+        run
+    );
+    out
+}
+
+/// Lets the background loops catch up.
+async fn settle() {
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Runs `fsync` of `ino` with the write-back loop beside it.
+async fn fsync(e: &Early, ino: u64, fh: u64) -> FsResult<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (_, r) = futures::join!(
+        e.run_writeback(async {
+            let _ = rx.await;
+        }),
+        async {
+            let r = e.fsync(ino, Some(fh)).await;
+            let _ = tx.send(());
+            r
+        }
+    );
+    r
+}
+
+fn content(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// Writes `data` at `from` in pieces, letting the uploader run between them.
+async fn write_in_pieces(e: &Early, ino: u64, fh: u64, from: u64, data: &[u8]) {
+    for (i, piece) in data.chunks(PIECE).enumerate() {
+        let at = from + (i * PIECE) as u64;
+        e.write(ino, fh, at, piece).await.unwrap();
+        settle().await;
+    }
+}
+
+#[tokio::test]
+async fn a_large_file_uploads_while_written_and_lands_at_fsync() {
+    let w = World::new().await;
+    let (e, plan) = mount(&w).await;
+    let data = content(3 << 20, 1);
+    with_uploads(&e, async {
+        let (entry, open) = e.create(ME, ROOT_INO, b"big.bin", 0o644, RW).await.unwrap();
+        let ino = entry.attr.ino;
+        write_in_pieces(&e, ino, open.fh, 0, &data).await;
+        assert_eq!(
+            plan.calls("write_file"),
+            1,
+            "the upload began during the writes"
+        );
+        assert_eq!(
+            w.server_read("/big.bin").await,
+            None,
+            "nothing lands before fsync"
+        );
+        fsync(&e, ino, open.fh).await.unwrap();
+        assert_eq!(w.server_read("/big.bin").await.as_deref(), Some(&data[..]));
+        assert_eq!(plan.calls("write_file"), 1, "fsync sent nothing twice");
+        e.release(ino, open.fh).await.unwrap();
+    })
+    .await;
+    assert_eq!(e.cache().journal_stats().pending_entries, 0);
+}
+
+#[tokio::test]
+async fn an_overwrite_mid_file_falls_back_to_the_usual_upload() {
+    let w = World::new().await;
+    let (e, plan) = mount(&w).await;
+    let mut data = content(3 << 20, 2);
+    with_uploads(&e, async {
+        let (entry, open) = e.create(ME, ROOT_INO, b"f", 0o644, RW).await.unwrap();
+        let ino = entry.attr.ino;
+        write_in_pieces(&e, ino, open.fh, 0, &data[..2 << 20]).await;
+        // Rewrites bytes the upload has already sent, then goes on appending.
+        e.write(ino, open.fh, 100, b"REWRITTEN").await.unwrap();
+        data[100..109].copy_from_slice(b"REWRITTEN");
+        write_in_pieces(&e, ino, open.fh, 2 << 20, &data[2 << 20..]).await;
+        fsync(&e, ino, open.fh).await.unwrap();
+        e.release(ino, open.fh).await.unwrap();
+    })
+    .await;
+    assert_eq!(w.server_read("/f").await.as_deref(), Some(&data[..]));
+    assert_eq!(
+        plan.calls("write_file"),
+        2,
+        "the abandoned early upload, then the whole file"
+    );
+    assert!(e.cache().journal_rejected().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn emptying_the_file_restarts_its_early_upload() {
+    let w = World::new().await;
+    let (e, plan) = mount(&w).await;
+    let data = content(2 << 20, 3);
+    with_uploads(&e, async {
+        let (entry, open) = e.create(ME, ROOT_INO, b"log", 0o644, RW).await.unwrap();
+        let ino = entry.attr.ino;
+        write_in_pieces(&e, ino, open.fh, 0, &content(2 << 20, 9)).await;
+        e.setattr(
+            ino,
+            Some(open.fh),
+            SetAttrIn {
+                size: Some(0),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        write_in_pieces(&e, ino, open.fh, 0, &data).await;
+        fsync(&e, ino, open.fh).await.unwrap();
+        e.release(ino, open.fh).await.unwrap();
+    })
+    .await;
+    assert_eq!(w.server_read("/log").await.as_deref(), Some(&data[..]));
+    assert_eq!(
+        plan.calls("write_file"),
+        2,
+        "one early upload per content, the second one landing"
+    );
+}
+
+#[tokio::test]
+async fn a_file_renamed_while_written_lands_under_its_new_name() {
+    let w = World::new().await;
+    let (e, _) = mount(&w).await;
+    let data = content(2 << 20, 4);
+    with_uploads(&e, async {
+        let (entry, open) = e.create(ME, ROOT_INO, b"draft", 0o644, RW).await.unwrap();
+        let ino = entry.attr.ino;
+        write_in_pieces(&e, ino, open.fh, 0, &data).await;
+        e.rename(ROOT_INO, b"draft", ROOT_INO, b"final", RenameMode::Replace)
+            .await
+            .unwrap();
+        fsync(&e, ino, open.fh).await.unwrap();
+        e.release(ino, open.fh).await.unwrap();
+    })
+    .await;
+    assert_eq!(w.server_read("/final").await.as_deref(), Some(&data[..]));
+    assert_eq!(w.server_read("/draft").await, None);
+}
+
+#[tokio::test]
+async fn an_early_upload_waits_for_the_changes_journaled_before_it() {
+    let w = World::new().await;
+    let (e, _) = mount(&w).await;
+    let data = content(2 << 20, 5);
+    with_uploads(&e, async {
+        // `a` is written and renamed to `b`, then a new, large `a` is written: had the large
+        // one landed first, the rename would have carried it to `b`.
+        let (entry, open) = e.create(ME, ROOT_INO, b"a", 0o644, RW).await.unwrap();
+        e.write(entry.attr.ino, open.fh, 0, b"small").await.unwrap();
+        e.release(entry.attr.ino, open.fh).await.unwrap();
+        e.rename(ROOT_INO, b"a", ROOT_INO, b"b", RenameMode::Replace)
+            .await
+            .unwrap();
+        let (entry, open) = e.create(ME, ROOT_INO, b"a", 0o644, RW).await.unwrap();
+        write_in_pieces(&e, entry.attr.ino, open.fh, 0, &data).await;
+        fsync(&e, entry.attr.ino, open.fh).await.unwrap();
+        e.release(entry.attr.ino, open.fh).await.unwrap();
+    })
+    .await;
+    assert_eq!(w.server_read("/b").await.as_deref(), Some(&b"small"[..]));
+    assert_eq!(w.server_read("/a").await.as_deref(), Some(&data[..]));
+}
+
+#[tokio::test]
+async fn a_crash_with_an_early_upload_open_loses_nothing() {
+    let w = World::new().await;
+    let data = content(3 << 20, 6);
+    {
+        let (e, plan) = mount(&w).await;
+        with_uploads(&e, async {
+            let (entry, open) = e.create(ME, ROOT_INO, b"f", 0o644, RW).await.unwrap();
+            write_in_pieces(&e, entry.attr.ino, open.fh, 0, &data).await;
+            e.release(entry.attr.ino, open.fh).await.unwrap();
+            assert_eq!(plan.calls("write_file"), 1);
+        })
+        .await;
+        // The runtime dies before the write-back reached the file.
+    }
+    w.cache.crash();
+    assert_eq!(
+        w.server_read("/f").await,
+        None,
+        "the cut upload stored nothing"
+    );
+    let (e, _) = mount(&w).await;
+    crate::write_back(&e).await;
+    assert_eq!(w.server_read("/f").await.as_deref(), Some(&data[..]));
+}
