@@ -420,7 +420,7 @@ where
         if !matches!(*progress.borrow(), Progress::Growing(_)) {
             return None;
         }
-        if !st.nodes.get(ino).is_some_and(|n| n.stage.is_some()) {
+        if st.nodes.get(ino).is_none_or(|n| n.stage.is_none()) {
             return Some(Err("its staging area is gone".into()));
         }
         Some(
