@@ -156,6 +156,10 @@ fn tempfile_in(dir: &Path) -> Result<(PathBuf, fs::File)> {
 
 /// Chunks in flight between an upload and the thread writing its blob.
 const STREAM_DEPTH: usize = 8;
+/// While a large blob streams in, its written pages are pushed to disk each time this much more
+/// has arrived, so that the sync before publishing waits for the last stretch only instead of
+/// the whole file.
+const PUSH_EVERY: u64 = 32 << 20;
 
 /// What an upload hands its writer: content, then `End` once the whole body arrived. A writer
 /// whose channel closes without `End` discards what it wrote.
@@ -182,18 +186,33 @@ fn write_stream(
     let mut discard = Discard(Some(&tmp_path));
     let mut hasher = Sha256::new();
     let mut size = 0u64;
+    let mut pushed = 0u64;
+    let mut pusher: Option<std::thread::JoinHandle<()>> = None;
     loop {
         match rx.blocking_recv() {
             Some(Piece::Chunk(c)) => {
                 hasher.update(&c);
                 tmp.write_all(&c).map_err(|e| io("write a blob", e))?;
                 size += c.len() as u64;
+                let idle = pusher.as_ref().is_none_or(|p| p.is_finished());
+                if inner.fsync && size - pushed >= PUSH_EVERY && idle {
+                    // On a thread of its own: the writer goes on while the disk catches up.
+                    if let Ok(f) = tmp.try_clone() {
+                        pushed = size;
+                        pusher = Some(std::thread::spawn(move || {
+                            let _ = f.sync_data();
+                        }));
+                    }
+                }
             }
             Some(Piece::End) => break,
             None => return Err(Error::unavailable("the upload ended before its last byte")),
         }
     }
     let hash = hex::encode(hasher.finalize());
+    if let Some(p) = pusher {
+        let _ = p.join();
+    }
     let dest = FileBlobStore::path_of(&inner.root, &hash)?;
     if fs::File::options()
         .write(true)

@@ -552,7 +552,7 @@ where
             ranges: Vec::new(),
             shrunk: false,
             stream: stage.stream,
-            early_tried: true,
+            early_tried: stage.early_tried,
         });
         Ok(())
     }

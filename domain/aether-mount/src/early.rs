@@ -191,10 +191,12 @@ where
         let Some(threshold) = self.config.early_upload_above else {
             return;
         };
-        let whole = stage.base_hash.is_none() || stage.shrunk;
         let Some(upto) = upto.filter(|w| *w >= threshold) else {
             return;
         };
+        // Only content the write-back will send whole: new, emptied, or mostly written since
+        // its last commit (a shell's `> file` commits the empty file at the first close).
+        let whole = stage.base_hash.is_none() || stage.shrunk || stage.dirty_bytes() * 2 >= upto;
         if !whole
             || stage.early_tried
             || !self.uploads.running.load(Ordering::Acquire)

@@ -129,6 +129,35 @@ async fn a_large_file_uploads_while_written_and_lands_at_fsync() {
 }
 
 #[tokio::test]
+async fn a_file_first_closed_empty_still_uploads_early() {
+    // `dd of=f` and a shell's `> f` close a duplicate descriptor before writing: the empty file
+    // is journaled first, then the content follows.
+    let w = World::new().await;
+    let (e, plan) = mount(&w).await;
+    let data = content(3 << 20, 7);
+    with_uploads(&e, async {
+        let (entry, open) = e.create(ME, ROOT_INO, b"out", 0o644, RW).await.unwrap();
+        let ino = entry.attr.ino;
+        e.flush(ino, open.fh).await.unwrap();
+        write_in_pieces(&e, ino, open.fh, 0, &data).await;
+        assert_eq!(
+            plan.calls("write_file"),
+            1,
+            "the upload began during the writes"
+        );
+        fsync(&e, ino, open.fh).await.unwrap();
+        e.release(ino, open.fh).await.unwrap();
+    })
+    .await;
+    assert_eq!(w.server_read("/out").await.as_deref(), Some(&data[..]));
+    assert_eq!(
+        plan.calls("write_file"),
+        2,
+        "the empty file's own entry, and the content once"
+    );
+}
+
+#[tokio::test]
 async fn an_overwrite_mid_file_falls_back_to_the_usual_upload() {
     let w = World::new().await;
     let (e, plan) = mount(&w).await;
