@@ -196,17 +196,18 @@ impl DiskCache {
 }
 
 fn read_at(f: &File, offset: u64, len: usize, path: &Path) -> Result<Vec<u8>, CacheError> {
-    let mut buf = vec![0u8; len];
-    let mut done = 0;
-    while done < len {
-        match f.read_at(&mut buf[done..], offset + done as u64) {
+    // Read into the vector's spare capacity: zeroing a megabyte first costs as much as reading it.
+    let mut buf: Vec<u8> = Vec::with_capacity(len.max(1));
+    while buf.len() < len {
+        let at = offset + buf.len() as u64;
+        match rustix::io::pread(f, rustix::buffer::spare_capacity(&mut buf), at) {
             Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io_err("read", path, e)),
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(io_err("read", path, e.into())),
         }
     }
-    buf.truncate(done);
+    buf.truncate(len);
     Ok(buf)
 }
 
