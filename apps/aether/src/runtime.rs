@@ -270,7 +270,7 @@ pub(crate) async fn start(plan: MountPlan) -> Result<Running> {
         let e = engine.clone();
         let rx = stop_rx.clone();
         tasks.push(tokio::spawn(
-            async move { e.run_uploads(stopped(rx)).await },
+            async move { e.run_transfers(stopped(rx)).await },
         ));
     }
     // The `interval` policy's timer; the policy and interval may change live (SIGHUP). It runs

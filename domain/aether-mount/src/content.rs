@@ -164,6 +164,7 @@ where
                             .await?;
                         continue;
                     }
+                    self.read_ahead_after(fh, ino, &hash, total, end);
                     self.cache
                         .partial_read(&hash, offset, (end - offset) as usize)
                 }
@@ -330,6 +331,52 @@ where
             }
         }
         Ok(())
+    }
+
+    /// A sequential reader of handle `fh` read blob `hash` up to `reached`: once it is past the
+    /// middle of the last window fetched, queues the next, doubled window in the background, so
+    /// that the reader finds it there instead of waiting for it.
+    fn read_ahead_after(&self, fh: u64, ino: u64, hash: &str, total: u64, reached: u64) {
+        if !self.transfers.running() {
+            return;
+        }
+        let mut st = self.lock();
+        if st.reading_ahead.contains(hash) {
+            return;
+        }
+        let Some(Handle::File {
+            next_read, window, ..
+        }) = st.handles.get_mut(&fh)
+        else {
+            return;
+        };
+        let (start, w) = (*next_read, *window);
+        if w == 0 || start >= total || reached.saturating_add(w / 2) < start {
+            return;
+        }
+        let w = (w * 2).min(MAX_WINDOW);
+        let end = start.saturating_add(w).min(total);
+        *next_read = end;
+        *window = w;
+        let queued = self.transfers.queue(crate::early::Transfer::ReadAhead {
+            ino,
+            hash: hash.to_owned(),
+            total,
+            start,
+            end,
+        });
+        if queued {
+            st.reading_ahead.insert(hash.to_owned());
+        }
+    }
+
+    /// Fetches `[start, end)` of blob `hash` ahead of its reader.
+    pub(crate) async fn read_ahead(&self, ino: u64, hash: &str, total: u64, start: u64, end: u64) {
+        if let Err(e) = self.fetch_range(ino, None, hash, total, start, end).await {
+            // The reader fetches the range itself when it gets there.
+            tracing::debug!(target: "aether_mount", hash, start, end, error = %e, "read-ahead failed");
+        }
+        self.lock().reading_ahead.remove(hash);
     }
 
     /// Opens a staging area for `ino` holding its current content, fetching it if needed.

@@ -1,3 +1,6 @@
+//! Background transfers: the loop that runs read-ahead of large files being read in order
+//! (see `content.rs`) and early uploads.
+//!
 //! Early uploads: a large file written in order from empty streams to the server while it is
 //! still being written, so that `fsync` and the write-back wait only for its last bytes rather
 //! than for the whole file.
@@ -60,7 +63,19 @@ pub(crate) struct Claim {
     outcome: oneshot::Receiver<Result<Entry>>,
 }
 
-/// What the upload loop receives for each new early upload.
+/// What the transfer loop runs: an early upload, or the read-ahead of a range of a large file.
+pub(crate) enum Transfer {
+    Upload(Job),
+    ReadAhead {
+        ino: u64,
+        hash: String,
+        total: u64,
+        start: u64,
+        end: u64,
+    },
+}
+
+/// What the transfer loop receives for each new early upload.
 pub(crate) struct Job {
     ino: u64,
     path: String,
@@ -69,18 +84,29 @@ pub(crate) struct Job {
     outcome: oneshot::Sender<Result<Entry>>,
 }
 
-/// The engine's early-upload plumbing: new jobs travel to [`Engine::run_uploads`].
-pub(crate) struct Uploads {
-    jobs: mpsc::UnboundedSender<Job>,
-    inbox: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Job>>>,
-    /// The upload loop runs: without it, no early upload starts.
+/// The engine's background transfers: new ones travel to [`Engine::run_transfers`].
+pub(crate) struct Transfers {
+    jobs: mpsc::UnboundedSender<Transfer>,
+    inbox: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Transfer>>>,
+    /// The transfer loop runs: without it, nothing is uploaded early or read ahead.
     running: AtomicBool,
 }
 
-impl Default for Uploads {
+impl Transfers {
+    /// Queues `t` if the transfer loop runs; returns whether it did.
+    pub(crate) fn queue(&self, t: Transfer) -> bool {
+        self.running.load(Ordering::Acquire) && self.jobs.send(t).is_ok()
+    }
+
+    pub(crate) fn running(&self) -> bool {
+        self.running.load(Ordering::Acquire)
+    }
+}
+
+impl Default for Transfers {
     fn default() -> Self {
         let (jobs, inbox) = mpsc::unbounded_channel();
-        Uploads {
+        Transfers {
             jobs,
             inbox: std::sync::Mutex::new(Some(inbox)),
             running: AtomicBool::new(false),
@@ -131,37 +157,57 @@ where
     C: LocalCache,
     K: MountClock,
 {
-    /// Runs until `shutdown` completes: drives the early uploads of large files being written.
-    /// Without this loop the engine uploads every file at write-back only.
-    pub async fn run_uploads(&self, shutdown: impl std::future::Future<Output = ()>) {
+    /// Runs until `shutdown` completes: drives the early uploads of large files being written
+    /// and the read-ahead of large files being read in order. Without this loop the engine
+    /// uploads every file at write-back and fetches ranges only when a reader misses them.
+    pub async fn run_transfers(&self, shutdown: impl std::future::Future<Output = ()>) {
         let taken = self
-            .uploads
+            .transfers
             .inbox
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
         let Some(mut inbox) = taken else {
-            tracing::error!(target: "aether_mount", "the early-upload loop is already running");
+            tracing::error!(target: "aether_mount", "the transfer loop is already running");
             return;
         };
-        self.uploads.running.store(true, Ordering::Release);
+        self.transfers.running.store(true, Ordering::Release);
         let mut shutdown = std::pin::pin!(shutdown.fuse());
         let mut open = FuturesUnordered::new();
         loop {
             futures::select! {
                 job = inbox.recv().fuse() => match job {
-                    Some(job) => open.push(self.early_upload(job)),
+                    Some(t) => open.push(self.transfer(t)),
                     None => break,
                 },
                 () = open.select_next_some() => {}
                 () = shutdown => break,
             }
         }
-        self.uploads.running.store(false, Ordering::Release);
+        self.transfers.running.store(false, Ordering::Release);
         // Uploads not yet ended fail with their body; the write-back sends their entries.
+        // Readers fetch what was not read ahead.
         drop(open);
         while inbox.try_recv().is_ok() {}
-        *self.uploads.inbox.lock().unwrap_or_else(|p| p.into_inner()) = Some(inbox);
+        self.lock().reading_ahead.clear();
+        *self
+            .transfers
+            .inbox
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(inbox);
+    }
+
+    async fn transfer(&self, t: Transfer) {
+        match t {
+            Transfer::Upload(job) => self.early_upload(job).await,
+            Transfer::ReadAhead {
+                ino,
+                hash,
+                total,
+                start,
+                end,
+            } => self.read_ahead(ino, &hash, total, start, end).await,
+        }
     }
 
     /// Called after each write to `ino` under the engine lock: feeds its early upload, abandons
@@ -199,7 +245,7 @@ where
         let whole = stage.base_hash.is_none() || stage.shrunk || stage.dirty_bytes() * 2 >= upto;
         if !whole
             || stage.early_tried
-            || !self.uploads.running.load(Ordering::Acquire)
+            || !self.transfers.running()
             || early.len() + early_claims.len() >= MAX_OPEN
         {
             return;
@@ -215,7 +261,7 @@ where
             progress: progress_rx,
             outcome: outcome_tx,
         };
-        if self.uploads.jobs.send(job).is_err() {
+        if !self.transfers.queue(Transfer::Upload(job)) {
             return;
         }
         if let Some(stage) = nodes.get_mut(ino).and_then(|n| n.stage.as_mut()) {

@@ -5,7 +5,7 @@
 //!
 //! The engine implements the `Vfs` port a kernel bridge drives; it never spawns tasks or reads
 //! the clock itself: the app runs [`Engine::run_writeback`], [`Engine::run_changefeed`] and
-//! [`Engine::run_uploads`] and passes a `MountClock`.
+//! [`Engine::run_transfers`] and passes a `MountClock`.
 
 mod changefeed;
 mod content;
@@ -50,7 +50,7 @@ pub struct MountConfig {
     /// The longest a writer waits for the backlog to drain before failing with `ENOSPC`.
     pub backpressure_wait: Duration,
     /// A file written in order from empty starts uploading while it is written once it is this
-    /// large (with [`Engine::run_uploads`] running); `None` uploads every file at write-back.
+    /// large (with [`Engine::run_transfers`] running); `None` uploads every file at write-back.
     pub early_upload_above: Option<u64>,
 }
 
@@ -123,6 +123,8 @@ struct State {
     /// Early uploads by inode, and those tied to the journal entry of their content.
     early: HashMap<u64, early::Early>,
     early_claims: HashMap<u64, early::Claim>,
+    /// Blobs with a read-ahead queued or in flight.
+    reading_ahead: std::collections::HashSet<String>,
 }
 
 /// The mount engine. Share it in an `Arc`: the kernel bridge and the background loops use it
@@ -146,7 +148,7 @@ pub struct Engine<R, C, K> {
     /// event the changefeed has delivered since (our own included).
     start_generation: AtomicU64,
     seen_generation: AtomicU64,
-    uploads: early::Uploads,
+    transfers: early::Transfers,
 }
 
 impl<R, C, K> Engine<R, C, K>
@@ -176,6 +178,7 @@ where
                 gate_checked: Duration::ZERO,
                 early: HashMap::new(),
                 early_claims: HashMap::new(),
+                reading_ahead: Default::default(),
             }),
             remote,
             cache,
@@ -189,7 +192,7 @@ where
             session_frozen: std::sync::atomic::AtomicBool::new(false),
             start_generation: AtomicU64::new(0),
             seen_generation: AtomicU64::new(0),
-            uploads: early::Uploads::default(),
+            transfers: early::Transfers::default(),
         }
     }
 

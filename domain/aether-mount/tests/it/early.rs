@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use aether_fakes::{FakeApi, FaultPlan, Faulty, ManualClock, MemoryCache};
 use aether_mount::Engine;
+use aether_ports::ContentApi;
 use aether_ports::local_cache::LocalCache;
 use aether_ports::vfs::*;
 
@@ -46,7 +47,7 @@ async fn mount(w: &World) -> (Arc<Early>, FaultPlan) {
 }
 
 /// Runs `body` while the early-upload loop runs beside it.
-async fn with_uploads<T>(e: &Early, body: impl Future<Output = T>) -> T {
+async fn with_transfers<T>(e: &Early, body: impl Future<Output = T>) -> T {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let run = async {
         let out = body.await;
@@ -54,7 +55,7 @@ async fn with_uploads<T>(e: &Early, body: impl Future<Output = T>) -> T {
         out
     };
     let ((), out) = futures::join!(
-        e.run_uploads(async {
+        e.run_transfers(async {
             let _ = rx.await;
         }),
         run
@@ -105,7 +106,7 @@ async fn a_large_file_uploads_while_written_and_lands_at_fsync() {
     let w = World::new().await;
     let (e, plan) = mount(&w).await;
     let data = content(3 << 20, 1);
-    with_uploads(&e, async {
+    with_transfers(&e, async {
         let (entry, open) = e.create(ME, ROOT_INO, b"big.bin", 0o644, RW).await.unwrap();
         let ino = entry.attr.ino;
         write_in_pieces(&e, ino, open.fh, 0, &data).await;
@@ -135,7 +136,7 @@ async fn a_file_first_closed_empty_still_uploads_early() {
     let w = World::new().await;
     let (e, plan) = mount(&w).await;
     let data = content(3 << 20, 7);
-    with_uploads(&e, async {
+    with_transfers(&e, async {
         let (entry, open) = e.create(ME, ROOT_INO, b"out", 0o644, RW).await.unwrap();
         let ino = entry.attr.ino;
         e.flush(ino, open.fh).await.unwrap();
@@ -162,7 +163,7 @@ async fn an_overwrite_mid_file_falls_back_to_the_usual_upload() {
     let w = World::new().await;
     let (e, plan) = mount(&w).await;
     let mut data = content(3 << 20, 2);
-    with_uploads(&e, async {
+    with_transfers(&e, async {
         let (entry, open) = e.create(ME, ROOT_INO, b"f", 0o644, RW).await.unwrap();
         let ino = entry.attr.ino;
         write_in_pieces(&e, ino, open.fh, 0, &data[..2 << 20]).await;
@@ -188,7 +189,7 @@ async fn emptying_the_file_restarts_its_early_upload() {
     let w = World::new().await;
     let (e, plan) = mount(&w).await;
     let data = content(2 << 20, 3);
-    with_uploads(&e, async {
+    with_transfers(&e, async {
         let (entry, open) = e.create(ME, ROOT_INO, b"log", 0o644, RW).await.unwrap();
         let ino = entry.attr.ino;
         write_in_pieces(&e, ino, open.fh, 0, &content(2 << 20, 9)).await;
@@ -220,7 +221,7 @@ async fn a_file_renamed_while_written_lands_under_its_new_name() {
     let w = World::new().await;
     let (e, _) = mount(&w).await;
     let data = content(2 << 20, 4);
-    with_uploads(&e, async {
+    with_transfers(&e, async {
         let (entry, open) = e.create(ME, ROOT_INO, b"draft", 0o644, RW).await.unwrap();
         let ino = entry.attr.ino;
         write_in_pieces(&e, ino, open.fh, 0, &data).await;
@@ -240,7 +241,7 @@ async fn an_early_upload_waits_for_the_changes_journaled_before_it() {
     let w = World::new().await;
     let (e, _) = mount(&w).await;
     let data = content(2 << 20, 5);
-    with_uploads(&e, async {
+    with_transfers(&e, async {
         // `a` is written and renamed to `b`, then a new, large `a` is written: had the large
         // one landed first, the rename would have carried it to `b`.
         let (entry, open) = e.create(ME, ROOT_INO, b"a", 0o644, RW).await.unwrap();
@@ -265,7 +266,7 @@ async fn a_crash_with_an_early_upload_open_loses_nothing() {
     let data = content(3 << 20, 6);
     {
         let (e, plan) = mount(&w).await;
-        with_uploads(&e, async {
+        with_transfers(&e, async {
             let (entry, open) = e.create(ME, ROOT_INO, b"f", 0o644, RW).await.unwrap();
             write_in_pieces(&e, entry.attr.ino, open.fh, 0, &data).await;
             e.release(entry.attr.ino, open.fh).await.unwrap();
@@ -283,4 +284,62 @@ async fn a_crash_with_an_early_upload_open_loses_nothing() {
     let (e, _) = mount(&w).await;
     crate::write_back(&e).await;
     assert_eq!(w.server_read("/f").await.as_deref(), Some(&data[..]));
+}
+
+#[tokio::test]
+async fn a_sequential_reader_finds_the_next_window_fetched_ahead() {
+    let w = World::new().await;
+    let big = content(12 << 20, 8);
+    w.api
+        .write_file(
+            &w.ctx,
+            &w.session,
+            aether_ports::WriteFileRequest {
+                path: "/big.bin".into(),
+                data: big.clone().into(),
+                mode: None,
+                parents: false,
+                expected_hash: None,
+            },
+        )
+        .await
+        .unwrap();
+    let (e, plan) = mount(&w).await;
+    let got = with_transfers(&e, async {
+        let ino = e.lookup(ROOT_INO, b"big.bin").await.unwrap().attr.ino;
+        let how = OpenIn {
+            read: true,
+            ..Default::default()
+        };
+        let open = e.open(ino, how).await.unwrap();
+        // The first read fetches the first window (1 MiB) and nothing more.
+        let mut got = e.read(ino, open.fh, 0, 128 << 10).await.unwrap();
+        settle().await;
+        assert_eq!(plan.calls("read_file"), 1);
+        // Past its middle, the next window is fetched before the reader asks for it.
+        got.extend(e.read(ino, open.fh, 128 << 10, 512 << 10).await.unwrap());
+        settle().await;
+        assert_eq!(
+            plan.calls("read_file"),
+            2,
+            "the next window is fetched ahead"
+        );
+        let mut off = got.len() as u64;
+        loop {
+            let chunk = e.read(ino, open.fh, off, 128 << 10).await.unwrap();
+            if chunk.is_empty() {
+                break;
+            }
+            off += chunk.len() as u64;
+            got.extend(chunk);
+            settle().await;
+        }
+        e.release(ino, open.fh).await.unwrap();
+        got
+    })
+    .await;
+    assert!(got == big, "the reader gets the file's bytes, in order");
+    assert_eq!(e.cache().stats().blob_count, 1, "the complete blob is kept");
+    // Windows double up to 32 MiB: 1 + 2 + 4 + 5 (the rest) MiB, each fetched once.
+    assert_eq!(plan.calls("read_file"), 4);
 }
