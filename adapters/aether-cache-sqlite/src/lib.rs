@@ -12,6 +12,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use aether_domain::Timestamp;
@@ -35,6 +36,9 @@ pub struct DiskCache {
     /// change must first give them an inode of their own (blobs never change).
     linked: Mutex<std::collections::HashSet<u64>>,
     open_blobs: Mutex<HashMap<String, Arc<File>>>,
+    /// Blob shard directories (`blobs/<aa>`) known to exist with mode 0700, by their first
+    /// byte: checking on every commit cost two `stat`s per small file.
+    shards_ready: [AtomicBool; 256],
 }
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> CacheError {
@@ -71,6 +75,7 @@ impl DiskCache {
             stages: Mutex::new(HashMap::new()),
             linked: Mutex::new(std::collections::HashSet::new()),
             open_blobs: Mutex::new(HashMap::new()),
+            shards_ready: [const { AtomicBool::new(false) }; 256],
         })
     }
 
@@ -104,6 +109,24 @@ impl DiskCache {
 
     fn blob_path(&self, hash: &str) -> PathBuf {
         self.layout.blobs.join(&hash[..2]).join(hash)
+    }
+
+    /// Makes sure the shard directory of `hash` (a valid digest) exists, at most once per mount
+    /// unless [`Self::shard_lost`] reports it gone.
+    fn ensure_shard(&self, hash: &str) -> Result<(), CacheError> {
+        let at = usize::from_str_radix(&hash[..2], 16).unwrap_or(0);
+        if self.shards_ready[at].load(Ordering::Acquire) {
+            return Ok(());
+        }
+        ensure_private_dir(&self.layout.blobs.join(&hash[..2]))?;
+        self.shards_ready[at].store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Forgets that the shard of `hash` exists (something removed it under us).
+    fn shard_lost(&self, hash: &str) {
+        let at = usize::from_str_radix(&hash[..2], 16).unwrap_or(0);
+        self.shards_ready[at].store(false, Ordering::Release);
     }
 
     fn partial_path(&self, hash: &str) -> PathBuf {
@@ -177,9 +200,15 @@ impl DiskCache {
             let _ = fs::remove_file(tmp);
             return Ok(());
         }
-        let dir = dest.parent().expect("blob paths have a shard directory");
-        ensure_private_dir(dir)?;
-        fs::rename(tmp, &dest).map_err(|e| io_err("install blob", &dest, e))?;
+        self.ensure_shard(hash)?;
+        if let Err(e) = fs::rename(tmp, &dest) {
+            if e.kind() != std::io::ErrorKind::NotFound || !tmp.exists() {
+                return Err(io_err("install blob", &dest, e));
+            }
+            self.shard_lost(hash);
+            self.ensure_shard(hash)?;
+            fs::rename(tmp, &dest).map_err(|e| io_err("install blob", &dest, e))?;
+        }
         if let Some(shared) = &self.shared {
             shared.adopt(hash, &dest);
         }
@@ -313,18 +342,24 @@ impl LocalCache for DiskCache {
         if known {
             self.stage_drop(stage);
         }
-        if let Some(h) = from {
+        let f = if let Some(h) = from {
             valid_hash(h)?;
             let src = self.blob_path(h);
             fs::copy(&src, &path).map_err(|e| io_err("copy into staging", &src, e))?;
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(|e| io_err("open staging file", &path, e))?
         } else {
-            File::create(&path).map_err(|e| io_err("create staging file", &path, e))?;
-        }
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| io_err("open staging file", &path, e))?;
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .map_err(|e| io_err("create staging file", &path, e))?
+        };
         self.stages
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -380,9 +415,14 @@ impl LocalCache for DiskCache {
             return Ok(());
         }
         // The blob shares the staging file's inode until the staging file changes again.
-        let dir = dest.parent().expect("blob paths have a shard directory");
-        ensure_private_dir(dir)?;
-        match fs::hard_link(&path, &dest) {
+        self.ensure_shard(hash)?;
+        let mut linked = fs::hard_link(&path, &dest);
+        if matches!(&linked, Err(e) if e.kind() == std::io::ErrorKind::NotFound) && path.exists() {
+            self.shard_lost(hash);
+            self.ensure_shard(hash)?;
+            linked = fs::hard_link(&path, &dest);
+        }
+        match linked {
             Ok(()) => {
                 self.linked
                     .lock()

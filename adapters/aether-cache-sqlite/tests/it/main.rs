@@ -104,6 +104,30 @@ fn staging_commits_content_by_hash() {
 }
 
 #[test]
+fn a_blob_shard_removed_under_the_cache_is_made_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), "sess_a");
+    cache.stage_open(1, None).unwrap();
+    cache.stage_write(1, 0, b"first").unwrap();
+    let (first, _) = cache.stage_commit(1).unwrap();
+    // Someone (a cleanup script, `rm -rf`) removes the shard the cache already made.
+    std::fs::remove_dir_all(cache.layout().blobs.join(&first[..2])).unwrap();
+    // The same shard again: a committed file and a downloaded blob both land.
+    cache.stage_open(2, None).unwrap();
+    cache.stage_write(2, 0, b"first").unwrap();
+    assert_eq!(cache.stage_commit(2).unwrap().0, first);
+    assert_eq!(cache.read_blob(&first, 0, 5).unwrap(), b"first");
+    std::fs::remove_dir_all(cache.layout().blobs.join(&first[..2])).unwrap();
+    cache.put_blob(&first, b"first").unwrap();
+    assert_eq!(cache.read_blob(&first, 0, 5).unwrap(), b"first");
+    let mode = std::fs::metadata(cache.layout().blobs.join(&first[..2]))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "shard directories stay private");
+}
+
+#[test]
 fn two_sessions_share_one_copy() {
     let dir = tempfile::tempdir().unwrap();
     let a = open(dir.path(), "sess_a");
