@@ -107,6 +107,9 @@ fn fopen(o: &OpenOut) -> FopenFlags {
     if o.cache_dir {
         f |= FopenFlags::FOPEN_CACHE_DIR;
     }
+    if o.no_flush {
+        f |= FopenFlags::FOPEN_NOFLUSH;
+    }
     f
 }
 

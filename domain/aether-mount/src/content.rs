@@ -101,6 +101,9 @@ where
             fh,
             keep_cache,
             cache_dir: false,
+            // A read-only handle has nothing of its own to commit at close; writers commit
+            // at their own flush, and every handle's release still arrives.
+            no_flush: !how.write && !how.truncate,
         })
     }
 
@@ -591,6 +594,12 @@ where
         let n = st.nodes.get_mut(ino).expect("checked above");
         n.journaled = true;
         n.last_seq = seq;
+        // Every change to a staging area comes through the kernel, which applied it to its
+        // own page cache too: if that cache held the stage's starting content, it now holds
+        // this content, and the next open may keep it.
+        if n.kernel_hash == stage.base_hash {
+            n.kernel_hash = Some(hash.clone());
+        }
         n.hash = Some(hash.clone());
         n.attr.size = size;
         n.stage = Some(Stage {

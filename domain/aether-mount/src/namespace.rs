@@ -791,6 +791,7 @@ where
                 fh,
                 keep_cache: false,
                 cache_dir: false,
+                no_flush: false,
             },
         ))
     }
@@ -859,6 +860,7 @@ where
             fh,
             keep_cache,
             cache_dir: true,
+            no_flush: true,
         })
     }
 

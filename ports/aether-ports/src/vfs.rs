@@ -102,6 +102,9 @@ pub struct OpenOut {
     pub keep_cache: bool,
     /// Let the kernel cache this directory's listing between opens.
     pub cache_dir: bool,
+    /// Closing this handle needs no word to the file system (nothing to commit): the kernel
+    /// skips its `flush` round trip.
+    pub no_flush: bool,
 }
 
 /// How a file is opened.

@@ -128,6 +128,31 @@ fn a_blob_shard_removed_under_the_cache_is_made_again() {
 }
 
 #[test]
+fn blobs_offered_to_the_shared_store_right_before_closing_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hashes = Vec::new();
+    {
+        let cache = open(dir.path(), "sess_a");
+        for i in 0..50u64 {
+            cache.stage_open(i, None).unwrap();
+            cache
+                .stage_write(i, 0, format!("file {i}").as_bytes())
+                .unwrap();
+            hashes.push(cache.stage_commit(i).unwrap().0);
+        }
+        // Closed at once: the queued offers must still be linked and counted.
+    }
+    let shared = SharedStore::open(&dir.path().join("shared")).unwrap();
+    assert_eq!(shared.link_count(), 50);
+    for hash in &hashes {
+        assert!(
+            dir.path().join("shared/blobs").join(hash).exists(),
+            "{hash}"
+        );
+    }
+}
+
+#[test]
 fn two_sessions_share_one_copy() {
     let dir = tempfile::tempdir().unwrap();
     let a = open(dir.path(), "sess_a");
@@ -135,6 +160,8 @@ fn two_sessions_share_one_copy() {
     a.stage_open(1, None).unwrap();
     a.stage_write(1, 0, &[42u8; 10_000]).unwrap();
     let (hash, _) = a.stage_commit(1).unwrap();
+    // The offer to the shared store is linked in the background; counting waits for it.
+    assert_eq!(a.stats().shared_links, 1, "offered to the shared store");
     assert!(b.has_blob(&hash), "linked in from the shared store");
     let ino_a = std::fs::metadata(a.layout().blobs.join(&hash[..2]).join(&hash))
         .unwrap()

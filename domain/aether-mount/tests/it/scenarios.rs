@@ -526,3 +526,59 @@ async fn a_remount_of_an_unchanged_session_reads_no_directory_again() {
     let e3 = w.mount().await;
     assert!(e3.lookup(ROOT_INO, b"new").await.is_ok());
 }
+
+const RO: OpenIn = OpenIn {
+    write: false,
+    read: true,
+    truncate: false,
+    append: false,
+    exclusive: false,
+};
+
+#[tokio::test]
+async fn content_written_through_the_mount_keeps_the_kernel_cache_until_someone_else_changes_it() {
+    let w = World::new().await;
+    let e = w.mount().await;
+    // Created, written and closed through the kernel: its page cache holds exactly this.
+    let f = write_new(&e, ROOT_INO, "notes.txt", b"mine").await;
+    let first = e.open(f, RO).await.unwrap();
+    assert!(first.keep_cache, "the kernel wrote these bytes itself");
+    assert!(first.no_flush, "a reader has nothing to commit at close");
+    e.release(f, first.fh).await.unwrap();
+    // Rewritten through the kernel: still its own bytes.
+    let w1 = e.open(f, RW).await.unwrap();
+    assert!(!w1.no_flush, "a writer's close commits its content");
+    e.write(f, w1.fh, 0, b"MINE").await.unwrap();
+    e.flush(f, w1.fh).await.unwrap();
+    e.release(f, w1.fh).await.unwrap();
+    let second = e.open(f, RO).await.unwrap();
+    assert!(second.keep_cache);
+    e.release(f, second.fh).await.unwrap();
+    assert_eq!(read_all(&e, f).await, b"MINE");
+    write_back(&e).await;
+    // Another writer changes it on the server: the kernel's copy must go.
+    w.api
+        .write_file(
+            &w.ctx,
+            &w.session,
+            WriteFileRequest {
+                path: "/notes.txt".into(),
+                data: b"theirs".to_vec().into(),
+                mode: None,
+                parents: false,
+                expected_hash: None,
+            },
+        )
+        .await
+        .unwrap();
+    deliver_events(&w, &e).await;
+    // The kernel, told the name changed, looks it up again before opening.
+    assert_eq!(e.lookup(ROOT_INO, b"notes.txt").await.unwrap().attr.ino, f);
+    let third = e.open(f, RO).await.unwrap();
+    assert!(
+        !third.keep_cache,
+        "the server's new content replaces the kernel's copy"
+    );
+    e.release(f, third.fh).await.unwrap();
+    assert_eq!(read_all(&e, f).await, b"theirs");
+}
