@@ -22,6 +22,8 @@ use crate::control;
 /// Files written in order from empty upload while they are written once this large, so that
 /// `fsync` and `close` of a large file wait for its last bytes only (docs/mount.md).
 const EARLY_UPLOAD_ABOVE: u64 = 8 << 20;
+/// How long an idle write-back waits for a burst of changes to gather into one batch.
+const WRITEBACK_LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// The wall and monotonic clock of this process.
 pub(crate) struct SystemClock {
@@ -239,6 +241,7 @@ pub(crate) async fn start(plan: MountPlan) -> Result<Running> {
             backpressure: thresholds(&cfg.backpressure),
             backpressure_wait: Duration::from_secs(60),
             early_upload_above: Some(EARLY_UPLOAD_ABOVE),
+            writeback_linger: Some(WRITEBACK_LINGER),
         },
     ));
     engine

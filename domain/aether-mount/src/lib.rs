@@ -52,6 +52,9 @@ pub struct MountConfig {
     /// A file written in order from empty starts uploading while it is written once it is this
     /// large (with [`Engine::run_transfers`] running); `None` uploads every file at write-back.
     pub early_upload_above: Option<u64>,
+    /// When a change arrives while the write-back is idle, it waits this long (once) for more
+    /// to join the same batch, unless someone waits for it (`fsync`, stop); `None` sends at once.
+    pub writeback_linger: Option<Duration>,
 }
 
 /// Counters for `status` and metrics.
@@ -137,6 +140,9 @@ pub struct Engine<R, C, K> {
     config: MountConfig,
     state: Mutex<State>,
     writeback_wake: tokio::sync::Notify,
+    /// Callers waiting for the write-back (`fsync`, stop): it does not linger while any do.
+    hurry: std::sync::atomic::AtomicUsize,
+    hurry_wake: tokio::sync::Notify,
     /// Highest journal sequence the writer has finished with (acknowledged or refused).
     done_through: tokio::sync::watch::Sender<u64>,
     counters: EngineCounters,
@@ -186,6 +192,8 @@ where
             kernel: OnceLock::new(),
             config,
             writeback_wake: tokio::sync::Notify::new(),
+            hurry: std::sync::atomic::AtomicUsize::new(0),
+            hurry_wake: tokio::sync::Notify::new(),
             done_through: tokio::sync::watch::Sender::new(done),
             counters: EngineCounters::default(),
             fetch_locks: Mutex::new(HashMap::new()),

@@ -80,6 +80,27 @@ fn batch_bytes(op: &JournalOp) -> Option<u64> {
     }
 }
 
+/// With this many changes waiting or more, the write-back sends at once.
+const LINGER_ENOUGH: usize = 128;
+
+/// Marks a caller as waiting for the write-back for as long as it lives, and wakes a lingering
+/// write-back.
+struct Hurry<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Hurry<'a> {
+    fn new<R, C, K>(engine: &'a Engine<R, C, K>) -> Self {
+        engine.hurry.fetch_add(1, Ordering::AcqRel);
+        engine.hurry_wake.notify_one();
+        Hurry(&engine.hurry)
+    }
+}
+
+impl Drop for Hurry<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// How one journal entry fared at the server.
 enum Applied {
     Done,
@@ -97,8 +118,24 @@ where
     pub async fn run_writeback(&self, shutdown: impl Future<Output = ()>) {
         let mut shutdown = std::pin::pin!(shutdown.fuse());
         let mut failures = 0u32;
+        let mut lingered = false;
         loop {
             let wake = self.writeback_wake.notified();
+            if let Some(linger) = self.config.writeback_linger
+                && !lingered
+                && self.worth_lingering()
+            {
+                // A burst of small changes (an unpacked archive, `git add`) then travels in a
+                // few large batches: the server's cost is mostly per request, not per change.
+                lingered = true;
+                let hurry = self.hurry_wake.notified();
+                futures::select! {
+                    _ = self.clock.sleep(linger).fuse() => {}
+                    _ = hurry.fuse() => {}
+                    _ = shutdown => return,
+                }
+                continue;
+            }
             let unit = match self.next_unit() {
                 Ok(u) => u,
                 Err(e) => {
@@ -106,6 +143,7 @@ where
                     Vec::new()
                 }
             };
+            lingered = false;
             if unit.is_empty() {
                 futures::select! {
                     _ = wake.fuse() => continue,
@@ -155,6 +193,13 @@ where
                 }
             }
         }
+    }
+
+    /// Whether the changes waiting are few enough that waiting for more pays, and nobody
+    /// waits for them.
+    fn worth_lingering(&self) -> bool {
+        let pending = self.lock().pending_by_seq.len();
+        pending > 0 && pending < LINGER_ENOUGH && self.hurry.load(Ordering::Acquire) == 0
     }
 
     /// The next write-back unit: the oldest pending entries that can travel in one batch,
@@ -380,6 +425,8 @@ where
     /// (the caller's own change) was refused.
     pub async fn wait_written_back(&self, upto: u64, check: u64) -> FsResult<()> {
         let mut rx = self.done_through.subscribe();
+        let behind = *rx.borrow() < upto;
+        let _hurry = behind.then(|| Hurry::new(self));
         rx.wait_for(|done| *done >= upto)
             .await
             .map_err(|_| FsError::Io("the write-back loop stopped".into()))?;

@@ -2,6 +2,7 @@
 //! (reads, writes, names, durability of the journal, write-back, invalidation).
 
 mod early;
+mod linger;
 mod model;
 mod scenarios;
 
@@ -63,6 +64,7 @@ impl World {
             backpressure: Default::default(),
             backpressure_wait: Duration::from_secs(30),
             early_upload_above: None,
+            writeback_linger: None,
         }
     }
 
