@@ -11,22 +11,10 @@ use aether_ports::ContentApi;
 use aether_ports::local_cache::LocalCache;
 use aether_ports::vfs::*;
 
-use crate::World;
+use crate::{ME, RW, World};
 
 type Early = Engine<Faulty<FakeApi>, MemoryCache, ManualClock>;
 
-const ME: Caller = Caller {
-    uid: 0,
-    gid: 0,
-    pid: 1,
-};
-const RW: OpenIn = OpenIn {
-    write: true,
-    read: true,
-    truncate: false,
-    append: false,
-    exclusive: false,
-};
 const THRESHOLD: u64 = 1 << 20;
 const PIECE: usize = 256 << 10;
 

@@ -13,21 +13,9 @@ use aether_ports::local_cache::{LocalCache, MountClock};
 use aether_ports::vfs::*;
 use futures::FutureExt;
 
-use crate::World;
+use crate::{World, write_new};
 
 const LINGER: Duration = Duration::from_millis(50);
-const ME: Caller = Caller {
-    uid: 0,
-    gid: 0,
-    pid: 1,
-};
-const RW: OpenIn = OpenIn {
-    write: true,
-    read: true,
-    truncate: false,
-    append: false,
-    exclusive: false,
-};
 
 /// The runtime's clock on tokio's (here paused) time: sleeping really waits. Elapsed time is
 /// what the engine slept, which is all these tests need of it.
@@ -52,17 +40,8 @@ impl MountClock for TokioClock {
 
 type Lingering = Engine<Faulty<FakeApi>, aether_fakes::MemoryCache, TokioClock>;
 
-async fn create(e: &Lingering, name: &str) -> u64 {
-    let (entry, open) = e
-        .create(ME, ROOT_INO, name.as_bytes(), 0o644, RW)
-        .await
-        .unwrap();
-    e.write(entry.attr.ino, open.fh, 0, name.as_bytes())
-        .await
-        .unwrap();
-    e.flush(entry.attr.ino, open.fh).await.unwrap();
-    e.release(entry.attr.ino, open.fh).await.unwrap();
-    entry.attr.ino
+async fn create(e: &Arc<Lingering>, name: &str) -> u64 {
+    write_new(e, ROOT_INO, name, name.as_bytes()).await
 }
 
 #[tokio::test(start_paused = true)]

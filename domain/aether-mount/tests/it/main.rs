@@ -156,6 +156,44 @@ pub(crate) async fn with_writeback<T>(
     out
 }
 
+/// The caller of every operation in these tests (root).
+pub(crate) const ME: aether_ports::vfs::Caller = aether_ports::vfs::Caller {
+    uid: 0,
+    gid: 0,
+    pid: 1,
+};
+
+pub(crate) const RW: aether_ports::vfs::OpenIn = aether_ports::vfs::OpenIn {
+    write: true,
+    read: true,
+    truncate: false,
+    append: false,
+    exclusive: false,
+};
+
+pub(crate) const RO: aether_ports::vfs::OpenIn = aether_ports::vfs::OpenIn {
+    write: false,
+    read: true,
+    ..RW
+};
+
+/// Creates `name` in `parent` holding `data`, through create/write/flush/release.
+pub(crate) async fn write_new<V: aether_ports::vfs::Vfs>(
+    e: &impl std::ops::Deref<Target = V>,
+    parent: u64,
+    name: &str,
+    data: &[u8],
+) -> u64 {
+    let (entry, open) = e
+        .create(ME, parent, name.as_bytes(), 0o644, RW)
+        .await
+        .unwrap();
+    e.write(entry.attr.ino, open.fh, 0, data).await.unwrap();
+    e.flush(entry.attr.ino, open.fh).await.unwrap();
+    e.release(entry.attr.ino, open.fh).await.unwrap();
+    entry.attr.ino
+}
+
 /// The first `limit` bytes of `ino`, through open/read/release.
 pub(crate) async fn read_whole<V: aether_ports::vfs::Vfs>(e: &V, ino: u64, limit: u32) -> Vec<u8> {
     let how = aether_ports::vfs::OpenIn {

@@ -13,13 +13,7 @@ use proptest::prelude::*;
 use aether_fakes::{Fault, FaultPlan, Faulty};
 use aether_mount::Engine;
 
-use crate::{World, write_back};
-
-const ME: Caller = Caller {
-    uid: 0,
-    gid: 0,
-    pid: 1,
-};
+use crate::{ME, World, write_back};
 
 /// Candidate paths: depth one and two over three names.
 fn paths() -> Vec<String> {

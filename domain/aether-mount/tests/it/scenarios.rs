@@ -6,31 +6,7 @@ use aether_ports::local_cache::LocalCache;
 use aether_ports::vfs::*;
 use aether_ports::*;
 
-use crate::{World, with_writeback, write_back};
-
-const ME: Caller = Caller {
-    uid: 0,
-    gid: 0,
-    pid: 1,
-};
-const RW: OpenIn = OpenIn {
-    write: true,
-    read: true,
-    truncate: false,
-    append: false,
-    exclusive: false,
-};
-
-async fn write_new(e: &crate::TestEngine, parent: u64, name: &str, data: &[u8]) -> u64 {
-    let (entry, open) = e
-        .create(ME, parent, name.as_bytes(), 0o644, RW)
-        .await
-        .unwrap();
-    e.write(entry.attr.ino, open.fh, 0, data).await.unwrap();
-    e.flush(entry.attr.ino, open.fh).await.unwrap();
-    e.release(entry.attr.ino, open.fh).await.unwrap();
-    entry.attr.ino
-}
+use crate::{ME, RO, RW, World, with_writeback, write_back, write_new};
 
 async fn read_all(e: &crate::TestEngine, ino: u64) -> Vec<u8> {
     crate::read_whole(e, ino, 1 << 20).await
@@ -526,14 +502,6 @@ async fn a_remount_of_an_unchanged_session_reads_no_directory_again() {
     let e3 = w.mount().await;
     assert!(e3.lookup(ROOT_INO, b"new").await.is_ok());
 }
-
-const RO: OpenIn = OpenIn {
-    write: false,
-    read: true,
-    truncate: false,
-    append: false,
-    exclusive: false,
-};
 
 #[tokio::test]
 async fn content_written_through_the_mount_keeps_the_kernel_cache_until_someone_else_changes_it() {
