@@ -31,20 +31,11 @@ use config::AetherConfig;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    no_huge_pages();
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         eprintln!("aether: {e:#}");
         std::process::exit(1);
     }
-}
-
-/// Opts this process out of transparent huge pages. mimalloc asks for them on its arenas,
-/// and every page it hands back and takes again then costs the kernel a 2 MiB clear: a fifth
-/// of the mount's CPU on a create-heavy load, and three times the resident memory.
-fn no_huge_pages() {
-    // Not fatal: a kernel without the call runs as before.
-    let _ = rustix::thread::disable_transparent_huge_pages(true);
 }
 
 /// The environment, captured once so every layer sees the same values.

@@ -13,10 +13,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    // mimalloc asks for transparent huge pages on its arenas; each page it returns and takes
-    // again then costs a 2 MiB clear (a seventh of the server's CPU under a write load).
-    // Not fatal: a kernel without the call runs as before.
-    let _ = rustix::thread::disable_transparent_huge_pages(true);
     let flags = Flags::parse();
     let env: Vec<(String, String)> = std::env::vars().collect();
     let cfg = ServerConfig::load(&flags, &env)?;

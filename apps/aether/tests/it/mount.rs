@@ -380,18 +380,6 @@ fn an_archived_session_mounts_read_only() {
     assert_eq!(errno(err), 30, "EROFS");
 }
 
-/// The runtime opts out of transparent huge pages (see `no_huge_pages` in main.rs): a
-/// create-heavy load otherwise spends a fifth of its CPU clearing 2 MiB pages.
-#[test]
-fn the_mount_runtime_runs_without_transparent_huge_pages() {
-    let server = Server::start();
-    let session = server.new_session();
-    let m = Mount::new(&server, &session, &[]);
-    let pid = m.pid.expect("runtime pid");
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    assert!(status.lines().any(|l| l == "THP_enabled:\t0"), "{status}");
-}
-
 #[test]
 fn sighup_applies_journal_sync_settings_live_and_names_what_needs_a_restart() {
     let server = Server::start();

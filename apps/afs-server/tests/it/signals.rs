@@ -150,16 +150,3 @@ async fn sighup_reloads_the_log_level_and_keeps_serving() {
     let _ = child.kill();
     let _ = child.wait();
 }
-
-/// The binary opts out of transparent huge pages: with them, every page the allocator hands
-/// back and takes again costs a 2 MiB clear, and the resident size triples.
-#[test]
-fn the_server_runs_without_transparent_huge_pages() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (mut child, _addr) = spawn(dir.path());
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
-        .expect("the server's /proc status");
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(status.lines().any(|l| l == "THP_enabled:\t0"), "{status}");
-}
