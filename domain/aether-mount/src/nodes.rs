@@ -247,6 +247,32 @@ impl Nodes {
             .filter(|ino| self.nodes.contains_key(ino))
     }
 
+    /// Every known hard-link group: each is one local inode reachable under several names.
+    pub(crate) fn link_groups(&self) -> Vec<u64> {
+        self.by_server_inode
+            .values()
+            .copied()
+            .filter(|ino| self.nodes.contains_key(ino))
+            .collect()
+    }
+
+    /// Makes the next look at `ino` ask the server again: its attributes and every listing
+    /// that names it.
+    pub(crate) fn expire(&mut self, ino: u64) {
+        let parents: Vec<u64> = match self.nodes.get_mut(&ino) {
+            Some(n) => {
+                n.attr_fresh_until = Duration::ZERO;
+                n.links.iter().map(|(p, _)| *p).collect()
+            }
+            None => return,
+        };
+        for p in parents {
+            if let Some(l) = self.nodes.get_mut(&p).and_then(|n| n.listing.as_mut()) {
+                l.fresh_until = Duration::ZERO;
+            }
+        }
+    }
+
     pub(crate) fn child(&self, parent: u64, name: &str) -> Option<u64> {
         self.nodes
             .get(&parent)?

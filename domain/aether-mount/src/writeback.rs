@@ -467,6 +467,11 @@ where
                     l.fresh_until = Duration::ZERO;
                 }
             }
+            // A hard-linked file may have changed under a name whose directory this run has
+            // not loaded, so the names it has loaded cannot be trusted either.
+            for ino in st.nodes.link_groups() {
+                st.nodes.expire(ino);
+            }
         }
         self.early_release(&mut st, entry.seq);
         if let Some(inos) = st.pending_by_seq.remove(&entry.seq) {

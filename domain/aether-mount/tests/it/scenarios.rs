@@ -61,6 +61,30 @@ async fn a_crash_after_close_loses_nothing() {
     assert_eq!(read_all(&e, ino).await, b"written before the crash");
 }
 
+/// The journal names a hard-linked file by one of its paths; after a crash the new mount may
+/// know the file only under another, whose directory it has loaded.
+#[tokio::test]
+async fn a_write_replayed_after_a_crash_shows_under_every_hard_link() {
+    let w = World::new().await;
+    {
+        let e = w.mount().await;
+        let dir = e.mkdir(ME, ROOT_INO, b"a", 0o755).await.unwrap().attr.ino;
+        let f = write_new(&e, dir, "first", b"").await;
+        e.link(f, ROOT_INO, b"second").await.unwrap();
+        write_back(&e).await;
+        let open = e.open(f, RW).await.unwrap();
+        e.write(f, open.fh, 0, b"new").await.unwrap();
+        e.flush(f, open.fh).await.unwrap();
+        e.release(f, open.fh).await.unwrap();
+    }
+    w.cache.crash();
+    let e = w.mount().await;
+    write_back(&e).await;
+    let second = e.lookup(ROOT_INO, b"second").await.unwrap();
+    assert_eq!(second.attr.size, 3);
+    assert_eq!(read_all(&e, second.attr.ino).await, b"new");
+}
+
 #[tokio::test]
 async fn names_round_trip_to_the_server() {
     let w = World::new().await;
