@@ -234,6 +234,10 @@ impl<V: Vfs> Filesystem for Bridge<V> {
             // The kernel then caches each inode's (absent) ACL instead of asking us on every
             // `ls -l`; sessions store no ACLs, so setting one fails with EOPNOTSUPP.
             InitFlags::FUSE_POSIX_ACL,
+            // Clearing set-ID bits on write, truncate and chown becomes ours (the engine's
+            // `drop_setid`); in return the kernel stops asking for `security.capability`
+            // before the first write of every open file.
+            InitFlags::FUSE_HANDLE_KILLPRIV_V2,
         ];
         if self.spec.writeback_cache {
             wanted.push(InitFlags::FUSE_WRITEBACK_CACHE);
@@ -287,7 +291,7 @@ impl<V: Vfs> Filesystem for Bridge<V> {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -310,6 +314,9 @@ impl<V: Vfs> Filesystem for Bridge<V> {
             size,
             atime: atime.map(time_set),
             mtime: mtime.map(time_set),
+            // fuser does not pass on the kernel's FATTR_KILL_SUIDGID; root stands for the
+            // holder of CAP_FSETID.
+            drop_setid: req.uid() != 0,
         };
         self.run(
             "setattr",
@@ -456,12 +463,21 @@ impl<V: Vfs> Filesystem for Bridge<V> {
         );
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let how = open_in(flags.0);
+        // An `O_TRUNC` open truncates here (FUSE_ATOMIC_O_TRUNC); as with `setattr`, root
+        // stands for the holder of CAP_FSETID.
+        let drop_setid = how.truncate && req.uid() != 0;
         self.run(
             "open",
             reply,
-            |v| async move { v.open(ino.0, how).await },
+            |v| async move {
+                let opened = v.open(ino.0, how).await?;
+                if drop_setid {
+                    v.drop_setid(ino.0).await?;
+                }
+                Ok(opened)
+            },
             |r, o| r.opened(FileHandle(o.fh), fopen(&o)),
         );
     }
@@ -492,16 +508,22 @@ impl<V: Vfs> Filesystem for Bridge<V> {
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
         let data = data.to_vec();
+        let drop_setid = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
         self.run(
             "write",
             reply,
-            |v| async move { v.write(ino.0, fh.0, offset, &data).await },
+            |v| async move {
+                if drop_setid {
+                    v.drop_setid(ino.0).await?;
+                }
+                v.write(ino.0, fh.0, offset, &data).await
+            },
             |r, n| r.written(n),
         );
     }

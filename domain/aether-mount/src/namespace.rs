@@ -12,6 +12,16 @@ use aether_ports::{PathRequest, SessionApi, XattrRequest};
 use crate::nodes::{Node, entry_kind, fresh_attr};
 use crate::{Engine, Handle, State, check_name, errors};
 
+/// `perm` without set-user-ID, and without set-group-ID if group execute is set (without it,
+/// set-group-ID means mandatory locking and stays, as on Linux).
+fn without_setid(perm: u32) -> u32 {
+    let mut out = perm & !0o4000;
+    if perm & 0o010 != 0 {
+        out &= !0o2000;
+    }
+    out
+}
+
 /// Extended-attribute namespaces the session never stores: answered locally, so `ls -l`'s
 /// security and ACL probes cost no round trip (docs/semantics.md).
 fn unstored_xattr(name: &str) -> bool {
@@ -323,7 +333,7 @@ where
         &self,
         ino: u64,
         fh: Option<u64>,
-        set: SetAttrIn,
+        mut set: SetAttrIn,
     ) -> FsResult<(Attr, Duration)> {
         self.op();
         self.writable()?;
@@ -333,6 +343,17 @@ where
         }
         let mut st = self.lock();
         let node = self.node(&st, ino)?;
+        // Linux clears set-ID bits on any change of owner, whoever makes it, and on a
+        // truncation by an unprivileged caller; under FUSE_HANDLE_KILLPRIV_V2 that is ours.
+        let owner_changes = set.uid.is_some() || set.gid.is_some();
+        if node.attr.kind != FileKind::Dir
+            && (owner_changes || (set.size.is_some() && set.drop_setid))
+        {
+            let perm = set.perm.unwrap_or(node.attr.perm);
+            if without_setid(perm) != perm {
+                set.perm = Some(without_setid(perm));
+            }
+        }
         let now = self.clock.now();
         let resolve = |t: Option<TimeSet>| {
             t.map(|t| match t {
@@ -803,6 +824,24 @@ where
             .bytes_read
             .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(data)
+    }
+
+    async fn drop_setid(&self, ino: u64) -> FsResult<()> {
+        let perm = {
+            let st = self.lock();
+            match st.nodes.get(ino) {
+                Some(n) if n.attr.kind != FileKind::Dir => n.attr.perm,
+                _ => return Ok(()),
+            }
+        };
+        if without_setid(perm) == perm {
+            return Ok(());
+        }
+        let set = SetAttrIn {
+            perm: Some(without_setid(perm)),
+            ..SetAttrIn::default()
+        };
+        self.setattr(ino, None, set).await.map(drop)
     }
 
     async fn write(&self, ino: u64, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {

@@ -141,6 +141,9 @@ pub struct SetAttrIn {
     pub size: Option<u64>,
     pub atime: Option<TimeSet>,
     pub mtime: Option<TimeSet>,
+    /// The caller lacks the privilege to keep set-user-ID and set-group-ID through a change
+    /// of size: they are cleared with it (see [`Vfs::drop_setid`]).
+    pub drop_setid: bool,
 }
 
 /// One directory entry, with attributes for `readdirplus`.
@@ -257,6 +260,11 @@ pub trait Vfs: Send + Sync + 'static {
         offset: u64,
         data: &[u8],
     ) -> impl Future<Output = FsResult<u32>> + Send;
+    /// Clears set-user-ID, and set-group-ID where group execute is set, as Linux does when a
+    /// caller without `CAP_FSETID` writes to or truncates a file. A FUSE kernel that lets the
+    /// file system do this (`FUSE_HANDLE_KILLPRIV_V2`) stops asking for `security.capability`
+    /// before every write, one round trip per written file.
+    fn drop_setid(&self, ino: u64) -> impl Future<Output = FsResult<()>> + Send;
     /// Called at every `close` of a descriptor: the data becomes durable in the local journal.
     fn flush(&self, ino: u64, fh: u64) -> impl Future<Output = FsResult<()>> + Send;
     fn release(&self, ino: u64, fh: u64) -> impl Future<Output = FsResult<()>> + Send;

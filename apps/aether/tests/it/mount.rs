@@ -477,3 +477,74 @@ fn ls_l_probes_security_labels_once_per_listing_not_per_file() {
         "a label read answers EOPNOTSUPP (95 on Linux)"
     );
 }
+
+/// Under FUSE_HANDLE_KILLPRIV_V2 the mount, not the kernel, clears set-ID bits; in return the
+/// kernel asks for `security.capability` once per file rather than before every write.
+#[test]
+fn unprivileged_writes_clear_set_id_bits_without_a_probe_per_write() {
+    let server = Server::start();
+    let session = server.new_session();
+    let port = crate::ops::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let m = Mount::new(
+        &server,
+        &session,
+        &["--metrics-addr", &addr, "--allow-other"],
+    );
+    let getxattrs = || -> u64 {
+        crate::ops::scrape(port)
+            .lines()
+            .filter(|l| l.starts_with("aether_fuse_op_duration_seconds_count{op=\"getxattr\""))
+            .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+            .sum()
+    };
+    let before = getxattrs();
+    sh(&m.dir, "for i in $(seq 20); do echo data >> log; done");
+    let asked = getxattrs() - before;
+    assert!(
+        asked <= 1,
+        "20 appends to one file made {asked} getxattr requests"
+    );
+
+    // The unprivileged user works relative to a directory root entered for it: the mount's
+    // parent directories are private to root.
+    sh(
+        &m.dir,
+        "for f in root nobody nobody-gx trunc otrunc chown; do echo a > $f; done; \
+         chmod 6775 root; chmod 6777 nobody; chmod 2766 nobody-gx; \
+         chmod 4777 trunc otrunc; chmod 4755 chown",
+    );
+    let as_nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups sh -c";
+    sh(&m.dir, "echo b >> root");
+    sh(
+        &m.dir,
+        &format!(
+            "{as_nobody} 'echo b >> nobody && echo b >> nobody-gx && truncate -s 1 trunc && : > otrunc'"
+        ),
+    );
+    sh(&m.dir, "chown 65534 chown");
+    let mode = |name: &str| fs::metadata(m.path(name)).unwrap().mode() & 0o7777;
+    assert_eq!(
+        mode("root"),
+        0o6775,
+        "root keeps set-ID bits through a write"
+    );
+    assert_eq!(mode("nobody"), 0o777, "an unprivileged write clears both");
+    assert_eq!(
+        mode("nobody-gx"),
+        0o2766,
+        "set-group-ID without group execute stays"
+    );
+    assert_eq!(
+        mode("trunc"),
+        0o777,
+        "an unprivileged truncate clears set-user-ID"
+    );
+    assert_eq!(
+        mode("otrunc"),
+        0o777,
+        "so does an unprivileged O_TRUNC open"
+    );
+    assert_eq!(mode("chown"), 0o755, "a change of owner clears set-user-ID");
+    assert_eq!(fs::read(m.path("nobody")).unwrap(), b"a\nb\n");
+}

@@ -574,3 +574,90 @@ async fn content_written_through_the_mount_keeps_the_kernel_cache_until_someone_
     e.release(f, third.fh).await.unwrap();
     assert_eq!(read_all(&e, f).await, b"theirs");
 }
+
+#[tokio::test]
+async fn set_id_bits_go_as_linux_clears_them() {
+    let w = World::new().await;
+    let e = w.mount().await;
+    async fn perm(e: &crate::TestEngine, ino: u64) -> u32 {
+        e.getattr(ino).await.unwrap().0.perm
+    }
+    let chmod = |ino, p| {
+        e.setattr(
+            ino,
+            None,
+            SetAttrIn {
+                perm: Some(p),
+                ..Default::default()
+            },
+        )
+    };
+    let both = write_new(&e, ROOT_INO, "both", b"x").await;
+    let no_gx = write_new(&e, ROOT_INO, "no-gx", b"x").await;
+    let trunc = write_new(&e, ROOT_INO, "trunc", b"x").await;
+    let owned = write_new(&e, ROOT_INO, "owned", b"x").await;
+    let dir = e.mkdir(ME, ROOT_INO, b"d", 0o755).await.unwrap().attr.ino;
+    for (ino, p) in [
+        (both, 0o6775),
+        (no_gx, 0o6764),
+        (trunc, 0o4755),
+        (owned, 0o4755),
+        (dir, 0o2775),
+    ] {
+        chmod(ino, p).await.unwrap();
+    }
+    e.drop_setid(both).await.unwrap();
+    e.drop_setid(no_gx).await.unwrap();
+    e.drop_setid(dir).await.unwrap();
+    assert_eq!(perm(&e, both).await, 0o775);
+    assert_eq!(
+        perm(&e, no_gx).await,
+        0o2764,
+        "set-group-ID without group execute stays"
+    );
+    assert_eq!(
+        perm(&e, dir).await,
+        0o2775,
+        "a directory keeps its set-group-ID"
+    );
+    // A privileged truncation keeps the bits; an unprivileged one clears them.
+    let truncate = |drop_setid| SetAttrIn {
+        size: Some(0),
+        drop_setid,
+        ..Default::default()
+    };
+    e.setattr(trunc, None, truncate(false)).await.unwrap();
+    assert_eq!(perm(&e, trunc).await, 0o4755);
+    let (attr, _) = e.setattr(trunc, None, truncate(true)).await.unwrap();
+    assert_eq!((attr.perm, attr.size), (0o755, 0));
+    let chown = SetAttrIn {
+        uid: Some(7),
+        ..Default::default()
+    };
+    e.setattr(owned, None, chown).await.unwrap();
+    assert_eq!(
+        perm(&e, owned).await,
+        0o755,
+        "a change of owner clears set-user-ID"
+    );
+    write_back(&e).await;
+    let on_server = w
+        .api
+        .manifest(&w.ctx, &w.session, ManifestRequest::default())
+        .await
+        .unwrap();
+    let mode_of = |p: &str| {
+        on_server
+            .entries
+            .items
+            .iter()
+            .find(|x| x.path == p)
+            .map(|x| x.mode & 0o7777)
+    };
+    assert_eq!(
+        mode_of("/both"),
+        Some(0o775),
+        "the server holds the cleared mode"
+    );
+    assert_eq!(mode_of("/owned"), Some(0o755));
+}
