@@ -122,7 +122,9 @@ impl Journal {
                  seq INTEGER PRIMARY KEY,
                  appended_at INTEGER NOT NULL,
                  op TEXT NOT NULL,
-                 error TEXT NOT NULL);"
+                 error TEXT NOT NULL);
+             {}",
+            crate::inline::SCHEMA
         ))
         .map_err(db_err("prepare the cache index"))?;
         let mut wal = path.as_os_str().to_owned();
@@ -161,7 +163,7 @@ impl Journal {
         Ok(())
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 

@@ -1,8 +1,10 @@
 //! The mount's local cache on disk (adapter layer): content blobs by SHA-256, staging files for
 //! dirty data, and the write journal in a SQLite index, laid out per SPEC 5.2 with every
 //! directory 0700; plus the host-wide shared blob store that lets sessions on one host keep one
-//! copy of identical content (hard links counted in `refcounts.db`).
+//! copy of identical content (hard links counted in `refcounts.db`). Content up to
+//! [`INLINE_MAX_BYTES`] is staged in memory and kept in the index instead of as files.
 
+mod inline;
 mod journal;
 mod layout;
 mod shared;
@@ -19,6 +21,7 @@ use aether_domain::Timestamp;
 use aether_ports::local_cache::*;
 use sha2::{Digest, Sha256};
 
+pub use inline::INLINE_MAX_BYTES;
 pub use journal::{FlushReason, JournalCounters, SyncPolicy};
 pub use layout::{SessionLayout, ensure_private_dir};
 pub use shared::SharedStore;
@@ -26,12 +29,18 @@ pub use shared::SharedStore;
 /// Open blob files kept for repeated reads (sequential reads come in 128 KiB–1 MiB pieces).
 const OPEN_BLOB_LIMIT: usize = 256;
 
+/// A staging area: small content in memory until it outgrows [`INLINE_MAX_BYTES`].
+enum Stage {
+    Memory(Vec<u8>),
+    File(Arc<File>),
+}
+
 /// The on-disk cache of one mounted session.
 pub struct DiskCache {
     layout: SessionLayout,
     journal: journal::Journal,
     shared: Option<SharedStore>,
-    stages: Mutex<HashMap<u64, Arc<File>>>,
+    stages: Mutex<HashMap<u64, Stage>>,
     /// Staging files committed by hard link: they share their inode with a blob, so the next
     /// change must first give them an inode of their own (blobs never change).
     linked: Mutex<std::collections::HashSet<u64>>,
@@ -158,13 +167,62 @@ impl DiskCache {
         Ok(f)
     }
 
+    fn stages(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Stage>> {
+        self.stages.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `op` on a staging area held in memory, or returns its file.
+    fn with_stage<T>(
+        &self,
+        stage: u64,
+        op: impl FnOnce(&mut Vec<u8>) -> T,
+    ) -> Result<Result<T, Arc<File>>, CacheError> {
+        match self.stages().get_mut(&stage) {
+            Some(Stage::Memory(data)) => Ok(Ok(op(data))),
+            Some(Stage::File(f)) => Ok(Err(f.clone())),
+            None => Err(CacheError::Missing(format!("staging area {stage}"))),
+        }
+    }
+
+    /// The file of a staging area that has one (after [`Self::unshare_stage`], maybe a new one).
     fn stage_file(&self, stage: u64) -> Result<Arc<File>, CacheError> {
-        self.stages
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&stage)
-            .cloned()
-            .ok_or_else(|| CacheError::Missing(format!("staging area {stage}")))
+        match self.stages().get(&stage) {
+            Some(Stage::File(f)) => Ok(f.clone()),
+            Some(Stage::Memory(_)) => Err(CacheError::Backend(format!(
+                "staging area {stage} is held in memory"
+            ))),
+            None => Err(CacheError::Missing(format!("staging area {stage}"))),
+        }
+    }
+
+    /// Moves a staging area held in memory into a file of its own, for content that outgrew
+    /// [`INLINE_MAX_BYTES`]; returns the file.
+    fn spill(&self, stage: u64) -> Result<Arc<File>, CacheError> {
+        let mut stages = self.stages();
+        let data = match stages.get_mut(&stage) {
+            Some(Stage::Memory(data)) => std::mem::take(data),
+            Some(Stage::File(f)) => return Ok(f.clone()),
+            None => return Err(CacheError::Missing(format!("staging area {stage}"))),
+        };
+        let path = self.stage_path(stage);
+        let made = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .and_then(|f| f.write_all_at(&data, 0).map(|()| f));
+        match made {
+            Ok(f) => {
+                let f = Arc::new(f);
+                stages.insert(stage, Stage::File(f.clone()));
+                Ok(f)
+            }
+            Err(e) => {
+                stages.insert(stage, Stage::Memory(data));
+                Err(io_err("create staging file", &path, e))
+            }
+        }
     }
 
     /// Gives staging area `stage` an inode of its own if it shares one with a blob.
@@ -186,10 +244,7 @@ impl DiskCache {
             .write(true)
             .open(&path)
             .map_err(|e| io_err("open staging file", &path, e))?;
-        self.stages
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(stage, Arc::new(f));
+        self.stages().insert(stage, Stage::File(Arc::new(f)));
         Ok(())
     }
 
@@ -245,7 +300,7 @@ impl LocalCache for DiskCache {
         if valid_hash(hash).is_err() {
             return false;
         }
-        if self.blob_path(hash).exists() {
+        if self.blob_path(hash).exists() || self.journal.inline_has(hash) {
             return true;
         }
         // Another session on this host may hold it: link it in.
@@ -256,7 +311,18 @@ impl LocalCache for DiskCache {
     }
 
     fn read_blob(&self, hash: &str, offset: u64, len: usize) -> CacheResult<Vec<u8>> {
-        let f = self.blob_file(hash)?;
+        let f = match self.blob_file(hash) {
+            Err(CacheError::Missing(why)) => {
+                let data = self
+                    .journal
+                    .inline_get(hash)?
+                    .ok_or(CacheError::Missing(why))?;
+                let start = (offset as usize).min(data.len());
+                let end = start.saturating_add(len).min(data.len());
+                return Ok(data[start..end].to_vec());
+            }
+            other => other?,
+        };
         let path = self.blob_path(hash);
         let size = f.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
         if offset == 0 && len as u64 >= size {
@@ -277,7 +343,10 @@ impl LocalCache for DiskCache {
         match File::open(&path) {
             Ok(f) => Ok(Box::new(f)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(CacheError::Missing(format!("blob {hash}")))
+                match self.journal.inline_get(hash)? {
+                    Some(data) => Ok(Box::new(std::io::Cursor::new(data))),
+                    None => Err(CacheError::Missing(format!("blob {hash}"))),
+                }
             }
             Err(e) => Err(io_err("open blob", &path, e)),
         }
@@ -285,6 +354,9 @@ impl LocalCache for DiskCache {
 
     fn put_blob(&self, hash: &str, data: &[u8]) -> CacheResult<()> {
         valid_hash(hash)?;
+        if data.len() <= INLINE_MAX_BYTES {
+            return self.journal.inline_put(hash, data);
+        }
         if self.blob_path(hash).exists() {
             return Ok(());
         }
@@ -334,17 +406,19 @@ impl LocalCache for DiskCache {
         let path = self.stage_path(stage);
         // Never open an old staging file for writing: it may share its inode with a blob.
         // (Staging files exist only while in `stages`: the directory is emptied at open.)
-        let known = self
-            .stages
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(&stage);
+        let known = self.stages().contains_key(&stage);
         if known {
             self.stage_drop(stage);
         }
         let f = if let Some(h) = from {
             valid_hash(h)?;
             let src = self.blob_path(h);
+            if !src.exists()
+                && let Some(data) = self.journal.inline_get(h)?
+            {
+                self.stages().insert(stage, Stage::Memory(data));
+                return Ok(());
+            }
             fs::copy(&src, &path).map_err(|e| io_err("copy into staging", &src, e))?;
             OpenOptions::new()
                 .read(true)
@@ -352,41 +426,78 @@ impl LocalCache for DiskCache {
                 .open(&path)
                 .map_err(|e| io_err("open staging file", &path, e))?
         } else {
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&path)
-                .map_err(|e| io_err("create staging file", &path, e))?
+            // New content starts in memory: most files written are small.
+            self.stages().insert(stage, Stage::Memory(Vec::new()));
+            return Ok(());
         };
-        self.stages
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(stage, Arc::new(f));
+        self.stages().insert(stage, Stage::File(Arc::new(f)));
         Ok(())
     }
 
     fn stage_write(&self, stage: u64, offset: u64, data: &[u8]) -> CacheResult<()> {
-        self.unshare_stage(stage)?;
-        let f = self.stage_file(stage)?;
+        let end = offset.saturating_add(data.len() as u64);
+        let in_memory = self.with_stage(stage, |buf| {
+            if end > INLINE_MAX_BYTES as u64 {
+                return false;
+            }
+            let (start, end) = (offset as usize, end as usize);
+            if buf.len() < end {
+                buf.resize(end, 0);
+            }
+            buf[start..end].copy_from_slice(data);
+            true
+        })?;
+        let f = match in_memory {
+            Ok(true) => return Ok(()),
+            Ok(false) => self.spill(stage)?,
+            Err(_) => {
+                self.unshare_stage(stage)?;
+                self.stage_file(stage)?
+            }
+        };
         f.write_all_at(data, offset)
             .map_err(|e| io_err("write", &self.stage_path(stage), e))
     }
 
     fn stage_read(&self, stage: u64, offset: u64, len: usize) -> CacheResult<Vec<u8>> {
-        let f = self.stage_file(stage)?;
-        read_at(&f, offset, len, &self.stage_path(stage))
+        let in_memory = self.with_stage(stage, |buf| {
+            let start = (offset as usize).min(buf.len());
+            let end = start.saturating_add(len).min(buf.len());
+            buf[start..end].to_vec()
+        })?;
+        match in_memory {
+            Ok(data) => Ok(data),
+            Err(f) => read_at(&f, offset, len, &self.stage_path(stage)),
+        }
     }
 
     fn stage_truncate(&self, stage: u64, size: u64) -> CacheResult<()> {
-        self.unshare_stage(stage)?;
-        let f = self.stage_file(stage)?;
+        let in_memory = self.with_stage(stage, |buf| {
+            if size > INLINE_MAX_BYTES as u64 {
+                return false;
+            }
+            buf.resize(size as usize, 0);
+            true
+        })?;
+        let f = match in_memory {
+            Ok(true) => return Ok(()),
+            Ok(false) => self.spill(stage)?,
+            Err(_) => {
+                self.unshare_stage(stage)?;
+                self.stage_file(stage)?
+            }
+        };
         f.set_len(size)
             .map_err(|e| io_err("truncate", &self.stage_path(stage), e))
     }
 
     fn stage_commit(&self, stage: u64) -> CacheResult<(String, u64)> {
+        // Small content is copied out of the lock, hashed and stored in the index.
+        if let Ok(data) = self.with_stage(stage, |buf| buf.clone())? {
+            let hash = hex::encode(Sha256::digest(&data));
+            self.journal.inline_put(&hash, &data)?;
+            return Ok((hash, data.len() as u64));
+        }
         let path = self.stage_path(stage);
         let mut f = File::open(&path).map_err(|e| io_err("open staging file", &path, e))?;
         let len = f.metadata().map(|m| m.len()).unwrap_or(0);
@@ -409,6 +520,9 @@ impl LocalCache for DiskCache {
 
     fn stage_commit_as(&self, stage: u64, hash: &str, _size: u64) -> CacheResult<()> {
         valid_hash(hash)?;
+        if let Ok(data) = self.with_stage(stage, |buf| buf.clone())? {
+            return self.journal.inline_put(hash, &data);
+        }
         let path = self.stage_path(stage);
         let dest = self.blob_path(hash);
         if dest.exists() {
@@ -439,15 +553,14 @@ impl LocalCache for DiskCache {
     }
 
     fn stage_drop(&self, stage: u64) {
-        self.stages
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&stage);
+        let dropped = self.stages().remove(&stage);
         self.linked
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&stage);
-        let _ = fs::remove_file(self.stage_path(stage));
+        if matches!(dropped, Some(Stage::File(_))) {
+            let _ = fs::remove_file(self.stage_path(stage));
+        }
     }
 
     fn journal_append(&self, op: &JournalOp, now: Timestamp) -> CacheResult<u64> {
@@ -491,12 +604,21 @@ impl LocalCache for DiskCache {
     }
 
     fn stats(&self) -> CacheStats {
-        let (blob_count, blob_bytes) = layout::walk_size(&self.layout.blobs);
-        let (_, staging_bytes) = layout::walk_size(&self.layout.staging);
+        let (file_count, file_bytes) = layout::walk_size(&self.layout.blobs);
+        let (inline_count, inline_bytes) = self.journal.inline_stats();
+        let (_, staged_files) = layout::walk_size(&self.layout.staging);
+        let staged_in_memory: u64 = self
+            .stages()
+            .values()
+            .map(|s| match s {
+                Stage::Memory(data) => data.len() as u64,
+                Stage::File(_) => 0,
+            })
+            .sum();
         CacheStats {
-            blob_count,
-            blob_bytes,
-            staging_bytes,
+            blob_count: file_count + inline_count,
+            blob_bytes: file_bytes + inline_bytes,
+            staging_bytes: staged_files + staged_in_memory,
             shared_links: self.shared.as_ref().map(|s| s.link_count()).unwrap_or(0),
         }
     }
@@ -525,7 +647,7 @@ impl LocalCache for DiskCache {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
-        let mut freed = 0;
+        let mut freed = self.journal.inline_sweep(&needed)?;
         for shard in fs::read_dir(&self.layout.blobs)
             .map_err(|e| io_err("list", &self.layout.blobs, e))?
             .flatten()

@@ -3,11 +3,18 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-use aether_cache_sqlite::{DiskCache, SharedStore, SyncPolicy};
+use aether_cache_sqlite::{DiskCache, INLINE_MAX_BYTES, SharedStore, SyncPolicy};
 use aether_domain::Timestamp;
 use aether_ports::local_cache::*;
 
 const EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// Content one byte past what the index keeps: it gets a blob file of its own.
+fn large(tag: &str) -> Vec<u8> {
+    let mut data = tag.as_bytes().to_vec();
+    data.resize(INLINE_MAX_BYTES + 1, b'.');
+    data
+}
 
 fn open(dir: &std::path::Path, session: &str) -> DiskCache {
     let shared = SharedStore::open(&dir.join("shared")).unwrap();
@@ -107,18 +114,19 @@ fn staging_commits_content_by_hash() {
 fn a_blob_shard_removed_under_the_cache_is_made_again() {
     let dir = tempfile::tempdir().unwrap();
     let cache = open(dir.path(), "sess_a");
+    let data = large("first");
     cache.stage_open(1, None).unwrap();
-    cache.stage_write(1, 0, b"first").unwrap();
+    cache.stage_write(1, 0, &data).unwrap();
     let (first, _) = cache.stage_commit(1).unwrap();
     // Someone (a cleanup script, `rm -rf`) removes the shard the cache already made.
     std::fs::remove_dir_all(cache.layout().blobs.join(&first[..2])).unwrap();
     // The same shard again: a committed file and a downloaded blob both land.
     cache.stage_open(2, None).unwrap();
-    cache.stage_write(2, 0, b"first").unwrap();
+    cache.stage_write(2, 0, &data).unwrap();
     assert_eq!(cache.stage_commit(2).unwrap().0, first);
     assert_eq!(cache.read_blob(&first, 0, 5).unwrap(), b"first");
     std::fs::remove_dir_all(cache.layout().blobs.join(&first[..2])).unwrap();
-    cache.put_blob(&first, b"first").unwrap();
+    cache.put_blob(&first, &data).unwrap();
     assert_eq!(cache.read_blob(&first, 0, 5).unwrap(), b"first");
     let mode = std::fs::metadata(cache.layout().blobs.join(&first[..2]))
         .unwrap()
@@ -136,7 +144,7 @@ fn blobs_offered_to_the_shared_store_right_before_closing_are_kept() {
         for i in 0..50u64 {
             cache.stage_open(i, None).unwrap();
             cache
-                .stage_write(i, 0, format!("file {i}").as_bytes())
+                .stage_write(i, 0, &large(&format!("file {i}")))
                 .unwrap();
             hashes.push(cache.stage_commit(i).unwrap().0);
         }
@@ -158,7 +166,7 @@ fn two_sessions_share_one_copy() {
     let a = open(dir.path(), "sess_a");
     let b = open(dir.path(), "sess_b");
     a.stage_open(1, None).unwrap();
-    a.stage_write(1, 0, &[42u8; 10_000]).unwrap();
+    a.stage_write(1, 0, &[42u8; 100_000]).unwrap();
     let (hash, _) = a.stage_commit(1).unwrap();
     // The offer to the shared store is linked in the background; counting waits for it.
     assert_eq!(a.stats().shared_links, 1, "offered to the shared store");
@@ -173,7 +181,7 @@ fn two_sessions_share_one_copy() {
     assert_eq!(b.read_blob(&hash, 0, 3).unwrap(), [42, 42, 42]);
     assert_eq!(a.stats().shared_links, 2);
     // Clearing clean entries drops the unreferenced blob from one session only.
-    assert_eq!(a.clear_clean().unwrap(), 10_000);
+    assert_eq!(a.clear_clean().unwrap(), 100_000);
     assert!(!a.layout().blobs.join(&hash[..2]).join(&hash).exists());
     assert_eq!(b.read_blob(&hash, 0, 1).unwrap(), [42]);
 }
@@ -203,18 +211,22 @@ fn blobs_needed_by_the_journal_survive_clear() {
     assert_eq!(cache.read_blob(&hash, 0, 100).unwrap(), data);
 }
 
-#[test]
-fn committing_links_and_a_later_write_never_changes_the_blob() {
+/// Committed content never changes, whether the staging area is in memory or a file (which
+/// the blob shares by hard link until the next write).
+fn a_later_write_never_changes_the_committed_blob(large: bool) {
     let dir = tempfile::tempdir().unwrap();
     let cache = open(dir.path(), "sess_a");
     cache.stage_open(3, None).unwrap();
     cache.stage_write(3, 0, b"first version").unwrap();
+    if large {
+        cache.stage_write(3, INLINE_MAX_BYTES as u64, b"!").unwrap();
+    }
     let (first, _) = cache.stage_commit(3).unwrap();
     // Written again after the commit (the file stayed open), and truncated.
     cache.stage_write(3, 0, b"FIRST").unwrap();
-    assert_eq!(cache.read_blob(&first, 0, 100).unwrap(), b"first version");
+    assert_eq!(cache.read_blob(&first, 0, 13).unwrap(), b"first version");
     cache.stage_truncate(3, 2).unwrap();
-    assert_eq!(cache.read_blob(&first, 0, 100).unwrap(), b"first version");
+    assert_eq!(cache.read_blob(&first, 0, 13).unwrap(), b"first version");
     let (second, size) = cache.stage_commit(3).unwrap();
     assert_eq!(
         (size, cache.read_blob(&second, 0, 100).unwrap()),
@@ -223,7 +235,93 @@ fn committing_links_and_a_later_write_never_changes_the_blob() {
     // Re-opening the staging area from a blob does not touch the blob either.
     cache.stage_open(3, Some(&first)).unwrap();
     cache.stage_write(3, 0, b"x").unwrap();
-    assert_eq!(cache.read_blob(&first, 0, 100).unwrap(), b"first version");
+    assert_eq!(cache.read_blob(&first, 0, 13).unwrap(), b"first version");
     cache.stage_open(3, None).unwrap();
     assert_eq!(cache.read_blob(&second, 0, 100).unwrap(), b"FI");
+}
+
+#[test]
+fn a_later_write_never_changes_small_committed_content() {
+    a_later_write_never_changes_the_committed_blob(false);
+}
+
+#[test]
+fn committing_links_and_a_later_write_never_changes_the_blob() {
+    a_later_write_never_changes_the_committed_blob(true);
+}
+
+#[test]
+fn small_content_stays_in_the_index_and_outgrows_it_into_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let staged_files = |c: &DiskCache| std::fs::read_dir(&c.layout().staging).unwrap().count();
+    let blob_files = |c: &DiskCache| {
+        std::fs::read_dir(&c.layout().blobs)
+            .unwrap()
+            .flatten()
+            .map(|shard| std::fs::read_dir(shard.path()).unwrap().count())
+            .sum::<usize>()
+    };
+    let small;
+    {
+        let cache = open(dir.path(), "sess_a");
+        cache.stage_open(1, None).unwrap();
+        cache.stage_write(1, 4, b"tail").unwrap();
+        cache.stage_write(1, 0, b"head").unwrap();
+        assert_eq!(staged_files(&cache), 0, "small content is staged in memory");
+        assert_eq!(cache.stage_read(1, 2, 4).unwrap(), b"adta");
+        let (hash, size) = cache.stage_commit(1).unwrap();
+        assert_eq!(size, 8);
+        assert_eq!(blob_files(&cache), 0, "and committed to the index");
+        assert!(cache.has_blob(&hash));
+        let mut streamed = Vec::new();
+        std::io::Read::read_to_end(&mut cache.open_blob(&hash).unwrap(), &mut streamed).unwrap();
+        assert_eq!(streamed, b"headtail");
+        // Writing on after the commit leaves the committed content alone.
+        cache.stage_write(1, 0, b"HEAD").unwrap();
+        assert_eq!(cache.read_blob(&hash, 0, 100).unwrap(), b"headtail");
+        // Past the limit the staging area moves to a file, content and all.
+        cache.stage_write(1, INLINE_MAX_BYTES as u64, b"!").unwrap();
+        assert_eq!(staged_files(&cache), 1);
+        assert_eq!(cache.stage_read(1, 0, 8).unwrap(), b"HEADtail");
+        let (big, size) = cache.stage_commit(1).unwrap();
+        assert_eq!(size, INLINE_MAX_BYTES as u64 + 1);
+        assert_eq!(blob_files(&cache), 1);
+        assert_eq!(
+            cache.read_blob(&big, INLINE_MAX_BYTES as u64, 10).unwrap(),
+            b"!"
+        );
+        // A staging area opened from small content starts with it, in memory.
+        cache.stage_open(2, Some(&hash)).unwrap();
+        cache.stage_truncate(2, 4).unwrap();
+        assert_eq!(cache.stage_read(2, 0, 100).unwrap(), b"head");
+        cache.stage_drop(1);
+        cache.stage_drop(2);
+        assert_eq!(staged_files(&cache), 0);
+        small = hash;
+    }
+    // The index is on disk: the content survives a restart, and goes with `clear_clean`
+    // unless the journal still needs it.
+    let cache = open(dir.path(), "sess_a");
+    assert_eq!(cache.read_blob(&small, 0, 4).unwrap(), b"head");
+    let stats = cache.stats();
+    assert_eq!((stats.blob_count, stats.staging_bytes), (2, 0));
+    let freed = cache.clear_clean().unwrap();
+    assert_eq!(freed, 8 + INLINE_MAX_BYTES as u64 + 1);
+    assert!(!cache.has_blob(&small));
+    assert!(matches!(
+        cache.read_blob(&small, 0, 1),
+        Err(CacheError::Missing(_))
+    ));
+}
+
+#[test]
+fn downloaded_small_content_is_kept_in_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), "sess_a");
+    cache.put_blob(EMPTY, b"").unwrap();
+    let hash = "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03";
+    cache.put_blob(hash, b"hello\n").unwrap();
+    assert_eq!(cache.read_blob(hash, 0, 100).unwrap(), b"hello\n");
+    assert_eq!(cache.read_blob(EMPTY, 0, 100).unwrap(), b"");
+    assert_eq!(cache.stats().blob_count, 2);
 }
