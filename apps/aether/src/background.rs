@@ -13,11 +13,6 @@ use crate::runtime::MountPlan;
 
 const READY_ENV: &str = "AETHER_READY_NOTIFY";
 const READY_LINE: &str = "AETHER_READY";
-/// The runtime's allocator commits its arena on demand rather than all at once: with
-/// transparent huge pages, an eagerly committed arena turns every touched 2 MiB into resident
-/// memory (idle RSS ~47 MiB against ~32 MiB, with no measured cost to creates or the
-/// workload; docs/benchmarks.md, run 15). A value the user set is kept.
-const LAZY_ARENA_ENV: &str = "MIMALLOC_ARENA_EAGER_COMMIT";
 
 /// Tells whoever started this runtime that the mount is up.
 pub(crate) fn announce_ready(session: &str, dir: &Path) {
@@ -47,12 +42,7 @@ pub(crate) fn spawn_and_wait(plan: &MountPlan) -> Result<()> {
         .filter(|a| a != "--auth-token-stdin")
         .chain(["--foreground".into()])
         .collect();
-    let mut command = Command::new(exe);
-    if std::env::var_os(LAZY_ARENA_ENV).is_none() {
-        // mimalloc reads its options before `main`, so only a new process can be given this one.
-        command.env(LAZY_ARENA_ENV, "0");
-    }
-    let mut child = command
+    let mut child = Command::new(exe)
         .args(args)
         .env(READY_ENV, "1")
         .env("AFS_AUTH_TOKEN", &plan.token)
