@@ -46,10 +46,10 @@ where
     C: LocalCache,
     K: MountClock,
 {
-    fn node(&self, st: &State, ino: u64) -> FsResult<Node> {
+    /// `ino`'s node, borrowed: cloning it would copy a directory's whole listing.
+    fn node<'s>(&self, st: &'s State, ino: u64) -> FsResult<&'s Node> {
         st.nodes
             .get(ino)
-            .cloned()
             .ok_or_else(|| FsError::NotFound(format!("inode {ino} is not known to this mount")))
     }
 
@@ -342,14 +342,15 @@ where
             self.truncate(ino, fh, size).await?;
         }
         let mut st = self.lock();
-        let node = self.node(&st, ino)?;
+        let (kind, perm_now) = {
+            let n = self.node(&st, ino)?;
+            (n.attr.kind, n.attr.perm)
+        };
         // Linux clears set-ID bits on any change of owner, whoever makes it, and on a
         // truncation by an unprivileged caller; under FUSE_HANDLE_KILLPRIV_V2 that is ours.
         let owner_changes = set.uid.is_some() || set.gid.is_some();
-        if node.attr.kind != FileKind::Dir
-            && (owner_changes || (set.size.is_some() && set.drop_setid))
-        {
-            let perm = set.perm.unwrap_or(node.attr.perm);
+        if kind != FileKind::Dir && (owner_changes || (set.size.is_some() && set.drop_setid)) {
+            let perm = set.perm.unwrap_or(perm_now);
             if without_setid(perm) != perm {
                 set.perm = Some(without_setid(perm));
             }
@@ -369,7 +370,7 @@ where
                 .nodes
                 .path(ino)
                 .ok_or_else(|| FsError::NotFound(format!("inode {ino} has no name")))?;
-            if node.attr.kind != FileKind::Symlink {
+            if kind != FileKind::Symlink {
                 self.journal_about(
                     &mut st,
                     ino,
@@ -408,7 +409,7 @@ where
         self.op();
         let st = self.lock();
         let n = self.node(&st, ino)?;
-        match (n.attr.kind, n.target) {
+        match (n.attr.kind, n.target.clone()) {
             (FileKind::Symlink, Some(t)) => Ok(t.into_bytes()),
             _ => Err(FsError::Invalid(format!(
                 "{} is not a symbolic link",
@@ -490,8 +491,11 @@ where
             .nodes
             .child(parent, name)
             .ok_or_else(|| FsError::NotFound(path.clone()))?;
-        let node = self.node(&st, ino)?;
-        if node.is_dir() {
+        let (is_dir, journaled) = {
+            let n = self.node(&st, ino)?;
+            (n.is_dir(), n.journaled)
+        };
+        if is_dir {
             return Err(FsError::IsDir(path));
         }
         self.remove_name(
@@ -499,7 +503,7 @@ where
             parent,
             name,
             ino,
-            node.journaled.then_some(JournalOp::DeleteFile { path }),
+            journaled.then_some(JournalOp::DeleteFile { path }),
         )?;
         let now = self.clock.now();
         if let Some(n) = st.nodes.get_mut(ino) {
@@ -546,12 +550,12 @@ where
         self.ensure_listing(ino).await?;
         let mut st = self.lock();
         let path = st.nodes.path(ino).unwrap_or_default();
-        let node = self.node(&st, ino)?;
-        if node
-            .listing
-            .as_ref()
-            .is_some_and(|l| !l.children.is_empty())
-        {
+        let (empty, journaled) = {
+            let n = self.node(&st, ino)?;
+            let empty = !n.listing.as_ref().is_some_and(|l| !l.children.is_empty());
+            (empty, n.journaled)
+        };
+        if !empty {
             return Err(FsError::NotEmpty(path));
         }
         self.remove_name(
@@ -559,7 +563,7 @@ where
             parent,
             name,
             ino,
-            node.journaled.then_some(JournalOp::Rmdir { path }),
+            journaled.then_some(JournalOp::Rmdir { path }),
         )?;
         let now = self.clock.now();
         if let Some(n) = st.nodes.get_mut(ino) {
@@ -646,11 +650,11 @@ where
                 st.nodes.path(new_parent).unwrap_or_default(),
             ));
         }
-        let src_node = self.node(&st, src)?;
+        let src_is_dir = self.node(&st, src)?.is_dir();
         if dst == Some(src) {
             return Ok(());
         }
-        if src_node.is_dir() && Self::is_ancestor(&st, src, new_parent) {
+        if src_is_dir && Self::is_ancestor(&st, src, new_parent) {
             return Err(FsError::Invalid(format!(
                 "cannot move {from} into itself ({to})"
             )));
@@ -660,7 +664,7 @@ where
             (RenameMode::Exchange, None) => return Err(FsError::NotFound(to)),
             (RenameMode::Replace, Some(d)) => {
                 let dn = self.node(&st, d)?;
-                match (src_node.is_dir(), dn.is_dir()) {
+                match (src_is_dir, dn.is_dir()) {
                     (true, false) => return Err(FsError::NotDir(to)),
                     (false, true) => return Err(FsError::IsDir(to)),
                     (true, true) if dn.listing.as_ref().is_some_and(|l| !l.children.is_empty()) => {
@@ -705,7 +709,7 @@ where
         }
         st.nodes.attach(new_parent, new_name, src);
         st.negative.remove(&(new_parent, new_name.to_owned()));
-        if src_node.is_dir() && parent != new_parent && mode != RenameMode::Exchange {
+        if src_is_dir && parent != new_parent && mode != RenameMode::Exchange {
             if let Some(p) = st.nodes.get_mut(parent) {
                 p.attr.nlink = p.attr.nlink.saturating_sub(1).max(2);
             }
