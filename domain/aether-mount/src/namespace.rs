@@ -552,7 +552,7 @@ where
         let path = st.nodes.path(ino).unwrap_or_default();
         let (empty, journaled) = {
             let n = self.node(&st, ino)?;
-            let empty = !n.listing.as_ref().is_some_and(|l| !l.children.is_empty());
+            let empty = n.listing.as_ref().is_none_or(|l| l.children.is_empty());
             (empty, n.journaled)
         };
         if !empty {
