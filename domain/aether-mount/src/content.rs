@@ -581,6 +581,7 @@ where
             mode,
             base_hash: patch.as_ref().and(stage.base_hash.clone()),
             patch,
+            created: !n.journaled,
         };
         let inos = st.nodes.touch_set(ino);
         let seq = self.journal(st, op, inos)?;

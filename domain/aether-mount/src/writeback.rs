@@ -80,6 +80,63 @@ fn batch_bytes(op: &JournalOp) -> Option<u64> {
     }
 }
 
+/// Folds the temporary-file idiom inside one batch: a new file `t` written, hard-linked as
+/// `f`, then `t` deleted (how git stores objects, and how many tools publish a file) becomes one
+/// write of `f`, placed where the link was. The server ends in the same state with a third of
+/// the work. Only when the write created `t`, the link and the delete are the next two entries
+/// naming `t`, and no rename or rmdir (which could move either path) comes in between. The
+/// batch is all or nothing, so no state in between is ever visible. (The changefeed then shows
+/// no event for `t`; its echo count stays until the echo table is cleared, which at worst
+/// hides one foreign change to that exact path until the TTL.)
+fn fold_temporaries(ops: Vec<JournalOp>) -> Vec<JournalOp> {
+    let names = |op: &JournalOp, path: &str| op.paths().contains(&path);
+    let moves = |op: &JournalOp| matches!(op, JournalOp::Rename { .. } | JournalOp::Rmdir { .. });
+    let mut out: Vec<Option<JournalOp>> = ops.iter().cloned().map(Some).collect();
+    for (i, op) in ops.iter().enumerate() {
+        let JournalOp::Write {
+            path: t,
+            hash,
+            size,
+            mode,
+            patch: None,
+            created: true,
+            ..
+        } = op
+        else {
+            continue;
+        };
+        let next_naming = |from: usize| {
+            (from..ops.len())
+                .take_while(|&k| !moves(&ops[k]))
+                .find(|&k| names(&ops[k], t))
+        };
+        let Some(j) = next_naming(i + 1) else {
+            continue;
+        };
+        let JournalOp::Link { existing, new: f } = &ops[j] else {
+            continue;
+        };
+        let Some(k) = next_naming(j + 1) else {
+            continue;
+        };
+        if existing != t || !matches!(&ops[k], JournalOp::DeleteFile { path } if path == t) {
+            continue;
+        }
+        out[i] = None;
+        out[j] = Some(JournalOp::Write {
+            path: f.clone(),
+            hash: hash.clone(),
+            size: *size,
+            mode: *mode,
+            base_hash: None,
+            patch: None,
+            created: true,
+        });
+        out[k] = None;
+    }
+    out.into_iter().flatten().collect()
+}
+
 /// With this many changes waiting or more, the write-back sends at once.
 const LINGER_ENOUGH: usize = 128;
 
@@ -234,9 +291,11 @@ where
             unit[unit.len() - 1].seq
         );
         let ctx = self.ctx().with_idempotency_key(key);
-        let mut operations = Vec::with_capacity(unit.len());
-        for e in unit {
-            match self.batch_operation(&e.op) {
+        let ops: Vec<JournalOp> = unit.iter().map(|e| e.op.clone()).collect();
+        let ops = fold_temporaries(ops);
+        let mut operations = Vec::with_capacity(ops.len());
+        for op in &ops {
+            match self.batch_operation(op) {
                 Ok(op) => operations.push(op),
                 Err(err) => return Applied::Refused(err),
             }
@@ -573,6 +632,7 @@ where
                 mode,
                 base_hash,
                 patch,
+                ..
             } => {
                 if let (Some(ranges), Some(base)) = (patch, base_hash) {
                     let mut segments = Vec::with_capacity(ranges.len());
@@ -725,6 +785,84 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn write(path: &str, created: bool) -> JournalOp {
+        JournalOp::Write {
+            path: path.into(),
+            hash: "h".into(),
+            size: 3,
+            mode: 0o444,
+            base_hash: None,
+            patch: None,
+            created,
+        }
+    }
+
+    fn link(existing: &str, new: &str) -> JournalOp {
+        JournalOp::Link {
+            existing: existing.into(),
+            new: new.into(),
+        }
+    }
+
+    fn delete(path: &str) -> JournalOp {
+        JournalOp::DeleteFile { path: path.into() }
+    }
+
+    const T: &str = "/o/ab/tmp_obj_1";
+    const F: &str = "/o/ab/cdef";
+
+    #[test]
+    fn a_temporary_written_linked_and_deleted_becomes_one_write() {
+        let mkdir = JournalOp::Mkdir {
+            path: "/o/cd".into(),
+            mode: 0o755,
+        };
+        let ops = vec![
+            write(T, true),
+            mkdir.clone(),
+            link(T, F),
+            write("/other", true),
+            delete(T),
+        ];
+        assert_eq!(
+            fold_temporaries(ops),
+            vec![mkdir, write(F, true), write("/other", true)]
+        );
+    }
+
+    #[test]
+    fn anything_else_keeps_the_temporary_idiom_as_it_was() {
+        let chmod = JournalOp::SetAttributes {
+            path: T.into(),
+            mode: Some(0o400),
+            uid: None,
+            gid: None,
+            atime: None,
+            mtime: None,
+        };
+        let rename = JournalOp::Rename {
+            from: "/o".into(),
+            to: "/p".into(),
+            no_replace: false,
+            exchange: false,
+        };
+        let cases = [
+            // The write replaced a file that already existed: its old self must still go.
+            vec![write(T, false), link(T, F), delete(T)],
+            // Something else touches the temporary between.
+            vec![write(T, true), chmod.clone(), link(T, F), delete(T)],
+            vec![write(T, true), link(T, F), chmod, delete(T)],
+            // A rename may move either path.
+            vec![write(T, true), rename, link(T, F), delete(T)],
+            // The temporary outlives the batch.
+            vec![write(T, true), link(T, F)],
+            vec![write(T, true), link(T, F), link(T, "/o/ab/more"), delete(T)],
+        ];
+        for ops in cases {
+            assert_eq!(fold_temporaries(ops.clone()), ops);
+        }
+    }
 
     #[test]
     fn backoff_grows_to_its_cap() {

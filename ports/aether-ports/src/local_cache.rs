@@ -56,6 +56,10 @@ pub enum JournalOp {
         mode: u32,
         base_hash: Option<String>,
         patch: Option<Vec<(u64, u64)>>,
+        /// The path did not exist before this entry: the first content of a file created
+        /// through the mount. (Entries journaled before the field existed read as `false`.)
+        #[serde(default)]
+        created: bool,
     },
     DeleteFile {
         path: String,

@@ -203,6 +203,7 @@ fn blobs_needed_by_the_journal_survive_clear() {
                 mode: 0o644,
                 base_hash: None,
                 patch: None,
+                created: true,
             },
             Timestamp::from_nanos(1),
         )

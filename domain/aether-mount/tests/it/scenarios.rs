@@ -661,3 +661,38 @@ async fn set_id_bits_go_as_linux_clears_them() {
     );
     assert_eq!(mode_of("/owned"), Some(0o755));
 }
+
+/// git stores each object as a temporary file, hard-linked under its name, then deleted: the
+/// server receives one write per object, and never sees the temporary.
+#[tokio::test]
+async fn a_temporary_file_published_by_link_reaches_the_server_as_one_write() {
+    let w = World::new().await;
+    let e = w.mount().await;
+    let dir = e.mkdir(ME, ROOT_INO, b"ab", 0o755).await.unwrap().attr.ino;
+    write_back(&e).await;
+    let tmp = write_new(&e, dir, "tmp_obj_1", b"object").await;
+    e.link(tmp, dir, b"cdef").await.unwrap();
+    e.unlink(dir, b"tmp_obj_1").await.unwrap();
+    write_back(&e).await;
+    assert_eq!(w.server_paths().await, ["/", "/ab", "/ab/cdef"]);
+    assert_eq!(
+        w.server_read("/ab/cdef").await.as_deref(),
+        Some(&b"object"[..])
+    );
+    let events = w
+        .api
+        .list_events(&w.ctx, &w.session, ListEventsRequest::default())
+        .await
+        .unwrap();
+    let named: Vec<String> = events
+        .items
+        .iter()
+        .filter_map(|ev| ev.path.clone())
+        .collect();
+    assert!(
+        !named.iter().any(|p| p.contains("tmp_obj")),
+        "the server saw the temporary: {named:?}"
+    );
+    let cdef = e.lookup(dir, b"cdef").await.unwrap();
+    assert_eq!(read_all(&e, cdef.attr.ino).await, b"object");
+}
