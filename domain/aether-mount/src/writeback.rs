@@ -1,6 +1,7 @@
 //! Write-back: replays the journal against the server in order, one idempotency key per entry,
 //! retrying with backoff while the server is away and setting aside what it refuses for good.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -89,9 +90,20 @@ fn batch_bytes(op: &JournalOp) -> Option<u64> {
 /// no event for `t`; its echo count stays until the echo table is cleared, which at worst
 /// hides one foreign change to that exact path until the TTL.)
 fn fold_temporaries(ops: Vec<JournalOp>) -> Vec<JournalOp> {
-    let names = |op: &JournalOp, path: &str| op.paths().contains(&path);
-    let moves = |op: &JournalOp| matches!(op, JournalOp::Rename { .. } | JournalOp::Rmdir { .. });
-    let mut out: Vec<Option<JournalOp>> = ops.iter().cloned().map(Some).collect();
+    // Where each path is named, and how many renames or rmdirs come before each entry: one
+    // pass, so a batch of 512 entries costs no more than reading it.
+    let mut naming: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut moves_before = Vec::with_capacity(ops.len() + 1);
+    moves_before.push(0usize);
+    for (k, op) in ops.iter().enumerate() {
+        for p in op.paths() {
+            naming.entry(p).or_default().push(k);
+        }
+        let moved = matches!(op, JournalOp::Rename { .. } | JournalOp::Rmdir { .. });
+        moves_before.push(moves_before[k] + usize::from(moved));
+    }
+    let mut drop = vec![false; ops.len()];
+    let mut replace: HashMap<usize, JournalOp> = HashMap::new();
     for (i, op) in ops.iter().enumerate() {
         let JournalOp::Write {
             path: t,
@@ -105,36 +117,39 @@ fn fold_temporaries(ops: Vec<JournalOp>) -> Vec<JournalOp> {
         else {
             continue;
         };
-        let next_naming = |from: usize| {
-            (from..ops.len())
-                .take_while(|&k| !moves(&ops[k]))
-                .find(|&k| names(&ops[k], t))
-        };
-        let Some(j) = next_naming(i + 1) else {
+        let at = &naming[t.as_str()];
+        let from = at.partition_point(|&k| k <= i);
+        let (Some(&j), Some(&k)) = (at.get(from), at.get(from + 1)) else {
             continue;
         };
         let JournalOp::Link { existing, new: f } = &ops[j] else {
             continue;
         };
-        let Some(k) = next_naming(j + 1) else {
-            continue;
-        };
-        if existing != t || !matches!(&ops[k], JournalOp::DeleteFile { path } if path == t) {
+        let deletes_t = matches!(&ops[k], JournalOp::DeleteFile { path } if path == t);
+        let nothing_moved = moves_before[k + 1] == moves_before[i];
+        if existing != t || !deletes_t || !nothing_moved {
             continue;
         }
-        out[i] = None;
-        out[j] = Some(JournalOp::Write {
-            path: f.clone(),
-            hash: hash.clone(),
-            size: *size,
-            mode: *mode,
-            base_hash: None,
-            patch: None,
-            created: true,
-        });
-        out[k] = None;
+        drop[i] = true;
+        drop[k] = true;
+        replace.insert(
+            j,
+            JournalOp::Write {
+                path: f.clone(),
+                hash: hash.clone(),
+                size: *size,
+                mode: *mode,
+                base_hash: None,
+                patch: None,
+                created: true,
+            },
+        );
     }
-    out.into_iter().flatten().collect()
+    ops.into_iter()
+        .enumerate()
+        .filter(|(k, _)| !drop[*k])
+        .map(|(k, op)| replace.remove(&k).unwrap_or(op))
+        .collect()
 }
 
 /// With this many changes waiting or more, the write-back sends at once.
