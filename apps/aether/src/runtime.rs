@@ -23,7 +23,7 @@ use crate::control;
 /// `fsync` and `close` of a large file wait for its last bytes only (docs/mount.md).
 const EARLY_UPLOAD_ABOVE: u64 = 8 << 20;
 /// How long an idle write-back waits for a burst of changes to gather into one batch.
-const WRITEBACK_LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+const WRITEBACK_LINGER: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The wall and monotonic clock of this process.
 pub(crate) struct SystemClock {

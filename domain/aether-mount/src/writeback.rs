@@ -153,7 +153,7 @@ fn fold_temporaries(ops: Vec<JournalOp>) -> Vec<JournalOp> {
 }
 
 /// With this many changes waiting or more, the write-back sends at once.
-const LINGER_ENOUGH: usize = 128;
+const LINGER_ENOUGH: usize = 512;
 
 /// Marks a caller as waiting for the write-back for as long as it lives, and wakes a lingering
 /// write-back.
