@@ -86,9 +86,8 @@ fn batch_bytes(op: &JournalOp) -> Option<u64> {
 /// write of `f`, placed where the link was. The server ends in the same state with a third of
 /// the work. Only when the write created `t`, the link and the delete are the next two entries
 /// naming `t`, and no rename or rmdir (which could move either path) comes in between. The
-/// batch is all or nothing, so no state in between is ever visible. (The changefeed then shows
-/// no event for `t`; its echo count stays until the echo table is cleared, which at worst
-/// hides one foreign change to that exact path until the TTL.)
+/// batch is all or nothing, so no state in between is ever visible. Echoes are expected from
+/// the folded entries, so the changefeed's silence about `t` leaves nothing behind.
 fn fold_temporaries(ops: Vec<JournalOp>) -> Vec<JournalOp> {
     // Where each path is named, and how many renames or rmdirs come before each entry: one
     // pass, so a batch of 512 entries costs no more than reading it.
@@ -152,8 +151,12 @@ fn fold_temporaries(ops: Vec<JournalOp>) -> Vec<JournalOp> {
         .collect()
 }
 
-/// With this many changes waiting or more, the write-back sends at once.
-const LINGER_ENOUGH: usize = 512;
+/// With this many changes waiting or more, the write-back sends at once (the SPEC's
+/// `journal_low_water_entries` default: backpressure starts at twice this).
+const LINGER_ENOUGH: usize = 2048;
+/// While changes keep arriving, the write-back waits for a pause, but never lets the oldest
+/// change wait longer than this.
+const MAX_DEFER: Duration = Duration::from_secs(1);
 
 /// Marks a caller as waiting for the write-back for as long as it lives, and wakes a lingering
 /// write-back.
@@ -191,15 +194,18 @@ where
         let mut shutdown = std::pin::pin!(shutdown.fuse());
         let mut failures = 0u32;
         let mut lingered = false;
+        let mut last_seen = 0u64;
         loop {
             let wake = self.writeback_wake.notified();
             if let Some(linger) = self.config.writeback_linger
-                && !lingered
                 && self.worth_lingering()
+                && (!lingered || self.still_busy(last_seen))
             {
                 // A burst of small changes (an unpacked archive, `git add`) then travels in a
-                // few large batches: the server's cost is mostly per request, not per change.
+                // few large batches once it pauses: the server's cost is mostly per request,
+                // not per change, and the burst keeps the CPUs to itself meanwhile.
                 lingered = true;
+                last_seen = self.cache.journal_stats().last_seq;
                 let hurry = self.hurry_wake.notified();
                 futures::select! {
                     _ = self.clock.sleep(linger).fuse() => {}
@@ -215,8 +221,9 @@ where
                     Vec::new()
                 }
             };
-            lingered = false;
             if unit.is_empty() {
+                // Idle: the next change starts a new burst.
+                lingered = false;
                 futures::select! {
                     _ = wake.fuse() => continue,
                     _ = shutdown => return,
@@ -267,6 +274,17 @@ where
         }
     }
 
+    /// Whether changes arrived since the journal stood at `last_seen`, while the oldest one
+    /// waiting is younger than [`MAX_DEFER`]: the burst goes on, so lingering goes on.
+    fn still_busy(&self, last_seen: u64) -> bool {
+        let stats = self.cache.journal_stats();
+        let young = stats.oldest_appended_at.is_none_or(|t| {
+            let age = self.clock.now().nanos().saturating_sub(t.nanos());
+            age < MAX_DEFER.as_nanos() as i64
+        });
+        stats.last_seq != last_seen && young
+    }
+
     /// Whether the changes waiting are few enough that waiting for more pays, and nobody
     /// waits for them.
     fn worth_lingering(&self) -> bool {
@@ -315,10 +333,14 @@ where
                 Err(err) => return Applied::Refused(err),
             }
         }
+        self.expect_echoes(&ops);
         let result = self
             .remote
             .batch(&ctx, &self.config.session_id, BatchRequest { operations })
             .await;
+        if result.is_err() {
+            self.forget_echoes(&ops);
+        }
         self.applied(result.map(drop))
     }
 
@@ -562,12 +584,6 @@ where
                 }
             }
         }
-        if st.echoes.len() > 100_000 {
-            st.echoes.clear();
-        }
-        for p in entry.op.paths() {
-            *st.echoes.entry(p.to_owned()).or_default() += 1;
-        }
         match refused {
             Some(why) => {
                 self.counters.rejected.fetch_add(1, Ordering::Relaxed);
@@ -591,8 +607,39 @@ where
             self.config.worker_id, self.config.session_id, entry.seq
         );
         let ctx = self.ctx().with_idempotency_key(key);
+        let sent = std::slice::from_ref(&entry.op);
+        self.expect_echoes(sent);
         let result = self.send(&ctx, entry.seq, &entry.op).await;
+        if result.is_err() {
+            self.forget_echoes(sent);
+        }
         self.applied(result)
+    }
+
+    /// Notes that the changefeed will show these changes as events of our own. Done before
+    /// sending, not after the reply: the event can overtake the reply, and an event taken for
+    /// another writer's costs the kernel its cached names and the engine a listing reload.
+    fn expect_echoes(&self, ops: &[JournalOp]) {
+        let mut st = self.lock();
+        if st.echoes.len() > 100_000 {
+            st.echoes.clear();
+        }
+        for p in ops.iter().flat_map(JournalOp::paths) {
+            *st.echoes.entry(p.to_owned()).or_default() += 1;
+        }
+    }
+
+    /// Takes back [`Self::expect_echoes`] for changes the server did not apply.
+    fn forget_echoes(&self, ops: &[JournalOp]) {
+        let mut st = self.lock();
+        for p in ops.iter().flat_map(JournalOp::paths) {
+            if let Some(n) = st.echoes.get_mut(p) {
+                *n -= 1;
+                if *n == 0 {
+                    st.echoes.remove(p);
+                }
+            }
+        }
     }
 
     async fn send(&self, ctx: &Ctx, seq: u64, op: &JournalOp) -> aether_domain::Result<()> {
