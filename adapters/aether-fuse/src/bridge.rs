@@ -807,6 +807,38 @@ impl<V: Vfs> Filesystem for Bridge<V> {
         reply.error(Errno::ENOTTY);
     }
 
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        _ino_in: INodeNo,
+        _fh_in: FileHandle,
+        _offset_in: u64,
+        _ino_out: INodeNo,
+        _fh_out: FileHandle,
+        _offset_out: u64,
+        _len: u64,
+        _flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        // ENOSYS tells the kernel, once per mount, to copy through read and write itself
+        // (`cp` tries this first on every file); fuser's default also logs a warning.
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn lseek(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: i64,
+        _whence: i32,
+        reply: ReplyLseek,
+    ) {
+        // Only SEEK_DATA and SEEK_HOLE reach us; ENOSYS makes the kernel answer them itself
+        // from then on (the whole file is data), as for a file system without holes.
+        reply.error(Errno::ENOSYS);
+    }
+
     fn fallocate(
         &self,
         _req: &Request,

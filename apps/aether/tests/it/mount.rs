@@ -548,3 +548,25 @@ fn unprivileged_writes_clear_set_id_bits_without_a_probe_per_write() {
     assert_eq!(mode("chown"), 0o755, "a change of owner clears set-user-ID");
     assert_eq!(fs::read(m.path("nobody")).unwrap(), b"a\nb\n");
 }
+
+/// `cp` asks for `copy_file_range` and `SEEK_DATA` first: the mount declines both quietly and
+/// the kernel copies through read and write.
+#[test]
+fn cp_within_the_mount_copies_without_warnings() {
+    let server = Server::start();
+    let session = server.new_session();
+    let m = Mount::new(&server, &session, &[]);
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    fs::write(m.path("src.bin"), &data).unwrap();
+    sh(
+        &m.dir,
+        "cp src.bin a.bin && cp --sparse=always src.bin b.bin",
+    );
+    assert_eq!(fs::read(m.path("a.bin")).unwrap(), data);
+    assert_eq!(fs::read(m.path("b.bin")).unwrap(), data);
+    let log = fs::read_to_string(m.cache.join("logs/aether.log")).unwrap_or_default();
+    assert!(
+        !log.contains("Not Implemented"),
+        "the runtime logged an unimplemented operation:\n{log}"
+    );
+}
