@@ -184,6 +184,31 @@ impl DiskCache {
         }
     }
 
+    /// Applies a change reaching up to byte `end` to a staging area held in memory, if it
+    /// still fits there; otherwise returns the file to apply it to (moved there first, or
+    /// given an inode of its own if a blob shares it).
+    fn change_stage(
+        &self,
+        stage: u64,
+        end: u64,
+        change: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<Option<Arc<File>>, CacheError> {
+        let fits = end <= INLINE_MAX_BYTES as u64;
+        let in_memory = self.with_stage(stage, |buf| {
+            if fits {
+                change(buf);
+            }
+        })?;
+        match in_memory {
+            Ok(()) if fits => Ok(None),
+            Ok(()) => self.spill(stage).map(Some),
+            Err(_) => {
+                self.unshare_stage(stage)?;
+                self.stage_file(stage).map(Some)
+            }
+        }
+    }
+
     /// The file of a staging area that has one (after [`Self::unshare_stage`], maybe a new one).
     fn stage_file(&self, stage: u64) -> Result<Arc<File>, CacheError> {
         match self.stages().get(&stage) {
@@ -436,24 +461,15 @@ impl LocalCache for DiskCache {
 
     fn stage_write(&self, stage: u64, offset: u64, data: &[u8]) -> CacheResult<()> {
         let end = offset.saturating_add(data.len() as u64);
-        let in_memory = self.with_stage(stage, |buf| {
-            if end > INLINE_MAX_BYTES as u64 {
-                return false;
-            }
+        let Some(f) = self.change_stage(stage, end, |buf| {
             let (start, end) = (offset as usize, end as usize);
             if buf.len() < end {
                 buf.resize(end, 0);
             }
             buf[start..end].copy_from_slice(data);
-            true
-        })?;
-        let f = match in_memory {
-            Ok(true) => return Ok(()),
-            Ok(false) => self.spill(stage)?,
-            Err(_) => {
-                self.unshare_stage(stage)?;
-                self.stage_file(stage)?
-            }
+        })?
+        else {
+            return Ok(());
         };
         f.write_all_at(data, offset)
             .map_err(|e| io_err("write", &self.stage_path(stage), e))
@@ -472,20 +488,8 @@ impl LocalCache for DiskCache {
     }
 
     fn stage_truncate(&self, stage: u64, size: u64) -> CacheResult<()> {
-        let in_memory = self.with_stage(stage, |buf| {
-            if size > INLINE_MAX_BYTES as u64 {
-                return false;
-            }
-            buf.resize(size as usize, 0);
-            true
-        })?;
-        let f = match in_memory {
-            Ok(true) => return Ok(()),
-            Ok(false) => self.spill(stage)?,
-            Err(_) => {
-                self.unshare_stage(stage)?;
-                self.stage_file(stage)?
-            }
+        let Some(f) = self.change_stage(stage, size, |buf| buf.resize(size as usize, 0))? else {
+            return Ok(());
         };
         f.set_len(size)
             .map_err(|e| io_err("truncate", &self.stage_path(stage), e))

@@ -235,8 +235,8 @@ impl<V: Vfs> Filesystem for Bridge<V> {
             // `ls -l`; sessions store no ACLs, so setting one fails with EOPNOTSUPP.
             InitFlags::FUSE_POSIX_ACL,
             // Clearing set-ID bits on write, truncate and chown becomes ours (the engine's
-            // `drop_setid`); in return the kernel stops asking for `security.capability`
-            // before the first write of every open file.
+            // `drop_setid`); in return the kernel asks for `security.capability` once per
+            // file instead of before every write.
             InitFlags::FUSE_HANDLE_KILLPRIV_V2,
         ];
         if self.spec.writeback_cache {

@@ -448,13 +448,7 @@ fn ls_l_probes_security_labels_once_per_listing_not_per_file() {
     let port = crate::ops::free_port();
     let addr = format!("127.0.0.1:{port}");
     let m = Mount::new(&server, &session, &["--metrics-addr", &addr]);
-    let getxattrs = || -> u64 {
-        crate::ops::scrape(port)
-            .lines()
-            .filter(|l| l.starts_with("aether_fuse_op_duration_seconds_count{op=\"getxattr\""))
-            .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
-            .sum()
-    };
+    let getxattrs = || crate::ops::fuse_requests(port, "getxattr");
     sh(&m.dir, "ls -l labels > /dev/null");
     let before = getxattrs();
     sh(&m.dir, "ls -l labels > /dev/null");
@@ -491,13 +485,7 @@ fn unprivileged_writes_clear_set_id_bits_without_a_probe_per_write() {
         &session,
         &["--metrics-addr", &addr, "--allow-other"],
     );
-    let getxattrs = || -> u64 {
-        crate::ops::scrape(port)
-            .lines()
-            .filter(|l| l.starts_with("aether_fuse_op_duration_seconds_count{op=\"getxattr\""))
-            .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
-            .sum()
-    };
+    let getxattrs = || crate::ops::fuse_requests(port, "getxattr");
     let before = getxattrs();
     sh(&m.dir, "for i in $(seq 20); do echo data >> log; done");
     let asked = getxattrs() - before;

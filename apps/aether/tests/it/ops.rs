@@ -285,6 +285,16 @@ pub(crate) fn scrape(port: u16) -> String {
     reply
 }
 
+/// How many kernel requests of kind `op` the mount whose metrics listen on `port` has served.
+pub(crate) fn fuse_requests(port: u16, op: &str) -> u64 {
+    let series = format!("aether_fuse_op_duration_seconds_count{{op=\"{op}\"");
+    scrape(port)
+        .lines()
+        .filter(|l| l.starts_with(&series))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+        .sum()
+}
+
 #[test]
 fn a_mount_serves_its_metrics_and_survives_a_taken_port() {
     let server = Server::start();
