@@ -36,6 +36,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             if quick {
                 cmd.arg("--quick");
             }
+            if which == "mount" && args.iter().any(|a| a == "--fuse-wake-here") {
+                cmd.arg("--fuse-wake-here");
+            }
             let status = cmd
                 .status()
                 .with_context(|| format!("run bench/{which}.sh"))?;
@@ -62,7 +65,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             }
             cargo(&bench)
         }
-        _ => bail!("usage: cargo xtask bench <server | mount | telemetry | workflow> [--quick]"),
+        _ => bail!(
+            "usage: cargo xtask bench <server | mount | telemetry | workflow> [--quick] (mount also: [--fuse-wake-here])"
+        ),
     }
 }
 

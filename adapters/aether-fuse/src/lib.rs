@@ -139,6 +139,17 @@ impl KernelNotifier for FuseNotifier {
     }
 }
 
+/// Where kernels that carry it expose the FUSE `wake_here` switch (not in mainline Linux).
+const WAKE_HERE: &str = "/sys/module/fuse/parameters/wake_here";
+
+/// The kernel's FUSE `wake_here` switch: `None` when this kernel has none. When on, the two ends
+/// of a request wake each other on the CPU they run on; small-file work through any FUSE mount
+/// then avoids a cross-CPU wakeup per request (docs/mount.md, "Host tuning").
+pub fn kernel_wake_here() -> Option<bool> {
+    let v = std::fs::read_to_string(WAKE_HERE).ok()?;
+    Some(matches!(v.trim(), "Y" | "y" | "1"))
+}
+
 /// Mounts `vfs` at `dir`. Returns the mount and the notifier the engine should use.
 pub fn mount<V: Vfs>(
     vfs: Arc<V>,

@@ -347,6 +347,14 @@ pub(crate) async fn start(plan: MountPlan) -> Result<Running> {
             .with_context(|| format!("mount FUSE at {}", plan.mount_dir.display()))?
     };
     engine.attach_kernel(notifier);
+    if aether_fuse::kernel_wake_here() == Some(false) {
+        // A host setting, not ours to change: say once that it exists.
+        tracing::info!(
+            "this kernel's fuse.wake_here switch is off; turning it on (as root: echo Y > \
+             /sys/module/fuse/parameters/wake_here) makes small-file work through FUSE mounts \
+             faster (docs/mount.md, \"Host tuning\")"
+        );
+    }
     let stop_requested = Arc::new(tokio::sync::Notify::new());
     let info = control::RuntimeInfo {
         session_id: plan.session_id.clone(),
