@@ -19,11 +19,18 @@ pub type FakeApi = aether_service::Service<MemoryMetadataStore, MemoryBlobStore,
 
 /// A fresh, empty in-memory session API.
 pub fn fake_api() -> FakeApi {
+    fake_api_with_limits(aether_service::Limits::default())
+}
+
+pub use aether_service::Limits;
+
+/// A fresh in-memory session API enforcing `limits` (a small file-size limit, say).
+pub fn fake_api_with_limits(limits: Limits) -> FakeApi {
     aether_service::Service::new(
         MemoryMetadataStore::default(),
         MemoryBlobStore::default(),
         FakeEnvironment::default(),
-        aether_service::Limits::default(),
+        limits,
     )
     .with_secrets(std::sync::Arc::new(FakeSealer))
 }

@@ -17,6 +17,7 @@ pub fn errno_of(e: &FsError) -> Errno {
         FsError::NotPermitted(_) => Errno::EPERM,
         FsError::ReadOnly(_) => Errno::EROFS,
         FsError::NoSpace(_) => Errno::ENOSPC,
+        FsError::TooBig(_) => Errno::EFBIG,
         FsError::NoAttribute(_) => Errno::NO_XATTR,
         FsError::Range(_) => Errno::ERANGE,
         FsError::BadHandle(_) => Errno::EBADF,
@@ -43,6 +44,7 @@ mod tests {
         check(FsError::NameTooLong(String::new()), libc::ENAMETOOLONG);
         check(FsError::NoAttribute(String::new()), libc::ENODATA);
         check(FsError::ReadOnly(String::new()), libc::EROFS);
+        check(FsError::TooBig(String::new()), libc::EFBIG);
         check(FsError::Unsupported(String::new()), libc::EOPNOTSUPP);
     }
 }

@@ -451,6 +451,16 @@ where
             .get_mut(ino)
             .ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
         let offset = if append { n.attr.size } else { offset };
+        // As Linux does at a file system's largest size: a write that starts below it is cut
+        // short there (the writer sees a short count), one that starts at it fails.
+        let max = self.max_file_bytes.load(Ordering::Relaxed);
+        if offset >= max && !data.is_empty() {
+            drop(st);
+            return Err(self.too_big(ino, offset.saturating_add(data.len() as u64)));
+        }
+        let data = &data[..data
+            .len()
+            .min(usize::try_from(max - offset).unwrap_or(usize::MAX))];
         let end = offset
             .checked_add(data.len() as u64)
             .ok_or_else(|| FsError::Invalid("write past the largest file offset".into()))?;
@@ -469,6 +479,7 @@ where
 
     /// Sets the size of `ino`; committed at once unless a writer holds the file open.
     pub(crate) async fn truncate(&self, ino: u64, _fh: Option<u64>, size: u64) -> FsResult<()> {
+        self.within_max_size(ino, size)?;
         {
             let st = self.lock();
             let n = st

@@ -154,6 +154,9 @@ pub struct Engine<R, C, K> {
     /// event the changefeed has delivered since (our own included).
     start_generation: AtomicU64,
     seen_generation: AtomicU64,
+    /// The largest file the server stores (from the session's capabilities; `u64::MAX` when the
+    /// server does not say): writes past it fail with `EFBIG` instead of at write-back.
+    max_file_bytes: AtomicU64,
     transfers: early::Transfers,
 }
 
@@ -200,6 +203,7 @@ where
             session_frozen: std::sync::atomic::AtomicBool::new(false),
             start_generation: AtomicU64::new(0),
             seen_generation: AtomicU64::new(0),
+            max_file_bytes: AtomicU64::new(u64::MAX),
             transfers: early::Transfers::default(),
         }
     }
@@ -235,6 +239,10 @@ where
             .store(session.generation, Ordering::Relaxed);
         self.seen_generation
             .store(session.generation, Ordering::Relaxed);
+        self.max_file_bytes.store(
+            session.capabilities.max_file_bytes.unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         // Listings saved at this very generation are still true: no directory needs reading.
         let saved = self.cache.index_take().map_err(errors::cache_error)?;
         match saved {
@@ -329,6 +337,23 @@ where
 
     fn op(&self) {
         self.counters.ops.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Refuses a size the server would not store, as a file system refuses one past its
+    /// largest file (`EFBIG`), so the writer learns it now rather than at write-back.
+    fn within_max_size(&self, ino: u64, size: u64) -> FsResult<()> {
+        if size <= self.max_file_bytes.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        Err(self.too_big(ino, size))
+    }
+
+    fn too_big(&self, ino: u64, size: u64) -> FsError {
+        let max = self.max_file_bytes.load(Ordering::Relaxed);
+        let path = self.lock().nodes.path(ino).unwrap_or_default();
+        FsError::TooBig(format!(
+            "{path}: {size} bytes is past the server's largest file ({max} bytes)"
+        ))
     }
 
     fn writable(&self) -> FsResult<()> {

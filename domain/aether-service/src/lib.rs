@@ -29,7 +29,9 @@ use aether_ports::{Ctx, Outcome};
 /// Limits the service enforces regardless of transport.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Largest file a `patchSegments` may produce (the patch is applied in memory).
+    /// Largest file the service stores: a patch that would produce a larger one is refused here
+    /// (it is applied in memory), a larger whole-file body by the transport's body limit (the
+    /// server sets both from one setting). Sessions announce it in their capabilities.
     pub max_file_bytes: u64,
     /// Largest knowledge-cache value.
     pub max_cache_value_bytes: usize,

@@ -13,7 +13,9 @@ use aether_ports::*;
 
 use crate::{Service, fingerprint, replayed, tenant_of};
 
-pub(crate) fn session_view(rec: &aether_ports::store::SessionRecord) -> Session {
+/// The API's view of a stored session; `max_file_bytes` is the service's file-size limit,
+/// announced to clients in the session's capabilities.
+fn session_view(rec: &aether_ports::store::SessionRecord, max_file_bytes: u64) -> Session {
     Session {
         id: rec.id.as_str().to_owned(),
         tenant_id: rec.tenant.as_str().to_owned(),
@@ -28,6 +30,7 @@ pub(crate) fn session_view(rec: &aether_ports::store::SessionRecord) -> Session 
             commit: true,
             approvals: true,
             annotations: true,
+            max_file_bytes: Some(max_file_bytes),
         },
         approval_policy: rec
             .approval_policy
@@ -61,6 +64,13 @@ fn validate_checkpoint_name(name: &Option<String>) -> Result<()> {
     }
 }
 
+impl<M, B, E> Service<M, B, E> {
+    /// The API's view of a stored session, with this service's limits in its capabilities.
+    pub(crate) fn view(&self, rec: &aether_ports::store::SessionRecord) -> Session {
+        session_view(rec, self.inner.limits.max_file_bytes)
+    }
+}
+
 impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
     pub(crate) async fn transition(
         &self,
@@ -77,7 +87,7 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
         let mut after = rec.clone();
         after.status = to;
         after.last_activity_at = self.inner.env.now();
-        let idem = self.idempotency(ctx, Outcome::Session(session_view(&after)));
+        let idem = self.idempotency(ctx, Outcome::Session(self.view(&after)));
         let moved = !self
             .inner
             .meta
@@ -97,7 +107,7 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
             ));
         }
         self.notify(&rec.id);
-        Ok(session_view(&after))
+        Ok(self.view(&after))
     }
 }
 
@@ -138,7 +148,7 @@ where
             last_activity_at: now,
             approval_policy: policy,
         };
-        let session = session_view(&rec);
+        let session = self.view(&rec);
         let idem = self.idempotency(ctx, Outcome::Session(session.clone()));
         self.inner
             .meta
@@ -174,15 +184,13 @@ where
         let next_page_token =
             more.then(|| plan::encode_token("sessions", recs.last().map_or("", |r| r.id.as_str())));
         Ok(Page {
-            items: recs.iter().map(session_view).collect(),
+            items: recs.iter().map(|r| self.view(r)).collect(),
             next_page_token,
         })
     }
 
     async fn get_session(&self, ctx: &Ctx, session_id: &str) -> Result<Session> {
-        Ok(session_view(
-            &self.authorize(ctx, Scope::SessionRead, session_id).await?,
-        ))
+        Ok(self.view(&self.authorize(ctx, Scope::SessionRead, session_id).await?))
     }
 
     async fn delete_session(&self, ctx: &Ctx, session_id: &str) -> Result<()> {
@@ -241,7 +249,7 @@ where
             last_activity_at: now,
             approval_policy: origin.approval_policy.clone(),
         };
-        let session = session_view(&fork);
+        let session = self.view(&fork);
         let mut origin_event = self.event(ctx, "SESSION_FORKED", origin.generation);
         origin_event.related_id = Some(fork.id.as_str().to_owned());
         let mut fork_event = self.event(ctx, "SESSION_CREATED", fork.generation);
@@ -349,7 +357,7 @@ where
                 let mut event = self.event(ctx, "RESTORED", after.generation);
                 event.path = Some("/".to_owned());
                 event.related_id = Some(req.checkpoint_id.clone());
-                let idem = self.idempotency(ctx, Outcome::Session(session_view(&after)));
+                let idem = self.idempotency(ctx, Outcome::Session(self.view(&after)));
                 match self
                     .inner
                     .meta
@@ -365,7 +373,7 @@ where
                 {
                     CommitOutcome::Committed { .. } => {
                         self.notify(&rec.id);
-                        Ok(session_view(&after))
+                        Ok(self.view(&after))
                     }
                     CommitOutcome::GenerationMoved { .. } => Err(Error::new(
                         aether_domain::Code::Aborted,
@@ -409,7 +417,7 @@ where
                 };
                 self.mutate(&ctx_no_key, session_id, planned, |_| Outcome::Done)
                     .await?;
-                let session = session_view(&self.load(&ctx.principal, session_id).await?);
+                let session = self.view(&self.load(&ctx.principal, session_id).await?);
                 Ok(session)
             }
         }

@@ -20,7 +20,6 @@ use futures::StreamExt;
 
 use crate::Service;
 use crate::mutate::Target;
-use crate::sessions::session_view;
 
 pub(crate) const KINDS: [&str; 4] = [
     "SOURCE_KIND_LOCAL_PATH",
@@ -505,7 +504,7 @@ where
             last_activity_at: now,
             approval_policy: policy,
         };
-        let session = session_view(&rec);
+        let session = self.view(&rec);
         let mut event = self.event(ctx, "SESSION_CREATED", rec.generation);
         event.related_id = Some(rev_id);
         let idem = self.idempotency(ctx, Outcome::Session(session.clone()));

@@ -74,6 +74,10 @@ pub struct Capabilities {
     pub commit: bool,
     pub approvals: bool,
     pub annotations: bool,
+    /// [ours] The largest file this server stores; clients refuse writes past it up front
+    /// (`EFBIG` on a mount) rather than learn it when the write-back is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_file_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

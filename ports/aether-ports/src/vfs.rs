@@ -39,6 +39,9 @@ pub enum FsError {
     ReadOnly(String),
     #[error("no space or quota left: {0}")]
     NoSpace(String),
+    /// A file would grow past the largest size the server stores.
+    #[error("file too large: {0}")]
+    TooBig(String),
     #[error("no such attribute: {0}")]
     NoAttribute(String),
     #[error("value does not fit the buffer: {0}")]

@@ -29,6 +29,11 @@ pub(crate) struct Server {
 
 impl Server {
     pub(crate) fn start() -> Server {
+        Server::start_with(|_| {})
+    }
+
+    /// A server whose configuration `tune` adjusts first (a small file-size limit, say).
+    pub(crate) fn start_with(tune: impl FnOnce(&mut afs_server::ServerConfig)) -> Server {
         let data = tempfile::tempdir().unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -40,6 +45,7 @@ impl Server {
             data_dir: data.path().to_path_buf(),
             ..Default::default()
         };
+        tune(&mut cfg);
         let running = rt.block_on(afs_server::start(&cfg)).unwrap();
         cfg.listen = running.addr.to_string();
         Server {

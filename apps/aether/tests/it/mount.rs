@@ -139,6 +139,32 @@ fn a_large_file_streams_to_the_server_at_fsync_and_back_on_a_cold_mount() {
 }
 
 #[test]
+fn a_file_past_the_servers_largest_fails_with_efbig_and_keeps_what_fits() {
+    let server = Server::start_with(|cfg| cfg.max_file_bytes = 1 << 20);
+    let session = server.new_session();
+    let mut m = Mount::new(&server, &session, &[]);
+    let data: Vec<u8> = (0..3u32 << 19).map(|i| (i % 251) as u8).collect();
+    let mut f = fs::File::create(m.path("big.bin")).unwrap();
+    // The first 1 MiB fits; the write that reaches past it is cut short, the next refused.
+    let e = f.write_all(&data).unwrap_err();
+    assert_eq!(errno(e), 27, "EFBIG");
+    f.sync_all().unwrap();
+    drop(f);
+    assert_eq!(fs::metadata(m.path("big.bin")).unwrap().len(), 1 << 20);
+    assert!(
+        server.read(&session, "/big.bin").as_deref() == Some(&data[..1 << 20]),
+        "the server holds the part that fits"
+    );
+    let out = m.run("status", &["--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        status["journal"]["rejected"], 0,
+        "nothing set aside: {status}"
+    );
+    m.stop();
+}
+
+#[test]
 fn git_works_inside_the_mount() {
     let server = Server::start();
     let session = server.new_session();

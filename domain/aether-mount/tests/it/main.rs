@@ -27,7 +27,19 @@ pub(crate) struct World {
 
 impl World {
     pub(crate) async fn new() -> World {
-        let api = fake_api();
+        World::over(fake_api()).await
+    }
+
+    /// A world whose server stores files of at most `max_file_bytes`.
+    pub(crate) async fn with_max_file_bytes(max_file_bytes: u64) -> World {
+        World::over(aether_fakes::fake_api_with_limits(aether_fakes::Limits {
+            max_file_bytes,
+            ..Default::default()
+        }))
+        .await
+    }
+
+    async fn over(api: FakeApi) -> World {
         let ctx = Ctx::new(Principal::full_access(
             TenantId::parse("00000000-0000-4000-8000-000000000001").unwrap(),
             "tester",

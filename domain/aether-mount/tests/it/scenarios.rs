@@ -696,3 +696,35 @@ async fn a_temporary_file_published_by_link_reaches_the_server_as_one_write() {
     let cdef = e.lookup(dir, b"cdef").await.unwrap();
     assert_eq!(read_all(&e, cdef.attr.ino).await, b"object");
 }
+
+#[tokio::test]
+async fn a_file_cannot_grow_past_the_servers_largest_and_keeps_what_fits() {
+    let w = World::with_max_file_bytes(1000).await;
+    let e = w.mount().await;
+    let (entry, open) = e.create(ME, ROOT_INO, b"big", 0o644, RW).await.unwrap();
+    let ino = entry.attr.ino;
+    assert_eq!(e.write(ino, open.fh, 0, &[b'a'; 600]).await.unwrap(), 600);
+    // Cut short at the limit, as Linux does at a file system's largest file size...
+    assert_eq!(e.write(ino, open.fh, 600, &[b'b'; 600]).await.unwrap(), 400);
+    // ...and refused from there on, with the limit named.
+    match e.write(ino, open.fh, 1000, b"c").await {
+        Err(FsError::TooBig(m)) => assert!(m.contains("1000 bytes"), "{m}"),
+        other => panic!("expected TooBig, got {other:?}"),
+    }
+    let grow = SetAttrIn {
+        size: Some(1001),
+        ..Default::default()
+    };
+    let r = e.setattr(ino, Some(open.fh), grow).await;
+    assert!(matches!(r, Err(FsError::TooBig(_))), "{r:?}");
+    let r = e.fallocate(ino, open.fh, 0, 4096, 0).await;
+    assert!(matches!(r, Err(FsError::TooBig(_))), "{r:?}");
+    // What fits is kept, reaches the server, and nothing is set aside.
+    with_writeback(&e, e.fsync(ino, Some(open.fh)))
+        .await
+        .unwrap();
+    let mut want = vec![b'a'; 600];
+    want.extend([b'b'; 400]);
+    assert_eq!(w.server_read("/big").await, Some(want));
+    assert!(e.cache().journal_rejected().unwrap().is_empty());
+}
