@@ -805,7 +805,6 @@ where
                 ino,
                 write: true,
                 append: how.append,
-                direct: crate::starts_over_write_only(&how, true),
                 next_read: 0,
                 window: 0,
             },
@@ -818,7 +817,6 @@ where
                 keep_cache: false,
                 cache_dir: false,
                 no_flush: false,
-                direct_io: crate::starts_over_write_only(&how, true),
             },
         ))
     }
@@ -906,7 +904,6 @@ where
             keep_cache,
             cache_dir: true,
             no_flush: true,
-            direct_io: false,
         })
     }
 
