@@ -55,6 +55,9 @@ fi
 # `recently_deleted` scan, up to 100s of µs per create), so nothing is deleted while measuring:
 # caches emptied for the cold rows are moved aside and removed at exit with everything else.
 if [ -e "$W" ] || [ -e "$W.trash" ]; then
+  # A run that was killed may have left its mounts and sshd behind: never recurse into a mount.
+  for m in "$W"/mnt/*; do mountpoint -q "$m" 2>/dev/null && umount -l "$m"; done
+  [ -f "$W/ssh/pid" ] && kill "$(cat "$W/ssh/pid")" 2>/dev/null
   rm -rf "$W" "$W.trash"; echo "removed a previous run's files; waiting 35 s for the file system to settle" >&2; sleep 35
 fi
 discard() { mkdir -p "$W.trash" && mv "$1" "$W.trash/$(basename "$1").$(date +%s%N)"; }
@@ -109,16 +112,21 @@ rss() { ps -o rss= -p "$(pgrep -f "aether mount --session-id $AETHER_SID" | head
 sleep 1
 IDLE_RSS=$(rss)
 
+# rclone uploads in the background: waits until its server holds everything, so that neither a
+# cold row nor the next target's rows share the CPU with that upload.
+rclone_settle() {
+  for _ in $(seq 600); do
+    [ "$(find "$W/back/rclone" -type f | wc -l)" = "$(find "$W/mnt/rclone" -type f | wc -l)" ] \
+      && [ "$(stat -c %s "$W/back/rclone/big.bin" 2>/dev/null)" = "$((SIZE_MB << 20))" ] && break
+    sleep 0.5
+  done
+}
+
 # Remounts a target with empty caches (for the cold rows).
 cold() {
   case $1 in
     aether) remount_aether_cold ;;
-    rclone) # rclone uploads in the background: wait until its server holds everything.
-            for _ in $(seq 600); do
-              [ "$(find "$W/back/rclone" -type f | wc -l)" = "$(find "$W/mnt/rclone" -type f | wc -l)" ] \
-                && [ "$(stat -c %s "$W/back/rclone/big.bin" 2>/dev/null)" = "$((SIZE_MB << 20))" ] && break
-              sleep 0.5
-            done
+    rclone) rclone_settle
             umount -l "$W/mnt/rclone"; sleep 1; discard "$W/rclone-cache"
             rclone mount :webdav: "$W/mnt/rclone" --webdav-url http://127.0.0.1:$RPORT --vfs-cache-mode full --vfs-write-back 0s --cache-dir "$W/rclone-cache" --daemon ;;
   esac
@@ -150,6 +158,7 @@ for t in $TARGETS; do
   cp -r "$CRATE" "$d/crate"
   (cd "$d/crate" && git init -q . && git add -A && git -c user.email=b@e -c user.name=b commit -qm bench && grep -r "fn " . > /dev/null)
   R[$t,workload]=$(since "$s")
+  if [ "$t" = rclone ]; then rclone_settle; fi
 done
 
 mbps() { echo "$SIZE_MB / $1" | bc -l; }
