@@ -99,8 +99,13 @@ fn open_in(flags: i32) -> OpenIn {
     }
 }
 
-fn fopen(o: &OpenOut) -> FopenFlags {
+/// The open flags for the kernel; `writeback_cache`: the mount asked the kernel to cache
+/// writes, so no handle bypasses its page cache.
+fn fopen(o: &OpenOut, writeback_cache: bool) -> FopenFlags {
     let mut f = FopenFlags::empty();
+    if o.direct_io && !writeback_cache {
+        f |= FopenFlags::FOPEN_DIRECT_IO;
+    }
     if o.keep_cache {
         f |= FopenFlags::FOPEN_KEEP_CACHE;
     }
@@ -468,6 +473,7 @@ impl<V: Vfs> Filesystem for Bridge<V> {
         // An `O_TRUNC` open truncates here (FUSE_ATOMIC_O_TRUNC); as with `setattr`, root
         // stands for the holder of CAP_FSETID.
         let drop_setid = how.truncate && req.uid() != 0;
+        let writeback_cache = self.spec.writeback_cache;
         self.run(
             "open",
             reply,
@@ -478,7 +484,7 @@ impl<V: Vfs> Filesystem for Bridge<V> {
                 }
                 Ok(opened)
             },
-            |r, o| r.opened(FileHandle(o.fh), fopen(&o)),
+            move |r, o| r.opened(FileHandle(o.fh), fopen(&o, writeback_cache)),
         );
     }
 
@@ -583,7 +589,7 @@ impl<V: Vfs> Filesystem for Bridge<V> {
             "opendir",
             reply,
             |v| async move { v.opendir(ino.0).await },
-            |r, o| r.opened(FileHandle(o.fh), fopen(&o)),
+            |r, o| r.opened(FileHandle(o.fh), fopen(&o, false)),
         );
     }
 
@@ -776,17 +782,18 @@ impl<V: Vfs> Filesystem for Bridge<V> {
         let (name, who) = (name.as_bytes().to_vec(), caller(req));
         let perm = mode & 0o7777 & !umask;
         let how = open_in(flags);
+        let writeback_cache = self.spec.writeback_cache;
         self.run(
             "create",
             reply,
             |v| async move { v.create(who, parent.0, &name, perm, how).await },
-            |r, (e, o)| {
+            move |r, (e, o)| {
                 r.created(
                     &e.entry_ttl,
                     &file_attr(&e.attr),
                     Generation(0),
                     FileHandle(o.fh),
-                    fopen(&o),
+                    fopen(&o, writeback_cache),
                 )
             },
         );

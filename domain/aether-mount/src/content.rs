@@ -87,12 +87,14 @@ where
         // The kernel's page cache is still right if the content is unchanged since it filled it.
         let keep_cache = n.stage.is_none() && n.hash.is_some() && n.kernel_hash == n.hash;
         n.kernel_hash = n.hash.clone();
+        let direct = crate::starts_over_write_only(&how, false);
         st.handles.insert(
             fh,
             Handle::File {
                 ino,
                 write: how.write,
                 append: how.append,
+                direct,
                 next_read: 0,
                 window: 0,
             },
@@ -104,6 +106,7 @@ where
             // A read-only handle has nothing of its own to commit at close; writers commit
             // at their own flush, and every handle's release still arrives.
             no_flush: !how.write && !how.truncate,
+            direct_io: direct,
         })
     }
 
@@ -416,6 +419,7 @@ where
                 ranges: Vec::new(),
                 shrunk: false,
                 early_tried: false,
+                kernel_bypassed: false,
             });
             return Ok(());
         }
@@ -430,12 +434,13 @@ where
     ) -> FsResult<u32> {
         self.writable()?;
         self.admit().await?;
-        let append = match self.lock().handles.get(&fh) {
+        let (append, direct) = match self.lock().handles.get(&fh) {
             Some(Handle::File {
                 write: true,
                 append,
+                direct,
                 ..
-            }) => *append,
+            }) => (*append, *direct),
             Some(_) => {
                 return Err(FsError::BadHandle(format!(
                     "file handle {fh} is not open for writing"
@@ -469,6 +474,7 @@ where
             .map_err(errors::cache_error)?;
         let stage = n.stage.as_mut().expect("ensured");
         stage.record(offset, end);
+        stage.kernel_bypassed |= direct;
         StreamHash::feed(&mut stage.stream, offset, data);
         n.attr.size = n.attr.size.max(end);
         n.attr.mtime = now;
@@ -607,9 +613,11 @@ where
         n.journaled = true;
         n.last_seq = seq;
         // Every change to a staging area comes through the kernel, which applied it to its
-        // own page cache too: if that cache held the stage's starting content, it now holds
-        // this content, and the next open may keep it.
-        if n.kernel_hash == stage.base_hash {
+        // own page cache too (unless written past it): if that cache held the stage's starting
+        // content, it now holds this content, and the next open may keep it.
+        if stage.kernel_bypassed {
+            n.kernel_hash = None;
+        } else if n.kernel_hash == stage.base_hash {
             n.kernel_hash = Some(hash.clone());
         }
         n.hash = Some(hash.clone());
@@ -621,6 +629,7 @@ where
             shrunk: false,
             stream: stage.stream,
             early_tried: stage.early_tried,
+            kernel_bypassed: false,
         });
         Ok(())
     }

@@ -98,6 +98,8 @@ enum Handle {
         ino: u64,
         write: bool,
         append: bool,
+        /// Writes bypass the kernel's page cache ([`OpenOut::direct_io`]).
+        direct: bool,
         /// Where the next sequential read would start, and the read-ahead window.
         next_read: u64,
         window: u64,
@@ -128,6 +130,14 @@ struct State {
     early_claims: HashMap<u64, early::Claim>,
     /// Blobs with a read-ahead queued or in flight.
     reading_ahead: std::collections::HashSet<String>,
+}
+
+/// Whether a handle may write past the kernel's page cache ([`OpenOut::direct_io`]): it is
+/// write-only and starts the content over (created, or opened with `O_TRUNC`). Such a writer
+/// cannot read back through its handle, and leaves no older content for a concurrent reader to
+/// hold stale (the kernel drops cached pages of each range it writes, too).
+fn starts_over_write_only(how: &aether_ports::vfs::OpenIn, created: bool) -> bool {
+    how.write && !how.read && (created || how.truncate)
 }
 
 /// The mount engine. Share it in an `Arc`: the kernel bridge and the background loops use it

@@ -805,6 +805,7 @@ where
                 ino,
                 write: true,
                 append: how.append,
+                direct: crate::starts_over_write_only(&how, true),
                 next_read: 0,
                 window: 0,
             },
@@ -817,6 +818,7 @@ where
                 keep_cache: false,
                 cache_dir: false,
                 no_flush: false,
+                direct_io: crate::starts_over_write_only(&how, true),
             },
         ))
     }
@@ -904,6 +906,7 @@ where
             keep_cache,
             cache_dir: true,
             no_flush: true,
+            direct_io: false,
         })
     }
 

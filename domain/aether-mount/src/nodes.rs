@@ -26,6 +26,9 @@ pub(crate) struct Stage {
     pub(crate) stream: Option<StreamHash>,
     /// An early upload of this content was started (it is not started twice).
     pub(crate) early_tried: bool,
+    /// Some of this content was written past the kernel's page cache (a direct-I/O handle):
+    /// the kernel's cache does not hold it.
+    pub(crate) kernel_bypassed: bool,
 }
 
 /// A SHA-256 of a staging area's first `upto` bytes, fed as they are written.

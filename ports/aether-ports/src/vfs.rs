@@ -108,6 +108,11 @@ pub struct OpenOut {
     /// Closing this handle needs no word to the file system (nothing to commit): the kernel
     /// skips its `flush` round trip.
     pub no_flush: bool,
+    /// Writes through this handle may bypass the kernel's page cache (`FOPEN_DIRECT_IO`): it
+    /// is write-only and starts the content over, so a cached copy of what it writes would be a
+    /// second copy in memory that it cannot read back (the bridge keeps the cache when the
+    /// mount asked for the kernel's write-back cache).
+    pub direct_io: bool,
 }
 
 /// How a file is opened.

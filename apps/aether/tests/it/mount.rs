@@ -165,6 +165,44 @@ fn a_file_past_the_servers_largest_fails_with_efbig_and_keeps_what_fits() {
 }
 
 #[test]
+fn a_reader_sees_what_a_writer_starting_over_writes_at_once() {
+    let server = Server::start();
+    let session = server.new_session();
+    let mut m = Mount::new(&server, &session, &[]);
+    let path = m.path("f.bin");
+    fs::write(&path, vec![b'a'; 64 << 10]).unwrap();
+    let mut r = fs::File::open(&path).unwrap();
+    let mut buf = vec![0; 64 << 10];
+    r.read_exact(&mut buf).unwrap();
+    assert!(buf.iter().all(|&b| b == b'a'));
+    // A write-only truncating writer (written past the kernel's page cache): the reader, whose
+    // cache holds the old bytes, reads the new ones as soon as each write returns.
+    let mut w = fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    w.write_all(&vec![b'b'; 64 << 10]).unwrap();
+    r.seek(SeekFrom::Start(0)).unwrap();
+    r.read_exact(&mut buf).unwrap();
+    assert!(buf.iter().all(|&b| b == b'b'), "after the rewrite");
+    w.seek(SeekFrom::Start(4096)).unwrap();
+    w.write_all(&[b'c'; 100]).unwrap();
+    let mut part = [0u8; 200];
+    r.seek(SeekFrom::Start(4050)).unwrap();
+    r.read_exact(&mut part).unwrap();
+    assert_eq!(&part[..46], &[b'b'; 46][..], "before the overwrite");
+    assert_eq!(&part[46..146], &[b'c'; 100][..], "the overwrite");
+    assert_eq!(&part[146..], &[b'b'; 54][..], "after the overwrite");
+    drop(w);
+    drop(r);
+    let mut want = vec![b'b'; 64 << 10];
+    want[4096..4196].fill(b'c');
+    assert!(fs::read(&path).unwrap() == want, "a new reader");
+    m.stop();
+}
+
+#[test]
 fn git_works_inside_the_mount() {
     let server = Server::start();
     let session = server.new_session();

@@ -576,6 +576,47 @@ async fn content_written_through_the_mount_keeps_the_kernel_cache_until_someone_
 }
 
 #[tokio::test]
+async fn a_write_only_writer_starting_over_bypasses_the_kernel_cache() {
+    let w = World::new().await;
+    let e = w.mount().await;
+    let wo = OpenIn {
+        write: true,
+        read: false,
+        ..RW
+    };
+    let trunc = OpenIn {
+        truncate: true,
+        ..wo
+    };
+    // Created write-only, or opened write-only with O_TRUNC: nothing older to keep, and the
+    // writer cannot read back.
+    let (entry, created) = e.create(ME, ROOT_INO, b"out.bin", 0o644, wo).await.unwrap();
+    let f = entry.attr.ino;
+    assert!(created.direct_io, "a write-only create");
+    e.write(f, created.fh, 0, b"first").await.unwrap();
+    e.flush(f, created.fh).await.unwrap();
+    e.release(f, created.fh).await.unwrap();
+    // Written past the kernel's cache: the next open must not keep what the kernel holds.
+    let r = e.open(f, RO).await.unwrap();
+    assert!(!r.keep_cache, "the kernel's cache never saw these bytes");
+    assert!(!r.direct_io, "a reader uses the cache");
+    e.release(f, r.fh).await.unwrap();
+    assert_eq!(read_all(&e, f).await, b"first");
+    // Having read it, the kernel holds it: kept from then on.
+    let again = e.open(f, RO).await.unwrap();
+    assert!(again.keep_cache);
+    e.release(f, again.fh).await.unwrap();
+    let t = e.open(f, trunc).await.unwrap();
+    assert!(t.direct_io, "write-only O_TRUNC");
+    e.release(f, t.fh).await.unwrap();
+    for (how, what) in [(wo, "an in-place edit"), (RW, "a handle that reads back")] {
+        let h = e.open(f, how).await.unwrap();
+        assert!(!h.direct_io, "{what}");
+        e.release(f, h.fh).await.unwrap();
+    }
+}
+
+#[tokio::test]
 async fn set_id_bits_go_as_linux_clears_them() {
     let w = World::new().await;
     let e = w.mount().await;
