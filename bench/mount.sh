@@ -40,6 +40,7 @@ cleanup() {
   [ -n "${WAKE_BEFORE:-}" ] && echo "$WAKE_BEFORE" > "$WAKE_PARAM"
   for m in bindfs rclone sshfs aether; do umount -l "$W/mnt/$m" 2>/dev/null; done
   [ -n "${AETHER_SID:-}" ] && "$AETHER" stop --session-id "$AETHER_SID" --cache-dir "$W/aether-cache" >/dev/null 2>&1
+  [ -f "$W/ssh/pid" ] && kill "$(cat "$W/ssh/pid")" 2>/dev/null   # sshd detaches: not in PIDS
   kill ${PIDS:-} 2>/dev/null
   wait 2>/dev/null
   rm -rf "$W" "$W.trash"
