@@ -9,6 +9,7 @@ mod memory;
 mod review;
 mod sources;
 
+pub use aether_service::Limits;
 pub use env::{FakeEnvironment, FakeSealer, FakeTime};
 pub use faulty::{Fault, FaultPlan, Faulty};
 pub use local::{ManualClock, MemoryCache};
@@ -21,8 +22,6 @@ pub type FakeApi = aether_service::Service<MemoryMetadataStore, MemoryBlobStore,
 pub fn fake_api() -> FakeApi {
     fake_api_with_limits(aether_service::Limits::default())
 }
-
-pub use aether_service::Limits;
 
 /// A fresh in-memory session API enforcing `limits` (a small file-size limit, say).
 pub fn fake_api_with_limits(limits: Limits) -> FakeApi {

@@ -799,13 +799,14 @@ where
         n.writers += 1;
         let fh = st.next_fh;
         st.next_fh += 1;
+        let direct = crate::starts_over_write_only(&how, true);
         st.handles.insert(
             fh,
             Handle::File {
                 ino,
                 write: true,
                 append: how.append,
-                direct: crate::starts_over_write_only(&how, true),
+                direct,
                 next_read: 0,
                 window: 0,
             },
@@ -818,7 +819,7 @@ where
                 keep_cache: false,
                 cache_dir: false,
                 no_flush: false,
-                direct_io: crate::starts_over_write_only(&how, true),
+                direct_io: direct,
             },
         ))
     }

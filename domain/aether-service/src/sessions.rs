@@ -13,33 +13,6 @@ use aether_ports::*;
 
 use crate::{Service, fingerprint, replayed, tenant_of};
 
-/// The API's view of a stored session; `max_file_bytes` is the service's file-size limit,
-/// announced to clients in the session's capabilities.
-fn session_view(rec: &aether_ports::store::SessionRecord, max_file_bytes: u64) -> Session {
-    Session {
-        id: rec.id.as_str().to_owned(),
-        tenant_id: rec.tenant.as_str().to_owned(),
-        base_fingerprint: rec.base_fingerprint.clone(),
-        source_ref: rec.source_ref.clone(),
-        status: rec.status,
-        tags: rec.tags.clone(),
-        generation: rec.generation,
-        created_at: rec.created_at,
-        last_activity_at: rec.last_activity_at,
-        capabilities: Capabilities {
-            commit: true,
-            approvals: true,
-            annotations: true,
-            max_file_bytes: Some(max_file_bytes),
-        },
-        approval_policy: rec
-            .approval_policy
-            .iter()
-            .map(|a| a.as_str().to_owned())
-            .collect(),
-    }
-}
-
 fn parse_policy(raw: Option<Vec<String>>) -> Result<Vec<Action>> {
     match raw {
         None => Ok(Action::default_policy()),
@@ -65,9 +38,31 @@ fn validate_checkpoint_name(name: &Option<String>) -> Result<()> {
 }
 
 impl<M, B, E> Service<M, B, E> {
-    /// The API's view of a stored session, with this service's limits in its capabilities.
+    /// The API's view of a stored session, with this service's file-size limit announced in
+    /// its capabilities.
     pub(crate) fn view(&self, rec: &aether_ports::store::SessionRecord) -> Session {
-        session_view(rec, self.inner.limits.max_file_bytes)
+        Session {
+            id: rec.id.as_str().to_owned(),
+            tenant_id: rec.tenant.as_str().to_owned(),
+            base_fingerprint: rec.base_fingerprint.clone(),
+            source_ref: rec.source_ref.clone(),
+            status: rec.status,
+            tags: rec.tags.clone(),
+            generation: rec.generation,
+            created_at: rec.created_at,
+            last_activity_at: rec.last_activity_at,
+            capabilities: Capabilities {
+                commit: true,
+                approvals: true,
+                annotations: true,
+                max_file_bytes: Some(self.inner.limits.max_file_bytes),
+            },
+            approval_policy: rec
+                .approval_policy
+                .iter()
+                .map(|a| a.as_str().to_owned())
+                .collect(),
+        }
     }
 }
 
