@@ -86,56 +86,76 @@ impl Drop for Mounted {
 }
 
 /// An invalidation the kernel is to hear about.
-enum Invalidation {
+enum Notice {
     Entry { parent: u64, name: String },
     Inode(u64),
 }
 
-/// Sends cache invalidations to the kernel from a thread of their own, in the order asked.
+/// Sends invalidations to the kernel from a thread of their own, in the order asked; stores
+/// go at once, from the caller's thread.
 ///
 /// A reverse notification waits for the kernel's lock on the directory, which a lookup in
 /// flight holds; if that lookup waits for the same runtime worker that is blocked notifying
 /// (tokio's LIFO slot cannot be stolen), the mount hangs. Seen live, with a thread parked in
 /// `fuse_reverse_inval_entry`. Off the runtime, the notification simply waits its turn.
-struct FuseNotifier(std::sync::Mutex<std::sync::mpsc::Sender<Invalidation>>);
+///
+/// A store takes no directory lock, only the page locks of the file, which a read of it in
+/// flight holds until it is answered; the engine sends stores without its own lock held, so
+/// such a read is answered meanwhile. Sent from the caller's thread, a store costs no wakeup
+/// of another thread: with one, measured, the stores cost more than the reads they spare.
+struct FuseNotifier {
+    invalidations: std::sync::Mutex<std::sync::mpsc::Sender<Notice>>,
+    stores: Notifier,
+}
 
 impl FuseNotifier {
     fn start(notifier: Notifier) -> std::io::Result<Self> {
-        let (tx, rx) = std::sync::mpsc::channel::<Invalidation>();
+        let (tx, rx) = std::sync::mpsc::channel::<Notice>();
+        let stores = notifier.clone();
         std::thread::Builder::new()
-            .name("aether-inval".to_owned())
+            .name("aether-notify".to_owned())
             .spawn(move || {
                 // Errors are expected: ENOENT when the kernel had nothing cached, and every
                 // call after the unmount. Neither is worth more than ignoring.
-                for inval in rx {
-                    let _ = match inval {
-                        Invalidation::Entry { parent, name } => {
+                for notice in rx {
+                    let _ = match notice {
+                        Notice::Entry { parent, name } => {
                             notifier.inval_entry(INodeNo(parent), std::ffi::OsStr::new(&name))
                         }
-                        Invalidation::Inode(ino) => notifier.inval_inode(INodeNo(ino), 0, 0),
+                        Notice::Inode(ino) => notifier.inval_inode(INodeNo(ino), 0, 0),
                     };
                 }
             })?;
-        Ok(FuseNotifier(std::sync::Mutex::new(tx)))
+        Ok(FuseNotifier {
+            invalidations: std::sync::Mutex::new(tx),
+            stores,
+        })
     }
 
-    fn send(&self, inval: Invalidation) {
-        let tx = self.0.lock().unwrap_or_else(|p| p.into_inner());
+    fn send(&self, notice: Notice) {
+        let tx = self.invalidations.lock().unwrap_or_else(|p| p.into_inner());
         // The thread only ends with the sender, so a send cannot fail while `self` lives.
-        let _ = tx.send(inval);
+        let _ = tx.send(notice);
     }
 }
 
 impl KernelNotifier for FuseNotifier {
     fn invalidate_entry(&self, parent: u64, name: &str) {
-        self.send(Invalidation::Entry {
+        self.send(Notice::Entry {
             parent,
             name: name.to_owned(),
         });
     }
 
     fn invalidate_inode(&self, ino: u64) {
-        self.send(Invalidation::Inode(ino));
+        self.send(Notice::Inode(ino));
+    }
+
+    fn store(&self, ino: u64, content: Vec<u8>, stored: aether_ports::vfs::Stored) {
+        // ENOENT when the kernel has forgotten `ino`, and every call after the unmount: the
+        // next reader then simply asks.
+        let _ = self.stores.store(INodeNo(ino), 0, &content);
+        stored();
     }
 }
 

@@ -159,6 +159,7 @@ where
                 // Drops the kernel's cached listing of the parent too.
                 k.invalidate_inode(parent);
                 if let Some(c) = child {
+                    self.kernel_stores.invalidated(c);
                     k.invalidate_inode(c);
                 }
             }

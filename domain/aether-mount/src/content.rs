@@ -63,6 +63,7 @@ where
         if how.write || how.truncate {
             self.writable()?;
             self.admit().await?;
+            self.kernel_stores_settled(ino).await;
         }
         {
             let st = self.lock();
@@ -486,6 +487,7 @@ where
     /// Sets the size of `ino`; committed at once unless a writer holds the file open.
     pub(crate) async fn truncate(&self, ino: u64, _fh: Option<u64>, size: u64) -> FsResult<()> {
         self.within_max_size(ino, size)?;
+        self.kernel_stores_settled(ino).await;
         {
             let st = self.lock();
             let n = st

@@ -11,6 +11,7 @@ mod changefeed;
 mod content;
 mod early;
 mod errors;
+mod kernel_store;
 mod listing;
 mod namespace;
 mod nodes;
@@ -146,7 +147,7 @@ pub struct Engine<R, C, K> {
     remote: R,
     cache: C,
     clock: K,
-    kernel: OnceLock<Box<dyn KernelNotifier>>,
+    kernel: OnceLock<std::sync::Arc<dyn KernelNotifier>>,
     config: MountConfig,
     state: Mutex<State>,
     writeback_wake: tokio::sync::Notify,
@@ -158,6 +159,8 @@ pub struct Engine<R, C, K> {
     counters: EngineCounters,
     /// One fetch at a time per blob, so concurrent readers share downloads.
     fetch_locks: Mutex<HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+    /// Small files' content on its way into the kernel's page cache.
+    kernel_stores: std::sync::Arc<kernel_store::KernelStores>,
     /// The session is not active (archived, conflicted): it accepts no writes.
     session_frozen: std::sync::atomic::AtomicBool,
     /// The session's generation when the mount started, and the highest generation of any
@@ -210,6 +213,7 @@ where
             done_through: tokio::sync::watch::Sender::new(done),
             counters: EngineCounters::default(),
             fetch_locks: Mutex::new(HashMap::new()),
+            kernel_stores: Default::default(),
             session_frozen: std::sync::atomic::AtomicBool::new(false),
             start_generation: AtomicU64::new(0),
             seen_generation: AtomicU64::new(0),
@@ -218,9 +222,10 @@ where
         }
     }
 
-    /// Connects the engine to the kernel, once the mount exists, for invalidations.
+    /// Connects the engine to the kernel, once the mount exists, for invalidations and for
+    /// filling its page cache.
     pub fn attach_kernel(&self, notifier: Box<dyn KernelNotifier>) {
-        let _ = self.kernel.set(notifier);
+        let _ = self.kernel.set(notifier.into());
     }
 
     pub fn config(&self) -> &MountConfig {

@@ -876,7 +876,12 @@ where
             n.writers = n.writers.saturating_sub(1);
         }
         self.commit_stage(&mut st, ino, false)?;
+        let store = self.store_in_kernel(&mut st, ino);
         self.release_stage_if_idle(&mut st, ino);
+        drop(st);
+        if let Some(store) = store {
+            self.send_to_kernel(store);
+        }
         Ok(())
     }
 

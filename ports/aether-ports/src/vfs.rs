@@ -309,12 +309,20 @@ pub trait Vfs: Send + Sync + 'static {
     ) -> impl Future<Output = FsResult<()>> + Send;
 }
 
-/// The engine's way to tell the kernel that something it cached changed elsewhere.
+/// Called once the kernel holds (or has refused) what [`KernelNotifier::store`] sent.
+pub type Stored = Box<dyn FnOnce() + Send>;
+
+/// The engine's way to tell the kernel what it cached is out of date, or to fill its cache.
+///
+/// Calls take effect in the order they were made.
 pub trait KernelNotifier: Send + Sync + 'static {
     /// Forget the name `name` in directory `parent`.
     fn invalidate_entry(&self, parent: u64, name: &str);
     /// Forget the attributes and cached content of `ino`.
     fn invalidate_inode(&self, ino: u64);
+    /// Put `content`, the whole content of file `ino`, into the kernel's page cache, then call
+    /// `stored`. The kernel may decline (it no longer knows `ino`); `stored` is called anyway.
+    fn store(&self, ino: u64, content: Vec<u8>, stored: Stored);
 }
 
 /// A notifier for engines not attached to a kernel (tests, before the mount is up).
@@ -324,4 +332,7 @@ pub struct NoKernel;
 impl KernelNotifier for NoKernel {
     fn invalidate_entry(&self, _parent: u64, _name: &str) {}
     fn invalidate_inode(&self, _ino: u64) {}
+    fn store(&self, _ino: u64, _content: Vec<u8>, stored: Stored) {
+        stored();
+    }
 }

@@ -2,6 +2,7 @@
 //! (reads, writes, names, durability of the journal, write-back, invalidation).
 
 mod early;
+mod kernel_store;
 mod linger;
 mod model;
 mod scenarios;
