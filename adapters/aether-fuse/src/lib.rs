@@ -85,33 +85,46 @@ impl Drop for Mounted {
     }
 }
 
-/// An invalidation the kernel is to hear about.
+/// A notification the kernel is to hear about.
 enum Notice {
-    Entry { parent: u64, name: String },
+    Entry {
+        parent: u64,
+        name: String,
+    },
     Inode(u64),
+    Store {
+        ino: u64,
+        content: Vec<u8>,
+        stored: aether_ports::vfs::Stored,
+    },
 }
 
-/// Sends invalidations to the kernel from a thread of their own, in the order asked; stores
-/// go at once, from the caller's thread.
+/// Sends invalidations to the kernel from a thread of their own, in the order asked, and
+/// stores of file content from the caller's thread when that is safe.
 ///
 /// A reverse notification waits for the kernel's lock on the directory, which a lookup in
 /// flight holds; if that lookup waits for the same runtime worker that is blocked notifying
 /// (tokio's LIFO slot cannot be stolen), the mount hangs. Seen live, with a thread parked in
 /// `fuse_reverse_inval_entry`. Off the runtime, the notification simply waits its turn.
 ///
-/// A store takes no directory lock, only the page locks of the file, which a read of it in
-/// flight holds until it is answered; the engine sends stores without its own lock held, so
-/// such a read is answered meanwhile. Sent from the caller's thread, a store costs no wakeup
-/// of another thread: with one, measured, the stores cost more than the reads they spare.
+/// A store waits for the page locks of the file, which a reader holds until its `READ` is
+/// answered, and a queued `READ` needs a free FUSE worker. The engine stores from the FUSE
+/// worker that handles a `release`; were every worker storing, none would be left to answer
+/// those reads, and the mount hangs (seen live, with both workers in `__filemap_get_folio`).
+/// So at most all workers but one store in place; past that, a store goes to the notifier
+/// thread. In place it costs no wakeup of another thread: measured with every store queued,
+/// the stores cost about what the reads they spare did.
 struct FuseNotifier {
-    invalidations: std::sync::Mutex<std::sync::mpsc::Sender<Notice>>,
-    stores: Notifier,
+    queue: std::sync::Mutex<std::sync::mpsc::Sender<Notice>>,
+    direct: Notifier,
+    /// How many more stores may be sent in place at once.
+    in_place: std::sync::atomic::AtomicUsize,
 }
 
 impl FuseNotifier {
-    fn start(notifier: Notifier) -> std::io::Result<Self> {
+    fn start(notifier: Notifier, workers: usize) -> std::io::Result<Self> {
         let (tx, rx) = std::sync::mpsc::channel::<Notice>();
-        let stores = notifier.clone();
+        let direct = notifier.clone();
         std::thread::Builder::new()
             .name("aether-notify".to_owned())
             .spawn(move || {
@@ -123,17 +136,27 @@ impl FuseNotifier {
                             notifier.inval_entry(INodeNo(parent), std::ffi::OsStr::new(&name))
                         }
                         Notice::Inode(ino) => notifier.inval_inode(INodeNo(ino), 0, 0),
+                        Notice::Store {
+                            ino,
+                            content,
+                            stored,
+                        } => {
+                            let sent = notifier.store(INodeNo(ino), 0, &content);
+                            stored();
+                            sent
+                        }
                     };
                 }
             })?;
         Ok(FuseNotifier {
-            invalidations: std::sync::Mutex::new(tx),
-            stores,
+            queue: std::sync::Mutex::new(tx),
+            direct,
+            in_place: std::sync::atomic::AtomicUsize::new(workers.saturating_sub(1)),
         })
     }
 
     fn send(&self, notice: Notice) {
-        let tx = self.invalidations.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         // The thread only ends with the sender, so a send cannot fail while `self` lives.
         let _ = tx.send(notice);
     }
@@ -152,9 +175,23 @@ impl KernelNotifier for FuseNotifier {
     }
 
     fn store(&self, ino: u64, content: Vec<u8>, stored: aether_ports::vfs::Stored) {
+        use std::sync::atomic::Ordering;
+        let claimed = self
+            .in_place
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
+        if !claimed {
+            self.send(Notice::Store {
+                ino,
+                content,
+                stored,
+            });
+            return;
+        }
         // ENOENT when the kernel has forgotten `ino`, and every call after the unmount: the
         // next reader then simply asks.
-        let _ = self.stores.store(INodeNo(ino), 0, &content);
+        let _ = self.direct.store(INodeNo(ino), 0, &content);
+        self.in_place.fetch_add(1, Ordering::AcqRel);
         stored();
     }
 }
@@ -206,6 +243,6 @@ pub fn mount<V: Vfs>(
         Mounted {
             session: Some(background),
         },
-        Box::new(FuseNotifier::start(notifier)?),
+        Box::new(FuseNotifier::start(notifier, spec.threads.max(1))?),
     ))
 }

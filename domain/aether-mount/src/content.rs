@@ -506,10 +506,21 @@ where
                 }
             }
         }
-        if size == 0 {
+        // Another handle's `release` drops an idle staging area whenever it holds the lock,
+        // so the stage is made (or checked) in the same hold of the lock that truncates it.
+        let mut st = loop {
+            if size != 0 {
+                self.ensure_stage(ino).await?;
+            }
             let mut st = self.lock();
-            let n = st.nodes.get_mut(ino).expect("checked above");
-            if n.stage.is_none() {
+            let n = st
+                .nodes
+                .get_mut(ino)
+                .ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
+            if n.stage.is_some() {
+                break st;
+            }
+            if size == 0 {
                 self.cache
                     .stage_open(ino, None)
                     .map_err(errors::cache_error)?;
@@ -518,11 +529,9 @@ where
                     stream: Some(StreamHash::default()),
                     ..Default::default()
                 });
+                break st;
             }
-        } else {
-            self.ensure_stage(ino).await?;
-        }
-        let mut st = self.lock();
+        };
         let now = self.clock.now();
         self.early_abandon(&mut st, ino);
         let n = st.nodes.get_mut(ino).expect("checked above");
