@@ -12,9 +12,10 @@
 //! truncation, a rename, the transport's request timeout, a crash — abandons it: the body ends in an error, the
 //! server discards what it received, and the write-back sends the entry the usual way.
 //!
-//! Why the sent bytes are the journaled content: the uploader reads the staging area only under
-//! the engine lock and only while the upload is `Growing`, and every write that is not an
-//! append abandons the upload under that same lock; once the content is journaled the uploader
+//! Why the sent bytes are the journaled content: the uploader reads the staging area only below
+//! what it was told had grown, and keeps what it read only if, under the engine lock after the
+//! read, the upload is still `Growing`; every write that is not an append abandons the upload
+//! under that same lock, and appends land above. Once the content is journaled the uploader
 //! reads the rest from the journaled blob, which never changes.
 
 use std::sync::Arc;
@@ -455,8 +456,13 @@ where
         }
     }
 
-    /// `len` bytes at `offset` of `ino`'s staging area, read under the engine lock while the
-    /// upload is still `Growing`; `None` if it no longer is.
+    /// `len` bytes at `offset` of `ino`'s staging area, below what the upload was told had
+    /// grown; `None` if the upload no longer grows.
+    ///
+    /// Read without the engine lock, which the writer's next `write` waits for, and checked
+    /// under it afterwards: every write that is not an append abandons the upload under that
+    /// lock, and appends land past `offset + len`. So if the upload still grows after the read,
+    /// no write touched the bytes read.
     fn early_read_stage(
         &self,
         ino: u64,
@@ -464,6 +470,7 @@ where
         len: u64,
         progress: &watch::Receiver<Progress>,
     ) -> Option<std::result::Result<Vec<u8>, String>> {
+        let read = self.cache.stage_read(ino, offset, len as usize);
         let st = self.lock();
         if !matches!(*progress.borrow(), Progress::Growing(_)) {
             return None;
@@ -471,10 +478,9 @@ where
         if st.nodes.get(ino).is_none_or(|n| n.stage.is_none()) {
             return Some(Err("its staging area is gone".into()));
         }
+        drop(st);
         Some(
-            self.cache
-                .stage_read(ino, offset, len as usize)
-                .map_err(|e| format!("cannot read its staging area: {e}"))
+            read.map_err(|e| format!("cannot read its staging area: {e}"))
                 .and_then(|chunk| {
                     if chunk.len() as u64 == len {
                         Ok(chunk)
