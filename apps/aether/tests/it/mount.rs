@@ -696,6 +696,60 @@ print(len(errors), errors[:3])
     assert_eq!(race_in_a_new_mount(SCRIPT), "0 []");
 }
 
+/// Large files written in order upload while they are written; writes behind the writer
+/// abandon that upload. Three such files written at once, each overwritten here and there as it
+/// grows, reach the server exactly as written once `fsync` returns.
+#[test]
+fn large_files_overwritten_behind_their_early_upload_reach_the_server_exact() {
+    use std::os::unix::fs::FileExt;
+    let server = Server::start();
+    let session = server.new_session();
+    let m = Mount::new(&server, &session, &[]);
+    let written: Vec<(String, Vec<u8>)> = std::thread::scope(|scope| {
+        let writers: Vec<_> = (0..3u64)
+            .map(|k| {
+                let path = m.path(&format!("big{k}"));
+                scope.spawn(move || {
+                    // A small xorshift: reproducible content and overwrite offsets.
+                    let mut x = 0x9e37_79b9_7f4a_7c15_u64 ^ (k + 1);
+                    let mut next = move || {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x
+                    };
+                    let mut f = fs::File::create(&path).unwrap();
+                    let mut data = Vec::new();
+                    for i in 0..24u64 {
+                        let chunk: Vec<u8> = (0..1 << 20).map(|_| next() as u8).collect();
+                        f.write_all(&chunk).unwrap();
+                        data.extend_from_slice(&chunk);
+                        if i >= 2 && next() % 6 == 0 {
+                            let at = (next() % (data.len() as u64 - 4096)) as usize;
+                            let patch = vec![(i as u8) ^ 0x5a; 4096];
+                            f.write_all_at(&patch, at as u64).unwrap();
+                            data[at..at + 4096].copy_from_slice(&patch);
+                        }
+                    }
+                    f.sync_all().unwrap();
+                    (format!("/big{k}"), data)
+                })
+            })
+            .collect();
+        writers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    for (path, data) in written {
+        let stored = server
+            .read(&session, &path)
+            .expect("on the server after fsync");
+        assert_eq!(stored.len(), data.len(), "{path}");
+        assert!(
+            stored == data,
+            "{path}: the server's copy differs from what was written"
+        );
+    }
+}
+
 /// Runs a Python `script` (given the mount directory) in a new mount and returns its output;
 /// fails, rather than hangs, if it has not finished in 120 s.
 fn race_in_a_new_mount(script: &str) -> String {
