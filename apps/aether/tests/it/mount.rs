@@ -696,6 +696,92 @@ print(len(errors), errors[:3])
     assert_eq!(race_in_a_new_mount(SCRIPT), "0 []");
 }
 
+/// Content changed through `mmap`, through one of two hard links, inside a directory renamed
+/// right after, and by `ftruncate` on an open handle, while a reader keeps opening the same
+/// files: each changer reads back exactly what it made.
+#[test]
+fn files_changed_by_mmap_links_renamed_dirs_and_ftruncate_read_back_exact() {
+    const SCRIPT: &str = r#"
+import mmap, os, sys, threading
+d, n = sys.argv[1], 60
+errors = []
+def pattern(i, size):
+    return bytes((i + j) % 251 for j in range(256)) * (size // 256) + bytes(size % 256)
+def mapped(k):
+    for i in range(n):
+        size = 4096 + (i * 113) % 20000
+        with open(f"{d}/m{k}", "w+b") as f:
+            f.truncate(size)
+            m = mmap.mmap(f.fileno(), size)
+            m[:] = pattern(i, size)
+            m.flush()
+            m.close()
+        with open(f"{d}/m{k}", "rb") as f:
+            if f.read() != pattern(i, size):
+                errors.append(f"mmap {k} at {i}")
+def linked(k):
+    a, b = f"{d}/l{k}a", f"{d}/l{k}b"
+    open(a, "w").close()
+    os.link(a, b)
+    for i in range(n):
+        with open(a if i % 2 else b, "w") as f:
+            f.write(f"v{i}")
+        with open(b if i % 2 else a) as f:
+            got = f.read()
+        if got != f"v{i}":
+            errors.append(f"link {k} at {i}: {got!r}")
+def moved(k):
+    for i in range(n):
+        src = f"{d}/dir{k}-{i}"
+        os.makedirs(src)
+        with open(f"{src}/f", "w") as f:
+            f.write(f"in {i}")
+        os.rename(src, src + "-moved")
+        with open(src + "-moved/f") as f:
+            got = f.read()
+        if got != f"in {i}":
+            errors.append(f"dir {k} at {i}: {got!r}")
+def truncated(k):
+    for i in range(n):
+        fd = os.open(f"{d}/t{k}", os.O_RDWR | os.O_CREAT, 0o644)
+        os.write(fd, b"a" * 3000)
+        os.ftruncate(fd, 100 + i)
+        os.pwrite(fd, b"END", 100 + i)
+        os.close(fd)
+        with open(f"{d}/t{k}", "rb") as f:
+            got = f.read()
+        if got != b"a" * (100 + i) + b"END":
+            errors.append(f"ftruncate {k} at {i}: {len(got)} bytes")
+def changer(work, k):
+    try:
+        work(k)
+    except OSError as e:
+        errors.append(f"{work.__name__} {k}: {e}")
+stop = []
+def reader():
+    while not stop:
+        for name in ["m0", "m1", "l0a", "l1b", "t0", "t1"]:
+            try:
+                with open(f"{d}/{name}", "rb") as f:
+                    f.read()
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                errors.append(f"reader of {name}: {e}")
+                return
+threads = [threading.Thread(target=changer, args=(w, k))
+           for k in range(2) for w in (mapped, linked, moved, truncated)]
+r = threading.Thread(target=reader)
+r.start()
+for t in threads: t.start()
+for t in threads: t.join()
+stop.append(True)
+r.join()
+print(len(errors), errors[:3])
+"#;
+    assert_eq!(race_in_a_new_mount(SCRIPT), "0 []");
+}
+
 /// Large files written in order upload while they are written; writes behind the writer
 /// abandon that upload. Three such files written at once, each overwritten here and there as it
 /// grows, reach the server exactly as written once `fsync` returns.
