@@ -14,6 +14,9 @@ use crate::{Engine, Handle, State, errors};
 /// Above this size, a file whose edits touch less than half of it is written back as a patch
 /// of the changed ranges instead of whole.
 const PATCH_MIN_SIZE: u64 = 1 << 20;
+/// A patch carries at most this many changed bytes: its segments travel in one JSON body,
+/// which the server caps (8 MiB by default, and base64 adds a third); larger edits go whole.
+pub(crate) const PATCH_MAX_BYTES: u64 = 4 << 20;
 
 /// Files up to this size are fetched whole on first read; larger ones by range.
 const WHOLE_FETCH_MAX: u64 = 4 << 20;
@@ -594,7 +597,8 @@ where
                 if n.journaled
                     && !stage.shrunk
                     && size >= PATCH_MIN_SIZE
-                    && stage.dirty_bytes() * 2 < size =>
+                    && stage.dirty_bytes() * 2 < size
+                    && stage.dirty_bytes() <= PATCH_MAX_BYTES =>
             {
                 Some(stage.ranges.clone())
             }

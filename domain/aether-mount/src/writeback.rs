@@ -696,6 +696,12 @@ where
                 patch,
                 ..
             } => {
+                // Journals written before patches were capped may hold larger ones: those go
+                // whole, as a patch that big would not fit the server's request limit.
+                let patch = patch.filter(|ranges| {
+                    let bytes: u64 = ranges.iter().map(|(s, e)| e.saturating_sub(*s)).sum();
+                    bytes <= crate::content::PATCH_MAX_BYTES
+                });
                 if let (Some(ranges), Some(base)) = (patch, base_hash) {
                     let mut segments = Vec::with_capacity(ranges.len());
                     for &(s, e) in ranges.iter().filter(|(s, _)| *s < size) {

@@ -212,6 +212,33 @@ async fn a_partial_edit_of_a_large_file_is_sent_as_a_patch() {
     assert_eq!(got[0], 7);
 }
 
+/// A large edit of a larger file (a writer whose handle another process closed mid-way, as a
+/// forked child's `exec` does, sends `flush` and so commits mid-write) goes whole: its patch
+/// would not fit in one request.
+#[tokio::test]
+async fn a_large_edit_of_a_large_file_is_sent_whole() {
+    let w = World::new().await;
+    let e = w.mount().await;
+    let f = write_new(&e, ROOT_INO, "big.bin", &vec![7u8; 12 << 20]).await;
+    write_back(&e).await;
+    let open = e.open(f, RW).await.unwrap();
+    let edit = vec![9u8; 5 << 20];
+    e.write(f, open.fh, 1 << 20, &edit).await.unwrap();
+    e.flush(f, open.fh).await.unwrap();
+    e.release(f, open.fh).await.unwrap();
+    let pending = e.cache().journal_pending(10).unwrap();
+    match &pending[0].op {
+        local_cache::JournalOp::Write { patch: None, .. } => {}
+        other => panic!("expected the whole file, got {other:?}"),
+    }
+    write_back(&e).await;
+    let got = w.server_read("/big.bin").await.unwrap();
+    assert_eq!(got.len(), 12 << 20);
+    assert!(got[(1 << 20)..(6 << 20)].iter().all(|b| *b == 9));
+    assert_eq!(got[0], 7);
+    assert_eq!(got[6 << 20], 7);
+}
+
 /// Runs `fsync` of `ino` with the write-back loop beside it.
 async fn fsync_with_writeback<R: aether_ports::SessionApi + 'static>(
     e: &Engine<R, aether_fakes::MemoryCache, ManualClock>,
