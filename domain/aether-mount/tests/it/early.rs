@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use aether_fakes::{FakeApi, FaultPlan, Faulty, ManualClock, MemoryCache};
 use aether_mount::Engine;
-use aether_ports::ContentApi;
 use aether_ports::local_cache::LocalCache;
 use aether_ports::vfs::*;
 
@@ -278,20 +277,7 @@ async fn a_crash_with_an_early_upload_open_loses_nothing() {
 async fn a_sequential_reader_finds_the_next_window_fetched_ahead() {
     let w = World::new().await;
     let big = content(12 << 20, 8);
-    w.api
-        .write_file(
-            &w.ctx,
-            &w.session,
-            aether_ports::WriteFileRequest {
-                path: "/big.bin".into(),
-                data: big.clone().into(),
-                mode: None,
-                parents: false,
-                expected_hash: None,
-            },
-        )
-        .await
-        .unwrap();
+    w.server_write("/big.bin", &big).await;
     let (e, plan) = mount(&w).await;
     let got = with_transfers(&e, async {
         let ino = e.lookup(ROOT_INO, b"big.bin").await.unwrap().attr.ino;

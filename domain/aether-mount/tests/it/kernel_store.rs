@@ -3,17 +3,15 @@
 
 use std::sync::{Arc, Mutex};
 
-use aether_ports::vfs::{KernelNotifier, OpenIn, Stored, Vfs};
-use aether_ports::*;
+use aether_ports::vfs::{KernelNotifier, OpenIn, ROOT_INO, Stored, Vfs};
 
-use crate::{ME, RO, RW, World, write_new};
+use crate::{ME, RO, RW, TestEngine, World, deliver_events, write_new};
 
-const ROOT_INO: u64 = 1;
+/// One store the kernel was asked for, not finished yet.
+type Held = (u64, Vec<u8>, Stored);
 
 /// A kernel that records stores and finishes them only when told, and records the inodes it
 /// is told to invalidate.
-/// One store the kernel was asked for, not finished yet.
-type Held = (u64, Vec<u8>, Stored);
 
 #[derive(Clone, Default)]
 struct HeldStores(Arc<Mutex<Vec<Held>>>, Arc<Mutex<Vec<u64>>>);
@@ -21,8 +19,18 @@ struct HeldStores(Arc<Mutex<Vec<Held>>>, Arc<Mutex<Vec<u64>>>);
 impl HeldStores {
     /// Finishes the stores held so far, and returns what they stored.
     fn taken(&self) -> Vec<(u64, Vec<u8>)> {
-        let held = std::mem::take(&mut *self.0.lock().unwrap());
-        held.into_iter()
+        self.taken_if(|_| true)
+    }
+
+    /// Finishes the held stores of the inodes `which` picks, and returns what they stored.
+    fn taken_if(&self, which: impl Fn(u64) -> bool) -> Vec<(u64, Vec<u8>)> {
+        let mut held = self.0.lock().unwrap();
+        let (now, later): (Vec<Held>, Vec<Held>) = std::mem::take(&mut *held)
+            .into_iter()
+            .partition(|h| which(h.0));
+        *held = later;
+        drop(held);
+        now.into_iter()
             .map(|(ino, content, stored)| {
                 stored();
                 (ino, content)
@@ -49,12 +57,18 @@ impl KernelNotifier for HeldStores {
     }
 }
 
-#[tokio::test]
-async fn a_small_file_is_stored_in_the_kernels_cache_when_its_last_writer_closes() {
+/// A mounted engine attached to a [`HeldStores`] kernel.
+async fn mounted() -> (World, Arc<TestEngine>, HeldStores) {
     let w = World::new().await;
     let e = w.mount().await;
     let kernel = HeldStores::default();
     e.attach_kernel(Box::new(kernel.clone()));
+    (w, e, kernel)
+}
+
+#[tokio::test]
+async fn a_small_file_is_stored_in_the_kernels_cache_when_its_last_writer_closes() {
+    let (_w, e, kernel) = mounted().await;
     let wo = OpenIn {
         write: true,
         read: false,
@@ -94,10 +108,7 @@ async fn a_small_file_is_stored_in_the_kernels_cache_when_its_last_writer_closes
 
 #[tokio::test]
 async fn a_writer_waits_until_the_store_of_the_files_content_is_done() {
-    let w = World::new().await;
-    let e = w.mount().await;
-    let kernel = HeldStores::default();
-    e.attach_kernel(Box::new(kernel.clone()));
+    let (_w, e, kernel) = mounted().await;
     let f = write_new(&e, ROOT_INO, "notes.txt", b"v1").await;
     assert_eq!(kernel.waiting(), 1);
 
@@ -130,46 +141,16 @@ async fn a_writer_waits_until_the_store_of_the_files_content_is_done() {
 /// content decided earlier: the file is invalidated once more after the store.
 #[tokio::test]
 async fn a_file_invalidated_while_its_store_is_on_the_way_is_invalidated_again_after_it() {
-    let w = World::new().await;
-    let e = w.mount().await;
-    let kernel = HeldStores::default();
-    e.attach_kernel(Box::new(kernel.clone()));
+    let (w, e, kernel) = mounted().await;
     let f = write_new(&e, ROOT_INO, "shared.txt", b"mine").await;
     let g = write_new(&e, ROOT_INO, "other.txt", b"mine too").await;
     assert_eq!(kernel.waiting(), 2);
     for path in ["/shared.txt", "/other.txt"] {
-        w.api
-            .write_file(
-                &w.ctx,
-                &w.session,
-                WriteFileRequest {
-                    path: path.into(),
-                    data: b"theirs".to_vec().into(),
-                    mode: None,
-                    parents: false,
-                    expected_hash: None,
-                },
-            )
-            .await
-            .unwrap();
+        w.server_write(path, b"theirs").await;
     }
-    let events = w
-        .api
-        .list_events(&w.ctx, &w.session, ListEventsRequest::default())
-        .await
-        .unwrap();
     // `other.txt`'s store is done before its event arrives; `shared.txt`'s is not.
-    let held = std::mem::take(&mut *kernel.0.lock().unwrap());
-    for (ino, _, stored) in held {
-        if ino == g {
-            stored();
-        } else {
-            kernel.0.lock().unwrap().push((ino, Vec::new(), stored));
-        }
-    }
-    for ev in &events.items {
-        e.on_event(ev);
-    }
+    kernel.taken_if(|ino| ino == g);
+    deliver_events(&w, &e).await;
     assert_eq!(kernel.invalidations_of(f), 1, "by the changefeed");
     assert_eq!(kernel.invalidations_of(g), 1, "by the changefeed");
     kernel.taken();

@@ -107,6 +107,24 @@ impl World {
         listing.entries.items.into_iter().map(|e| e.path).collect()
     }
 
+    /// Another client writes `path` on the server, whole.
+    pub(crate) async fn server_write(&self, path: &str, data: &[u8]) {
+        self.api
+            .write_file(
+                &self.ctx,
+                &self.session,
+                WriteFileRequest {
+                    path: path.into(),
+                    data: data.to_vec().into(),
+                    mode: None,
+                    parents: false,
+                    expected_hash: None,
+                },
+            )
+            .await
+            .unwrap();
+    }
+
     /// The server's view of one file.
     pub(crate) async fn server_read(&self, path: &str) -> Option<Vec<u8>> {
         self.api
@@ -121,6 +139,31 @@ impl World {
             .await
             .ok()
             .map(|c| c.data.to_vec())
+    }
+}
+
+/// Feeds the session's whole event log to the engine, as its changefeed would.
+pub(crate) async fn deliver_events(
+    w: &World,
+    e: &impl std::ops::Deref<Target = crate::TestEngine>,
+) {
+    let events = w
+        .api
+        .list_events(
+            &w.ctx,
+            &w.session,
+            ListEventsRequest {
+                page: PageRequest {
+                    page_size: Some(1000),
+                    page_token: None,
+                },
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    for ev in &events.items {
+        e.on_event(ev);
     }
 }
 

@@ -6,7 +6,7 @@ use aether_ports::local_cache::LocalCache;
 use aether_ports::vfs::*;
 use aether_ports::*;
 
-use crate::{ME, RO, RW, World, with_writeback, write_back, write_new};
+use crate::{ME, RO, RW, World, deliver_events, with_writeback, write_back, write_new};
 
 async fn read_all(e: &crate::TestEngine, ino: u64) -> Vec<u8> {
     crate::read_whole(e, ino, 1 << 20).await
@@ -156,20 +156,7 @@ async fn errors_carry_their_posix_meaning() {
 async fn another_writers_change_shows_after_its_event() {
     let w = World::new().await;
     let e = w.mount().await;
-    w.api
-        .write_file(
-            &w.ctx,
-            &w.session,
-            WriteFileRequest {
-                path: "/shared.txt".into(),
-                data: b"v1".to_vec().into(),
-                mode: None,
-                parents: false,
-                expected_hash: None,
-            },
-        )
-        .await
-        .unwrap();
+    w.server_write("/shared.txt", b"v1").await;
     // The root listing is fresh: the new file is not seen until the changefeed says so.
     assert!(e.lookup(ROOT_INO, b"shared.txt").await.is_err());
     let events = w
@@ -355,20 +342,7 @@ async fn write_back_retries_through_outages_and_sets_refusals_aside() {
 async fn large_files_are_read_by_range_and_cached_once_complete() {
     let w = World::new().await;
     let big: Vec<u8> = (0..(10u32 << 20)).map(|i| (i % 251) as u8).collect();
-    w.api
-        .write_file(
-            &w.ctx,
-            &w.session,
-            WriteFileRequest {
-                path: "/big.bin".into(),
-                data: big.clone().into(),
-                mode: None,
-                parents: false,
-                expected_hash: None,
-            },
-        )
-        .await
-        .unwrap();
+    w.server_write("/big.bin", &big).await;
     let e = w.mount().await;
     let ino = e.lookup(ROOT_INO, b"big.bin").await.unwrap().attr.ino;
     let open = e
@@ -465,28 +439,6 @@ async fn writers_wait_at_high_water_and_fail_clearly_when_the_server_stays_away(
     assert_eq!(e.gate(), aether_domain::backpressure::Gate::Open);
 }
 
-/// Feeds the session's whole event log to the engine, as its changefeed would.
-async fn deliver_events(w: &World, e: &impl std::ops::Deref<Target = crate::TestEngine>) {
-    let events = w
-        .api
-        .list_events(
-            &w.ctx,
-            &w.session,
-            ListEventsRequest {
-                page: PageRequest {
-                    page_size: Some(1000),
-                    page_token: None,
-                },
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    for ev in &events.items {
-        e.on_event(ev);
-    }
-}
-
 #[tokio::test]
 async fn a_remount_of_an_unchanged_session_reads_no_directory_again() {
     let w = World::new().await;
@@ -536,20 +488,7 @@ async fn a_remount_of_an_unchanged_session_reads_no_directory_again() {
     drop(e2);
 
     // The save is used once; after a change elsewhere, listings are read again.
-    w.api
-        .write_file(
-            &w.ctx,
-            &w.session,
-            WriteFileRequest {
-                path: "/new".into(),
-                data: b"x".to_vec().into(),
-                mode: None,
-                parents: false,
-                expected_hash: None,
-            },
-        )
-        .await
-        .unwrap();
+    w.server_write("/new", b"x").await;
     let e3 = w.mount().await;
     assert!(e3.lookup(ROOT_INO, b"new").await.is_ok());
 }
@@ -576,20 +515,7 @@ async fn content_written_through_the_mount_keeps_the_kernel_cache_until_someone_
     assert_eq!(read_all(&e, f).await, b"MINE");
     write_back(&e).await;
     // Another writer changes it on the server: the kernel's copy must go.
-    w.api
-        .write_file(
-            &w.ctx,
-            &w.session,
-            WriteFileRequest {
-                path: "/notes.txt".into(),
-                data: b"theirs".to_vec().into(),
-                mode: None,
-                parents: false,
-                expected_hash: None,
-            },
-        )
-        .await
-        .unwrap();
+    w.server_write("/notes.txt", b"theirs").await;
     deliver_events(&w, &e).await;
     // The kernel, told the name changed, looks it up again before opening.
     assert_eq!(e.lookup(ROOT_INO, b"notes.txt").await.unwrap().attr.ino, f);
