@@ -583,12 +583,8 @@ fn small_files_read_back_after_close_cost_no_read_request() {
 #[test]
 fn small_files_closed_while_being_read_neither_hang_nor_read_stale() {
     const SCRIPT: &str = r#"
-import sys, threading
-d, n = sys.argv[1], 150
-errors, done, finished = [], {}, set()
-def version(text):
-    parts = text.split(":")
-    return int(parts[1]) if len(parts) >= 3 else -1
+n = 150
+done, finished = {}, set()
 def writer(k, mode):
     try:
         for i in range(n):
@@ -619,9 +615,7 @@ threads = []
 for k, mode in enumerate(["w", "w+", "w", "w+"]):
     threads += [threading.Thread(target=writer, args=(k, mode)),
                 threading.Thread(target=reader, args=(k,))]
-for t in threads: t.start()
-for t in threads: t.join()
-print(len(errors), errors[:3])
+run(threads)
 "#;
     assert_eq!(race_in_a_new_mount(SCRIPT), "0 []");
 }
@@ -631,12 +625,8 @@ print(len(errors), errors[:3])
 #[test]
 fn small_files_renamed_over_appended_and_truncated_while_being_read_stay_exact() {
     const SCRIPT: &str = r#"
-import os, sys, threading
-d, n = sys.argv[1], 100
-errors, finished = [], set()
-def version(text):
-    parts = text.split(":")
-    return int(parts[1]) if len(parts) >= 3 else -1
+n = 100
+finished = set()
 def renamer(k):
     for i in range(n):
         with open(f"{d}/r{k}.tmp", "w") as f:
@@ -689,9 +679,7 @@ for k in range(2):
         name = f"{prefix}{k}"
         threads += [threading.Thread(target=changer, args=(work, k, name)),
                     threading.Thread(target=reader, args=(name,))]
-for t in threads: t.start()
-for t in threads: t.join()
-print(len(errors), errors[:3])
+run(threads)
 "#;
     assert_eq!(race_in_a_new_mount(SCRIPT), "0 []");
 }
@@ -702,9 +690,7 @@ print(len(errors), errors[:3])
 #[test]
 fn files_changed_by_mmap_links_renamed_dirs_and_ftruncate_read_back_exact() {
     const SCRIPT: &str = r#"
-import mmap, os, sys, threading
-d, n = sys.argv[1], 60
-errors = []
+n = 60
 def pattern(i, size):
     return bytes((i + j) % 251 for j in range(256)) * (size // 256) + bytes(size % 256)
 def mapped(k):
@@ -757,9 +743,8 @@ def changer(work, k):
         work(k)
     except OSError as e:
         errors.append(f"{work.__name__} {k}: {e}")
-stop = []
 def reader():
-    while not stop:
+    while any(t.is_alive() for t in threads):
         for name in ["m0", "m1", "l0a", "l1b", "t0", "t1"]:
             try:
                 with open(f"{d}/{name}", "rb") as f:
@@ -771,13 +756,7 @@ def reader():
                 return
 threads = [threading.Thread(target=changer, args=(w, k))
            for k in range(2) for w in (mapped, linked, moved, truncated)]
-r = threading.Thread(target=reader)
-r.start()
-for t in threads: t.start()
-for t in threads: t.join()
-stop.append(True)
-r.join()
-print(len(errors), errors[:3])
+run(threads + [threading.Thread(target=reader)])
 "#;
     assert_eq!(race_in_a_new_mount(SCRIPT), "0 []");
 }
@@ -836,14 +815,30 @@ fn large_files_overwritten_behind_their_early_upload_reach_the_server_exact() {
     }
 }
 
-/// Runs a Python `script` (given the mount directory) in a new mount and returns its output;
+/// What every script of [`race_in_a_new_mount`] starts with: the mount directory `d`, the
+/// `errors` its threads report, `version` (the number a changer wrote as `k:000123:…`), and
+/// `run`, which starts the threads in order, waits for them, and prints the errors found.
+const RACE_PRELUDE: &str = r#"
+import mmap, os, sys, threading
+d = sys.argv[1]
+errors = []
+def version(text):
+    parts = text.split(":")
+    return int(parts[1]) if len(parts) >= 3 else -1
+def run(threads):
+    for t in threads: t.start()
+    for t in threads: t.join()
+    print(len(errors), errors[:3])
+"#;
+
+/// Runs a Python `script` (after [`RACE_PRELUDE`]) in a new mount and returns its output;
 /// fails, rather than hangs, if it has not finished in 120 s.
 fn race_in_a_new_mount(script: &str) -> String {
     let server = Server::start();
     let session = server.new_session();
     let mut m = Mount::new(&server, &session, &[]);
     let mut child = std::process::Command::new("python3")
-        .args(["-c", script])
+        .args(["-c", &format!("{RACE_PRELUDE}{script}")])
         .arg(&m.dir)
         .stdout(std::process::Stdio::piped())
         .spawn()
