@@ -96,7 +96,6 @@ impl DiskCache {
         self.journal.policy()
     }
 
-    /// Under the `interval` policy, sync as soon as this many content bytes are unsynced.
     /// The `interval` policy's timer tick: a sync counted as such.
     pub fn journal_sync_on_timer(&self) -> CacheResult<()> {
         self.journal.sync(FlushReason::Interval)
@@ -107,6 +106,7 @@ impl DiskCache {
         self.journal.counters()
     }
 
+    /// Under the `interval` policy, sync as soon as this many content bytes are unsynced.
     pub fn set_sync_backlog(&self, bytes: u64) {
         self.journal.set_backlog_limit(bytes);
     }

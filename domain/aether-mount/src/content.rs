@@ -615,8 +615,12 @@ where
             patch,
             created: !n.journaled,
         };
+        let created = !n.journaled;
         let inos = st.nodes.touch_set(ino);
         let seq = self.journal(st, op, inos)?;
+        if created {
+            self.journal_owner(st, ino)?;
+        }
         self.early_commit(
             st,
             ino,

@@ -356,10 +356,15 @@ where
             let Some(path) = st.nodes.path(dir) else {
                 continue;
             };
+            // A hard link made here is known by its local inode only until the server's
+            // listing names its link group: saved without it, the names would come back as
+            // separate files, so such a directory is read afresh by the next mount.
             let clean = listing.children.values().all(|c| {
-                st.nodes
-                    .get(*c)
-                    .is_some_and(|n| n.stage.is_none() && n.pending == 0)
+                st.nodes.get(*c).is_some_and(|n| {
+                    n.stage.is_none()
+                        && n.pending == 0
+                        && (n.attr.nlink < 2 || n.is_dir() || n.server_inode != 0)
+                })
             });
             if !clean {
                 continue;

@@ -22,6 +22,25 @@ fn without_setid(perm: u32) -> u32 {
     out
 }
 
+/// The group and mode of a new object in `parent`, as Linux gives them: in a set-group-ID
+/// directory, the directory's group, and a new directory is set-group-ID too; a new file keeps
+/// set-group-ID (with group execute) only if the caller belongs to that group. The caller's
+/// supplementary groups are not known here: only its primary group counts, and root.
+fn inherit_group(parent: &Node, caller: Caller, kind: FileKind, perm: u32) -> (u32, u32) {
+    if parent.attr.perm & 0o2000 == 0 {
+        return (caller.gid, perm);
+    }
+    let gid = parent.attr.gid;
+    let perm = if kind == FileKind::Dir {
+        perm | 0o2000
+    } else if perm & 0o2010 == 0o2010 && caller.gid != gid && caller.uid != 0 {
+        perm & !0o2000
+    } else {
+        perm
+    };
+    (gid, perm)
+}
+
 /// Extended-attribute namespaces the session never stores: answered locally, so `ls -l`'s
 /// security and ACL probes cost no round trip (docs/semantics.md).
 fn unstored_xattr(name: &str) -> bool {
@@ -84,7 +103,8 @@ where
             ));
         }
         let now = self.clock.now();
-        let mut node = Node::new(fresh_attr(kind, perm, caller.uid, caller.gid, now));
+        let (gid, perm) = inherit_group(parent_node, caller, kind, perm);
+        let mut node = Node::new(fresh_attr(kind, perm, caller.uid, gid, now));
         if let Some(l) = node.listing.as_mut() {
             // A new directory is known to be empty.
             l.loaded = true;
@@ -147,8 +167,11 @@ where
     }
 
     /// Journals a new object's owner when it differs from the server's default (root).
-    fn journal_owner(&self, st: &mut State, ino: u64, caller: Caller) -> FsResult<()> {
-        if caller.uid == 0 && caller.gid == 0 {
+    pub(crate) fn journal_owner(&self, st: &mut State, ino: u64) -> FsResult<()> {
+        let Some((uid, gid)) = st.nodes.get(ino).map(|n| (n.attr.uid, n.attr.gid)) else {
+            return Ok(());
+        };
+        if uid == 0 && gid == 0 {
             return Ok(());
         }
         let path = st.nodes.path(ino).unwrap_or_default();
@@ -158,8 +181,8 @@ where
             JournalOp::SetAttributes {
                 path,
                 mode: None,
-                uid: Some(caller.uid),
-                gid: Some(caller.gid),
+                uid: Some(uid),
+                gid: Some(gid),
                 atime: None,
                 mtime: None,
             },
@@ -436,10 +459,13 @@ where
                 .stage_open(ino, None)
                 .map_err(errors::cache_error)?;
             st.nodes.get_mut(ino).expect("just made").stage = Some(Default::default());
+            // Journals the owner too, as for every file's first content.
             self.commit_stage(&mut st, ino, true)?;
             self.release_stage_if_idle(&mut st, ino);
         } else {
-            st.nodes.get_mut(ino).expect("just made").attr.rdev = rdev;
+            let n = st.nodes.get_mut(ino).expect("just made");
+            n.attr.rdev = rdev;
+            let mode = n.attr.perm;
             let path = st.nodes.path(ino).unwrap_or_default();
             self.journal_about(
                 &mut st,
@@ -447,12 +473,12 @@ where
                 JournalOp::Mknod {
                     path,
                     kind: entry_kind(kind),
-                    mode: perm & 0o7777,
+                    mode,
                     rdev: u64::from(rdev),
                 },
             )?;
+            self.journal_owner(&mut st, ino)?;
         }
-        self.journal_owner(&mut st, ino, caller)?;
         Ok(self.entry_out(self.attr_now(&st, ino)?))
     }
 
@@ -467,15 +493,9 @@ where
             .new_object(caller, parent, name, FileKind::Dir, perm)
             .await?;
         let path = st.nodes.path(ino).unwrap_or_default();
-        self.journal_about(
-            &mut st,
-            ino,
-            JournalOp::Mkdir {
-                path,
-                mode: perm & 0o7777,
-            },
-        )?;
-        self.journal_owner(&mut st, ino, caller)?;
+        let mode = st.nodes.get(ino).expect("just made").attr.perm;
+        self.journal_about(&mut st, ino, JournalOp::Mkdir { path, mode })?;
+        self.journal_owner(&mut st, ino)?;
         Ok(self.entry_out(self.attr_now(&st, ino)?))
     }
 
@@ -607,6 +627,7 @@ where
                 target: target.to_owned(),
             },
         )?;
+        self.journal_owner(&mut st, ino)?;
         Ok(self.entry_out(self.attr_now(&st, ino)?))
     }
 

@@ -81,11 +81,27 @@ fn batch_bytes(op: &JournalOp) -> Option<u64> {
     }
 }
 
+/// The (uid, gid) a change of owner alone sets.
+fn owner_only(op: &JournalOp) -> Option<(Option<u32>, Option<u32>)> {
+    match op {
+        JournalOp::SetAttributes {
+            mode: None,
+            uid,
+            gid,
+            atime: None,
+            mtime: None,
+            ..
+        } => Some((*uid, *gid)),
+        _ => None,
+    }
+}
+
 /// Folds the temporary-file idiom inside one batch: a new file `t` written, hard-linked as
 /// `f`, then `t` deleted (how git stores objects, and how many tools publish a file) becomes one
 /// write of `f`, placed where the link was. The server ends in the same state with a third of
 /// the work. Only when the write created `t`, the link and the delete are the next two entries
-/// naming `t`, and no rename or rmdir (which could move either path) comes in between. The
+/// naming `t` (after the change of owner that follows a file made by another user than root,
+/// which moves to `f` with the write), and no rename or rmdir (which could move either path) comes in between. The
 /// batch is all or nothing, so no state in between is ever visible. Echoes are expected from
 /// the folded entries, so the changefeed's silence about `t` leaves nothing behind.
 fn fold_temporaries(ops: Vec<JournalOp>) -> Vec<JournalOp> {
@@ -102,7 +118,7 @@ fn fold_temporaries(ops: Vec<JournalOp>) -> Vec<JournalOp> {
         moves_before.push(moves_before[k] + usize::from(moved));
     }
     let mut drop = vec![false; ops.len()];
-    let mut replace: HashMap<usize, JournalOp> = HashMap::new();
+    let mut replace: HashMap<usize, Vec<JournalOp>> = HashMap::new();
     for (i, op) in ops.iter().enumerate() {
         let JournalOp::Write {
             path: t,
@@ -117,7 +133,12 @@ fn fold_temporaries(ops: Vec<JournalOp>) -> Vec<JournalOp> {
             continue;
         };
         let at = &naming[t.as_str()];
-        let from = at.partition_point(|&k| k <= i);
+        let mut from = at.partition_point(|&k| k <= i);
+        // A file made by another user than root has its owner journaled right after it.
+        let owner = at
+            .get(from)
+            .and_then(|&o| owner_only(&ops[o]).map(|owner| (o, owner)));
+        from += usize::from(owner.is_some());
         let (Some(&j), Some(&k)) = (at.get(from), at.get(from + 1)) else {
             continue;
         };
@@ -131,23 +152,32 @@ fn fold_temporaries(ops: Vec<JournalOp>) -> Vec<JournalOp> {
         }
         drop[i] = true;
         drop[k] = true;
-        replace.insert(
-            j,
-            JournalOp::Write {
+        let mut at_link = vec![JournalOp::Write {
+            path: f.clone(),
+            hash: hash.clone(),
+            size: *size,
+            mode: *mode,
+            base_hash: None,
+            patch: None,
+            created: true,
+        }];
+        if let Some((o, (uid, gid))) = owner {
+            drop[o] = true;
+            at_link.push(JournalOp::SetAttributes {
                 path: f.clone(),
-                hash: hash.clone(),
-                size: *size,
-                mode: *mode,
-                base_hash: None,
-                patch: None,
-                created: true,
-            },
-        );
+                mode: None,
+                uid,
+                gid,
+                atime: None,
+                mtime: None,
+            });
+        }
+        replace.insert(j, at_link);
     }
     ops.into_iter()
         .enumerate()
         .filter(|(k, _)| !drop[*k])
-        .map(|(k, op)| replace.remove(&k).unwrap_or(op))
+        .flat_map(|(k, op)| replace.remove(&k).unwrap_or_else(|| vec![op]))
         .collect()
 }
 
@@ -897,6 +927,23 @@ mod tests {
             fold_temporaries(ops),
             vec![mkdir, write(F, true), write("/other", true)]
         );
+    }
+
+    fn chown(path: &str) -> JournalOp {
+        JournalOp::SetAttributes {
+            path: path.into(),
+            mode: None,
+            uid: Some(1000),
+            gid: Some(100),
+            atime: None,
+            mtime: None,
+        }
+    }
+
+    #[test]
+    fn a_temporary_made_by_another_user_than_root_keeps_its_owner_when_folded() {
+        let ops = vec![write(T, true), chown(T), link(T, F), delete(T)];
+        assert_eq!(fold_temporaries(ops), vec![write(F, true), chown(F)]);
     }
 
     #[test]

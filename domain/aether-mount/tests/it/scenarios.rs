@@ -493,6 +493,40 @@ async fn a_remount_of_an_unchanged_session_reads_no_directory_again() {
     assert!(e3.lookup(ROOT_INO, b"new").await.is_ok());
 }
 
+/// Hard links made in this mount are still one file after a remount: a change through one
+/// name shows under the other, and replacing one name leaves the other with one link.
+#[tokio::test]
+async fn hard_links_made_before_a_remount_stay_one_file_after_it() {
+    let w = World::new().await;
+    let e = w.mount().await;
+    let d = e.mkdir(ME, ROOT_INO, b"d", 0o755).await.unwrap().attr.ino;
+    let a = write_new(&e, d, "a", b"x").await;
+    e.link(a, d, b"b").await.unwrap();
+    write_new(&e, ROOT_INO, "other", b"y").await;
+    write_back(&e).await;
+    deliver_events(&w, &e).await;
+    e.save_index(std::time::Duration::ZERO).await.unwrap();
+    drop(e);
+
+    let e = w.mount().await;
+    let d = e.lookup(ROOT_INO, b"d").await.unwrap().attr.ino;
+    let a = e.lookup(d, b"a").await.unwrap().attr;
+    let b = e.lookup(d, b"b").await.unwrap().attr;
+    assert_eq!((a.ino, a.nlink), (b.ino, 2), "one file under two names");
+    let grow = SetAttrIn {
+        size: Some(1000),
+        ..Default::default()
+    };
+    e.setattr(a.ino, None, grow).await.unwrap();
+    assert_eq!(e.getattr(b.ino).await.unwrap().0.size, 1000);
+    let other = e.lookup(ROOT_INO, b"other").await.unwrap().attr.ino;
+    e.rename(ROOT_INO, b"other", d, b"a", RenameMode::Replace)
+        .await
+        .unwrap();
+    assert_eq!(e.getattr(b.ino).await.unwrap().0.nlink, 1);
+    assert_eq!(e.lookup(d, b"a").await.unwrap().attr.ino, other);
+}
+
 #[tokio::test]
 async fn content_written_through_the_mount_keeps_the_kernel_cache_until_someone_else_changes_it() {
     let w = World::new().await;
@@ -654,6 +688,66 @@ async fn set_id_bits_go_as_linux_clears_them() {
         "the server holds the cleared mode"
     );
     assert_eq!(mode_of("/owned"), Some(0o755));
+}
+
+/// What another user than root makes belongs to that user, on the server too; in a
+/// set-group-ID directory it belongs to the directory's group, as on Linux.
+#[tokio::test]
+async fn new_objects_keep_their_owner_and_inherit_a_set_group_id_directorys_group() {
+    let w = World::new().await;
+    let e = w.mount().await;
+    let user = aether_ports::vfs::Caller {
+        uid: 1000,
+        gid: 1000,
+        pid: 2,
+    };
+    let shared = e
+        .mkdir(ME, ROOT_INO, b"shared", 0o755)
+        .await
+        .unwrap()
+        .attr
+        .ino;
+    let set = SetAttrIn {
+        perm: Some(0o2777),
+        gid: Some(50),
+        ..Default::default()
+    };
+    e.setattr(shared, None, set).await.unwrap();
+    let (file, h) = e.create(user, ROOT_INO, b"mine", 0o644, RW).await.unwrap();
+    e.write(file.attr.ino, h.fh, 0, b"x").await.unwrap();
+    e.release(file.attr.ino, h.fh).await.unwrap();
+    e.symlink(user, ROOT_INO, b"link", b"mine").await.unwrap();
+    let sub = e.mkdir(user, shared, b"sub", 0o755).await.unwrap().attr;
+    assert_eq!((sub.uid, sub.gid, sub.perm), (1000, 50, 0o2755));
+    let (inner, h) = e.create(user, shared, b"f", 0o2775, RW).await.unwrap();
+    e.release(inner.attr.ino, h.fh).await.unwrap();
+    assert_eq!(
+        (inner.attr.gid, inner.attr.perm),
+        (50, 0o775),
+        "not a member of the group: its set-group-ID goes"
+    );
+    let (by_root, h) = e.create(ME, shared, b"r", 0o2775, RW).await.unwrap();
+    e.release(by_root.attr.ino, h.fh).await.unwrap();
+    assert_eq!((by_root.attr.gid, by_root.attr.perm), (50, 0o2775));
+    write_back(&e).await;
+    let on_server = w
+        .api
+        .manifest(&w.ctx, &w.session, ManifestRequest::default())
+        .await
+        .unwrap();
+    let owner_of = |p: &str| {
+        on_server
+            .entries
+            .items
+            .iter()
+            .find(|x| x.path == p)
+            .map(|x| (x.uid, x.gid, x.mode & 0o7777))
+    };
+    assert_eq!(owner_of("/mine"), Some((1000, 1000, 0o644)));
+    assert_eq!(owner_of("/link").map(|o| (o.0, o.1)), Some((1000, 1000)));
+    assert_eq!(owner_of("/shared/sub"), Some((1000, 50, 0o2755)));
+    assert_eq!(owner_of("/shared/f"), Some((1000, 50, 0o775)));
+    assert_eq!(owner_of("/shared/r"), Some((0, 50, 0o2775)));
 }
 
 /// git stores each object as a temporary file, hard-linked under its name, then deleted: the
