@@ -75,7 +75,7 @@ fn subtree_passed(dir: &str, cutoff: &str) -> bool {
 /// Whether `ino` or a directory above it holds changes the server has not acknowledged: the
 /// server's view of this directory is then older than ours (a pending rename of an ancestor
 /// means the server does not even have this path yet), so it must not replace ours.
-fn pinned(st: &State, mut ino: u64) -> bool {
+pub(crate) fn pinned(st: &State, mut ino: u64) -> bool {
     for _ in 0..4096 {
         let Some(n) = st.nodes.get(ino) else {
             return false;

@@ -41,6 +41,10 @@ fn inherit_group(parent: &Node, caller: Caller, kind: FileKind, perm: u32) -> (u
     (gid, perm)
 }
 
+/// How long reading a file's extended attributes waits for its pending changes to reach the
+/// server, which is asked for them by path.
+const XATTR_WAIT: Duration = Duration::from_secs(10);
+
 /// Extended-attribute namespaces the session never stores: answered locally, so `ls -l`'s
 /// security and ACL probes cost no round trip (docs/semantics.md).
 fn unstored_xattr(name: &str) -> bool {
@@ -236,14 +240,28 @@ where
     }
 
     async fn load_xattrs(&self, ino: u64) -> FsResult<()> {
-        let (path, loaded, journaled) = {
+        let (loaded, behind) = {
             let st = self.lock();
             let n = self.node(&st, ino)?;
-            (st.nodes.path(ino), n.xattrs.is_some(), n.journaled)
+            (
+                n.xattrs.is_some(),
+                n.journaled && crate::listing::pinned(&st, ino),
+            )
         };
         if loaded {
             return Ok(());
         }
+        if behind {
+            // The server knows this object under another path (or not yet) until the
+            // journaled changes to it, or to a directory above it, are written back.
+            let upto = self.cache.journal_stats().last_seq;
+            self.wait_written_back_within(upto, XATTR_WAIT).await?;
+        }
+        let (path, journaled) = {
+            let st = self.lock();
+            let n = self.node(&st, ino)?;
+            (st.nodes.path(ino), n.journaled)
+        };
         let mut values = BTreeMap::new();
         if let (Some(path), true) = (path, journaled) {
             let ctx = self.ctx();

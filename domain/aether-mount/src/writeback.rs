@@ -564,6 +564,29 @@ where
         }
     }
 
+    /// Waits until every journal entry up to `upto` is written back, or fails with `ETIMEDOUT`
+    /// once `limit` has passed (by the engine's clock).
+    pub(crate) async fn wait_written_back_within(
+        &self,
+        upto: u64,
+        limit: Duration,
+    ) -> FsResult<()> {
+        let mut rx = self.done_through.subscribe();
+        let _hurry = (*rx.borrow() < upto).then(|| Hurry::new(self));
+        let deadline = self.clock.elapsed() + limit;
+        while *rx.borrow_and_update() < upto {
+            if self.clock.elapsed() >= deadline {
+                return Err(FsError::TimedOut(format!(
+                    "changes up to journal entry {upto} are not written back after {limit:?}"
+                )));
+            }
+            let tick = self.clock.sleep(Duration::from_millis(100));
+            futures::pin_mut!(tick);
+            futures::future::select(Box::pin(rx.changed()), tick).await;
+        }
+        Ok(())
+    }
+
     /// Waits until the journal is empty, or `timeout` passes; returns the entries left.
     pub async fn flush_all(&self, timeout: Duration) -> u64 {
         let last = self.cache.journal_stats().last_seq;

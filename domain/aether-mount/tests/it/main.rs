@@ -203,11 +203,12 @@ pub(crate) async fn with_writeback<T>(
         let _ = tx.send(());
         out
     };
-    let ((), out) = futures::join!(
+    // `op` is polled first: it starts before the write-back has sent anything.
+    let (out, ()) = futures::join!(
+        run,
         e.run_writeback(async {
             let _ = rx.await;
-        }),
-        run
+        })
     );
     out
 }

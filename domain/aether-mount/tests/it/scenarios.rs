@@ -527,6 +527,45 @@ async fn hard_links_made_before_a_remount_stay_one_file_after_it() {
     assert_eq!(e.lookup(d, b"a").await.unwrap().attr.ino, other);
 }
 
+/// Extended attributes are read from the server by path: a file renamed, or moved with its
+/// directory, since the mount started is asked for under its new path only once the server
+/// has it there.
+#[tokio::test]
+async fn extended_attributes_of_a_renamed_file_are_found_under_its_new_name() {
+    let w = World::new().await;
+    let e = w.mount().await;
+    let d = e.mkdir(ME, ROOT_INO, b"d", 0o755).await.unwrap().attr.ino;
+    let f = write_new(&e, d, "f", b"x").await;
+    e.setxattr(f, b"user.k", b"v", XattrMode::Upsert)
+        .await
+        .unwrap();
+    e.mkdir(ME, ROOT_INO, b"e", 0o755).await.unwrap();
+    write_back(&e).await;
+    drop(e);
+
+    let e = w.mount().await;
+    let d = e.lookup(ROOT_INO, b"d").await.unwrap().attr.ino;
+    let f = e.lookup(d, b"f").await.unwrap().attr.ino;
+    e.rename(d, b"f", d, b"g", RenameMode::Replace)
+        .await
+        .unwrap();
+    let got = with_writeback(&e, e.getxattr(f, b"user.k")).await;
+    assert_eq!(got.unwrap(), b"v");
+    write_back(&e).await;
+    drop(e);
+
+    // Moved with its directory: the same again.
+    let e = w.mount().await;
+    let d = e.lookup(ROOT_INO, b"d").await.unwrap().attr.ino;
+    let g = e.lookup(d, b"g").await.unwrap().attr.ino;
+    let into = e.lookup(ROOT_INO, b"e").await.unwrap().attr.ino;
+    e.rename(ROOT_INO, b"d", into, b"d2", RenameMode::Replace)
+        .await
+        .unwrap();
+    let names = with_writeback(&e, e.listxattr(g)).await;
+    assert_eq!(names.unwrap(), vec!["user.k".to_owned()]);
+}
+
 #[tokio::test]
 async fn content_written_through_the_mount_keeps_the_kernel_cache_until_someone_else_changes_it() {
     let w = World::new().await;
