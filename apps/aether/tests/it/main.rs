@@ -1,6 +1,7 @@
 //! Tests of the aether binary: real FUSE mounts (on /dev/fuse) of sessions served by a real
 //! afs-server on loopback, exercised with ordinary file-system calls and tools.
 
+mod differential;
 mod durability;
 mod logging;
 mod mount;
