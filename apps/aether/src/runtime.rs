@@ -133,7 +133,15 @@ pub(crate) fn detach_dead_mount(dir: &Path) -> bool {
 /// Checks the mount directory: created if missing; a file, a live mount or a foreign mount
 /// are refused with a message saying so.
 pub(crate) fn prepare_mount_dir(dir: &Path) -> Result<()> {
-    match std::fs::metadata(dir) {
+    // A dead FUSE mount may still answer `stat` from the attributes the kernel cached; `statfs`
+    // always asks the file system, so it tells a dead mount from a live one.
+    let inspected = std::fs::metadata(dir).and_then(|m| {
+        if m.is_dir() && is_mount_point(dir) {
+            rustix::fs::statfs(dir).map_err(std::io::Error::from)?;
+        }
+        Ok(m)
+    });
+    match inspected {
         Ok(m) if !m.is_dir() => bail!(
             "mount dir {} is not a directory; choose an empty directory",
             dir.display()

@@ -22,6 +22,9 @@ fn kill_9_after_fsync_and_after_close_loses_nothing() {
         server.read(&session, "/synced.bin").map(|d| d.len()),
         Some(100_000)
     );
+    // The kernel now holds the root's attributes: the dead mount still answers `stat` from
+    // them, and the next mount must see through that.
+    assert!(fs::metadata(&m.dir).unwrap().is_dir());
     m.kill9();
     let out = m.mount();
     assert!(
