@@ -664,8 +664,10 @@ impl<'r, R: TreeRead> Txn<'r, R> {
             let to_tree = self.take_subtree(&target).await?;
             self.place_subtree(from, to, from_tree);
             self.place_subtree(to, from, to_tree);
-            self.touch_parent(&from.parent(), 0).await?;
-            self.touch_parent(&to.parent(), 0).await?;
+            // A directory exchanged with a file moves a subdirectory between the parents.
+            let dirs = i64::from(target.is_dir()) - i64::from(source.is_dir());
+            self.touch_parent(&from.parent(), dirs).await?;
+            self.touch_parent(&to.parent(), -dirs).await?;
             self.record("EXCHANGED", from, Some(to));
             return Ok(());
         }

@@ -748,13 +748,19 @@ where
         }
         st.nodes.attach(new_parent, new_name, src);
         st.negative.remove(&(new_parent, new_name.to_owned()));
-        if src_is_dir && parent != new_parent && mode != RenameMode::Exchange {
-            if let Some(p) = st.nodes.get_mut(parent) {
-                p.attr.nlink = p.attr.nlink.saturating_sub(1).max(2);
-            }
-            let replaced_dir = dst.is_some_and(|d| st.nodes.get(d).is_some_and(Node::is_dir));
-            if !replaced_dir && let Some(p) = st.nodes.get_mut(new_parent) {
-                p.attr.nlink += 1;
+        // A directory's link count is 2 + its subdirectories: count those each parent lost
+        // and gained (the moved one, the one it replaced, the one it was exchanged with).
+        let dst_is_dir = dst.is_some_and(|d| st.nodes.get(d).is_some_and(Node::is_dir));
+        let (mut from_parent, mut to_parent) = (-i64::from(src_is_dir), i64::from(src_is_dir));
+        if mode == RenameMode::Exchange {
+            from_parent += i64::from(dst_is_dir);
+            to_parent -= i64::from(dst_is_dir);
+        } else {
+            to_parent -= i64::from(dst_is_dir);
+        }
+        for (ino, delta) in [(parent, from_parent), (new_parent, to_parent)] {
+            if let Some(p) = st.nodes.get_mut(ino) {
+                p.attr.nlink = (i64::from(p.attr.nlink) + delta).max(2) as u32;
             }
         }
         for ino in [parent, new_parent] {

@@ -566,6 +566,55 @@ async fn extended_attributes_of_a_renamed_file_are_found_under_its_new_name() {
     assert_eq!(names.unwrap(), vec!["user.k".to_owned()]);
 }
 
+/// A directory's link count is 2 + its subdirectories through every kind of rename: one that
+/// replaces an empty directory, one that moves between parents, one that exchanges a
+/// directory with a file; the server counts the same.
+#[tokio::test]
+async fn directory_link_counts_follow_renames_that_replace_move_or_exchange() {
+    let w = World::new().await;
+    let e = w.mount().await;
+    let top = e.mkdir(ME, ROOT_INO, b"top", 0o755).await.unwrap().attr.ino;
+    let other = e
+        .mkdir(ME, ROOT_INO, b"other", 0o755)
+        .await
+        .unwrap()
+        .attr
+        .ino;
+    for name in [&b"a"[..], b"b"] {
+        e.mkdir(ME, top, name, 0o755).await.unwrap();
+    }
+    write_new(&e, other, "file", b"x").await;
+    async fn nlink(e: &crate::TestEngine, ino: u64) -> u32 {
+        e.getattr(ino).await.unwrap().0.nlink
+    }
+    assert_eq!(nlink(&e, top).await, 4);
+    // `a` replaces the empty `b`: one subdirectory fewer.
+    e.rename(top, b"a", top, b"b", RenameMode::Replace)
+        .await
+        .unwrap();
+    assert_eq!(nlink(&e, top).await, 3);
+    // `b` and `other/file` change places: `top` holds a file instead, `other` a directory.
+    e.rename(top, b"b", other, b"file", RenameMode::Exchange)
+        .await
+        .unwrap();
+    assert_eq!((nlink(&e, top).await, nlink(&e, other).await), (2, 3));
+    // Moved back up: `other` loses it, the root gains it.
+    e.rename(other, b"file", ROOT_INO, b"up", RenameMode::Replace)
+        .await
+        .unwrap();
+    assert_eq!((nlink(&e, other).await, nlink(&e, ROOT_INO).await), (2, 5));
+    write_back(&e).await;
+    drop(e);
+
+    let e = w.mount().await;
+    let mut counts = Vec::new();
+    for name in [&b"top"[..], b"other", b"up"] {
+        counts.push(e.lookup(ROOT_INO, name).await.unwrap().attr.nlink);
+    }
+    assert_eq!(counts, [2, 2, 2], "the server counts the same");
+    assert_eq!(nlink(&e, ROOT_INO).await, 5);
+}
+
 #[tokio::test]
 async fn content_written_through_the_mount_keeps_the_kernel_cache_until_someone_else_changes_it() {
     let w = World::new().await;
