@@ -265,16 +265,7 @@ impl Sides {
 
     /// Runs `f` on both roots; the outcome, or why the two differ.
     fn both(&self, f: impl Fn(&Path) -> Outcome) -> Result<Outcome, String> {
-        let (m, n) = (f(&self.mount.dir), f(self.native.path()));
-        if m == n {
-            Ok(n)
-        } else {
-            Err(format!(
-                "mount gave {}, native gave {}",
-                short(&m),
-                short(&n)
-            ))
-        }
+        same(f(&self.mount.dir), f(self.native.path()))
     }
 
     /// Runs `f` on both files opened by `id` (nothing if `id` is not open).
@@ -282,16 +273,7 @@ impl Sides {
         let Some((m, n)) = self.open.get(&id) else {
             return Ok(Ok("not open".into()));
         };
-        let (m, n) = (f(m), f(n));
-        if m == n {
-            Ok(n)
-        } else {
-            Err(format!(
-                "mount gave {}, native gave {}",
-                short(&m),
-                short(&n)
-            ))
-        }
+        same(f(m), f(n))
     }
 
     /// Applies `op` to both sides; what it gave, or how the sides differ.
@@ -531,6 +513,19 @@ impl Generator {
             _ => return None,
         };
         Some(op)
+    }
+}
+
+/// The native outcome if the mount's is the same; else how they differ.
+fn same(mount: Outcome, native: Outcome) -> Result<Outcome, String> {
+    if mount == native {
+        Ok(native)
+    } else {
+        Err(format!(
+            "mount gave {}, native gave {}",
+            short(&mount),
+            short(&native)
+        ))
     }
 }
 

@@ -97,14 +97,31 @@ impl World {
         engine
     }
 
-    /// The paths of the server's whole tree, in order.
-    pub(crate) async fn server_paths(&self) -> Vec<String> {
+    /// The server's whole tree, in path order.
+    pub(crate) async fn server_entries(&self) -> Vec<aether_ports::Entry> {
         let listing = self
             .api
             .manifest(&self.ctx, &self.session, ManifestRequest::default())
             .await
             .unwrap();
-        listing.entries.items.into_iter().map(|e| e.path).collect()
+        listing.entries.items
+    }
+
+    /// The paths of the server's whole tree, in order.
+    pub(crate) async fn server_paths(&self) -> Vec<String> {
+        self.server_entries()
+            .await
+            .into_iter()
+            .map(|e| e.path)
+            .collect()
+    }
+
+    /// The server's entry at `path`.
+    pub(crate) async fn server_entry(&self, path: &str) -> Option<aether_ports::Entry> {
+        self.server_entries()
+            .await
+            .into_iter()
+            .find(|e| e.path == path)
     }
 
     /// Another client writes `path` on the server, whole.

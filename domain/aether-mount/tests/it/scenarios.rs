@@ -757,25 +757,16 @@ async fn set_id_bits_go_as_linux_clears_them() {
         "a change of owner clears set-user-ID"
     );
     write_back(&e).await;
-    let on_server = w
-        .api
-        .manifest(&w.ctx, &w.session, ManifestRequest::default())
-        .await
-        .unwrap();
-    let mode_of = |p: &str| {
-        on_server
-            .entries
-            .items
-            .iter()
-            .find(|x| x.path == p)
-            .map(|x| x.mode & 0o7777)
+    let mode_of = |p: &'static str| {
+        let w = &w;
+        async move { w.server_entry(p).await.map(|x| x.mode & 0o7777) }
     };
     assert_eq!(
-        mode_of("/both"),
+        mode_of("/both").await,
         Some(0o775),
         "the server holds the cleared mode"
     );
-    assert_eq!(mode_of("/owned"), Some(0o755));
+    assert_eq!(mode_of("/owned").await, Some(0o755));
 }
 
 /// What another user than root makes belongs to that user, on the server too; in a
@@ -818,24 +809,22 @@ async fn new_objects_keep_their_owner_and_inherit_a_set_group_id_directorys_grou
     e.release(by_root.attr.ino, h.fh).await.unwrap();
     assert_eq!((by_root.attr.gid, by_root.attr.perm), (50, 0o2775));
     write_back(&e).await;
-    let on_server = w
-        .api
-        .manifest(&w.ctx, &w.session, ManifestRequest::default())
-        .await
-        .unwrap();
-    let owner_of = |p: &str| {
-        on_server
-            .entries
-            .items
-            .iter()
-            .find(|x| x.path == p)
-            .map(|x| (x.uid, x.gid, x.mode & 0o7777))
+    let owner_of = |p: &'static str| {
+        let w = &w;
+        async move {
+            w.server_entry(p)
+                .await
+                .map(|x| (x.uid, x.gid, x.mode & 0o7777))
+        }
     };
-    assert_eq!(owner_of("/mine"), Some((1000, 1000, 0o644)));
-    assert_eq!(owner_of("/link").map(|o| (o.0, o.1)), Some((1000, 1000)));
-    assert_eq!(owner_of("/shared/sub"), Some((1000, 50, 0o2755)));
-    assert_eq!(owner_of("/shared/f"), Some((1000, 50, 0o775)));
-    assert_eq!(owner_of("/shared/r"), Some((0, 50, 0o2775)));
+    assert_eq!(owner_of("/mine").await, Some((1000, 1000, 0o644)));
+    assert_eq!(
+        owner_of("/link").await.map(|o| (o.0, o.1)),
+        Some((1000, 1000))
+    );
+    assert_eq!(owner_of("/shared/sub").await, Some((1000, 50, 0o2755)));
+    assert_eq!(owner_of("/shared/f").await, Some((1000, 50, 0o775)));
+    assert_eq!(owner_of("/shared/r").await, Some((0, 50, 0o2775)));
 }
 
 /// git stores each object as a temporary file, hard-linked under its name, then deleted: the
