@@ -72,6 +72,12 @@ fn subtree_passed(dir: &str, cutoff: &str) -> bool {
     cutoff > below.as_str() && !cutoff.starts_with(&below)
 }
 
+/// Whether the name listed as `e` now holds another object of the server than `n`, a file
+/// of several names: it needs a node of its own, as the old one keeps its other names.
+fn replaced_link(n: &Node, e: &Entry) -> bool {
+    n.links.len() > 1 && n.server_inode != 0 && e.inode != 0 && n.server_inode != e.inode
+}
+
 /// Whether `ino` or a directory above it holds changes the server has not acknowledged: the
 /// server's view of this directory is then older than ours (a pending rename of an ancestor
 /// means the server does not even have this path yet), so it must not replace ours.
@@ -258,7 +264,11 @@ where
             let existing = st
                 .nodes
                 .child(dir, &name)
-                .filter(|&c| st.nodes.get(c).map(|n| n.attr.kind) == Some(file_kind(e.kind)))
+                .filter(|&c| {
+                    st.nodes
+                        .get(c)
+                        .is_some_and(|n| n.attr.kind == file_kind(e.kind) && !replaced_link(n, &e))
+                })
                 .or_else(|| {
                     (e.nlink > 1)
                         .then(|| st.nodes.linked_node(e.inode))

@@ -6,7 +6,7 @@ use aether_ports::local_cache::LocalCache;
 use aether_ports::vfs::*;
 use aether_ports::*;
 
-use crate::{ME, RO, RW, World, deliver_events, with_writeback, write_back, write_new};
+use crate::{ME, RO, RW, World, deliver_events, read_whole, with_writeback, write_back, write_new};
 
 async fn read_all(e: &crate::TestEngine, ino: u64) -> Vec<u8> {
     crate::read_whole(e, ino, 1 << 20).await
@@ -613,6 +613,78 @@ async fn directory_link_counts_follow_renames_that_replace_move_or_exchange() {
     }
     assert_eq!(counts, [2, 2, 2], "the server counts the same");
     assert_eq!(nlink(&e, ROOT_INO).await, 5);
+}
+
+/// A runtime that crashed left a write, a rename over one name of a hard-linked file and a
+/// delete in its journal: the next one writes them back before showing the tree, which then
+/// shows them, the file's other name untouched.
+#[tokio::test]
+async fn changes_left_by_a_crashed_runtime_show_once_written_back() {
+    let w = World::new().await;
+    let e = w.mount().await;
+    let d = e.mkdir(ME, ROOT_INO, b"d", 0o755).await.unwrap().attr.ino;
+    let a = write_new(&e, d, "a", b"").await;
+    e.link(a, ROOT_INO, b"b").await.unwrap();
+    write_new(&e, ROOT_INO, "gone", b"x").await;
+    write_back(&e).await;
+    write_new(&e, ROOT_INO, "new", b"fresh content").await;
+    e.rename(ROOT_INO, b"new", ROOT_INO, b"b", RenameMode::Replace)
+        .await
+        .unwrap();
+    e.unlink(ROOT_INO, b"gone").await.unwrap();
+    drop(e); // the crash: these changes are only in the journal
+
+    let e = w.mount().await;
+    write_back(&e).await; // what the runtime does before mounting
+    assert!(
+        e.lookup(ROOT_INO, b"gone").await.is_err(),
+        "deleted before the crash"
+    );
+    let b = e.lookup(ROOT_INO, b"b").await.unwrap().attr;
+    let d = e.lookup(ROOT_INO, b"d").await.unwrap().attr.ino;
+    let a = e.lookup(d, b"a").await.unwrap().attr;
+    assert_ne!(a.ino, b.ino, "two files now");
+    assert_eq!((b.size, b.nlink), (13, 1));
+    assert_eq!((a.size, a.nlink), (0, 1));
+    assert_eq!(read_whole(&*e, b.ino, 100).await, b"fresh content");
+}
+
+/// Another client replaces one name of a hard-linked file: that name becomes the new file,
+/// and the old file keeps its content under its other name.
+#[tokio::test]
+async fn a_hard_linked_name_replaced_by_another_client_leaves_the_other_name_alone() {
+    let w = World::new().await;
+    let e = w.mount().await;
+    let d = e.mkdir(ME, ROOT_INO, b"d", 0o755).await.unwrap().attr.ino;
+    let a = write_new(&e, d, "a", b"old").await;
+    e.link(a, ROOT_INO, b"b").await.unwrap();
+    write_back(&e).await;
+    drop(e);
+
+    let e = w.mount().await;
+    let d = e.lookup(ROOT_INO, b"d").await.unwrap().attr.ino;
+    let a = e.lookup(d, b"a").await.unwrap().attr.ino;
+    assert_eq!(e.lookup(ROOT_INO, b"b").await.unwrap().attr.ino, a);
+    w.server_write("/other", b"another file").await;
+    w.api
+        .rename(
+            &w.ctx,
+            &w.session,
+            RenameRequest {
+                from: "/other".into(),
+                to: "/b".into(),
+                no_replace: false,
+                exchange: false,
+            },
+        )
+        .await
+        .unwrap();
+    deliver_events(&w, &e).await;
+    let b = e.lookup(ROOT_INO, b"b").await.unwrap().attr;
+    assert_ne!(b.ino, a, "the name now holds another file");
+    assert_eq!(read_whole(&*e, b.ino, 100).await, b"another file");
+    assert_eq!(read_whole(&*e, a, 100).await, b"old");
+    assert_eq!(e.lookup(d, b"a").await.unwrap().attr.ino, a);
 }
 
 #[tokio::test]
