@@ -260,6 +260,13 @@ where
         );
         // Listings saved at this very generation are still true: no directory needs reading.
         let saved = self.cache.index_take().map_err(errors::cache_error)?;
+        if self.cache.journal_stats().pending_entries > 0 {
+            // A runtime before this one journaled changes it did not write back (a crash).
+            // They go to the server before the tree is shown; read now, the listings would
+            // show the server's view from before them, and the write-back does not revise
+            // them. Each directory is read when first needed, after that.
+            return Ok(session);
+        }
         match saved {
             Some((generation, listings)) if generation == session.generation => {
                 self.restore_listings(listings);

@@ -3,10 +3,10 @@
 //! result compared (the value or the errno), and the whole tree compared at checkpoints, after
 //! each remount, and through a fresh cache at the end (what the server holds).
 //!
-//! A failure names its seed and the operations before it. To cut it down to the few that
-//! matter: `AETHER_DIFFERENTIAL_SEED=<seed> cargo test -p aether --test it differential --
-//! --nocapture` replays only that seed and, once it fails, prints a minimal list of operations
-//! that still fails the same way.
+//! A failure names its seed and the operations before it. `AETHER_DIFFERENTIAL_SEED=<seed>`
+//! runs only that seed; with `AETHER_DIFFERENTIAL_MINIMIZE=1` as well (and `-- --nocapture`), a
+//! failure is cut down to a minimal list of operations that still fails the same way, which
+//! takes minutes: every try replays on a new mount.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -630,12 +630,14 @@ fn random_operations_give_what_a_native_directory_gives() {
         .and_then(|s| s.parse().ok());
     let seeds = match chosen {
         Some(s) => vec![s],
-        None => vec![11, 12, 13, 14],
+        // Seeds 311, 334 and 422 each found a bug when they were first run: kept, so the
+        // bugs stay fixed.
+        None => vec![11, 12, 311, 334, 422],
     };
     for seed in seeds {
         let (ops, result) = run_seed(&server, seed, 400);
         if let Err(failure) = result {
-            if chosen.is_some() {
+            if chosen.is_some() && std::env::var_os("AETHER_DIFFERENTIAL_MINIMIZE").is_some() {
                 let first = failure.split('\n').next().unwrap_or_default();
                 let why = first.split_once(": ").map_or(first, |(_, w)| w);
                 let few = minimize(&server, ops, why);
