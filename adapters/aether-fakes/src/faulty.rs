@@ -18,6 +18,9 @@ pub struct Fault {
     pub drop_reply: bool,
     /// How many calls this applies to; `None` for every call.
     pub times: Option<u32>,
+    /// For streamed replies (`read_file_chunks`): end the stream with `UNAVAILABLE` once this
+    /// many bytes have passed, as when the connection breaks mid-reply.
+    pub cut_stream_after: Option<u64>,
 }
 
 /// Faults by operation name (the trait method name, e.g. `write_file`; `*` for every operation).
@@ -160,6 +163,52 @@ impl<A: ContentApi> ContentApi for Faulty<A> {
         write_file(session_id: &str, req: WriteFileRequest) -> Entry;
         patch_segments(session_id: &str, req: PatchSegmentsRequest) -> Entry;
     }
+
+    async fn read_file_chunks(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: ReadFileRequest,
+    ) -> Result<FileChunks> {
+        let fault = self.before("read_file_chunks").await?;
+        let cut = fault.as_ref().and_then(|f| f.cut_stream_after);
+        let mut result = Self::after(
+            fault,
+            "read_file_chunks",
+            self.inner.read_file_chunks(ctx, session_id, req).await,
+        );
+        if let (Ok(reply), Some(limit)) = (&mut result, cut) {
+            let chunks = std::mem::replace(&mut reply.chunks, Box::pin(futures::stream::empty()));
+            reply.chunks = cut_after(chunks, limit);
+        }
+        result
+    }
+}
+
+/// Lets `limit` bytes of `chunks` through, then fails.
+fn cut_after(chunks: ByteStream, limit: u64) -> ByteStream {
+    use futures::StreamExt;
+    let mut left = limit;
+    let passed = chunks.scan(false, move |cut, chunk| {
+        if *cut {
+            return futures::future::ready(None);
+        }
+        let out = match chunk {
+            Ok(c) if (c.len() as u64) <= left => {
+                left -= c.len() as u64;
+                Ok(c)
+            }
+            Ok(_) => {
+                *cut = true;
+                Err(Error::unavailable(
+                    "the reply was cut off mid-stream (injected fault)",
+                ))
+            }
+            Err(e) => Err(e),
+        };
+        futures::future::ready(Some(out))
+    });
+    Box::pin(passed)
 }
 
 impl<A: KnowledgeApi> KnowledgeApi for Faulty<A> {

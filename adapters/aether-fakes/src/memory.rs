@@ -583,6 +583,21 @@ impl BlobStore for MemoryBlobStore {
         })
     }
 
+    async fn get_chunks(
+        &self,
+        hash: &str,
+        range: Option<(u64, u64)>,
+    ) -> Result<aether_ports::ByteStream> {
+        // Small chunks, so that tests see the many-chunk replies a network gives.
+        const CHUNK: usize = 64 << 10;
+        let data = self.get(hash, range).await?;
+        let chunks: Vec<Result<Bytes>> = (0..data.len())
+            .step_by(CHUNK)
+            .map(|at| Ok(data.slice(at..(at + CHUNK).min(data.len()))))
+            .collect();
+        Ok(Box::pin(futures::stream::iter(chunks)))
+    }
+
     async fn idle(&self, grace: std::time::Duration) -> Result<Vec<String>> {
         let blobs = self
             .blobs

@@ -101,6 +101,59 @@ fn seg(s: &str) -> String {
 }
 
 impl HttpClient {
+    /// Sends a read and decodes its headers: the entry served and the range of a partial reply.
+    async fn start_read(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        req: ReadFileRequest,
+    ) -> Result<(reqwest::Response, Entry, Option<(u64, u64)>)> {
+        let mut rb = self
+            .request(ctx, Method::GET, &Self::session_path(id, "/files"))?
+            .query(&[("path", &req.path)]);
+        if let Some(r) = req.range {
+            let spec = match r {
+                ByteRange::From {
+                    start,
+                    end_inclusive: Some(end),
+                } => format!("bytes={start}-{end}"),
+                ByteRange::From {
+                    start,
+                    end_inclusive: None,
+                } => format!("bytes={start}-"),
+                ByteRange::Suffix(n) => format!("bytes=-{n}"),
+            };
+            rb = rb.header(header::RANGE, spec);
+        }
+        let resp = self.send(rb).await?;
+        let entry_raw = resp
+            .headers()
+            .get("x-aether-entry")
+            .and_then(|v| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(v.as_bytes())
+                    .ok()
+            })
+            .ok_or_else(|| Error::internal("file reply lacks the X-Aether-Entry header"))?;
+        let entry: Entry = serde_json::from_slice(&entry_raw)
+            .map_err(|e| Error::internal(format!("unreadable X-Aether-Entry: {e}")))?;
+        let range = if resp.status() == StatusCode::PARTIAL_CONTENT {
+            let cr = resp
+                .headers()
+                .get(header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            Some(
+                parse_content_range(&cr)
+                    .ok_or_else(|| Error::internal(format!("unreadable Content-Range {cr:?}")))?,
+            )
+        } else {
+            None
+        };
+        Ok((resp, entry, range))
+    }
+
     pub fn new(config: ClientConfig) -> Result<Self> {
         let base = config.endpoint.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
@@ -544,54 +597,31 @@ impl FilesystemApi for HttpClient {
 
 impl ContentApi for HttpClient {
     async fn read_file(&self, ctx: &Ctx, id: &str, req: ReadFileRequest) -> Result<FileContent> {
-        let mut rb = self
-            .request(ctx, Method::GET, &Self::session_path(id, "/files"))?
-            .query(&[("path", &req.path)]);
-        if let Some(r) = req.range {
-            let spec = match r {
-                ByteRange::From {
-                    start,
-                    end_inclusive: Some(end),
-                } => format!("bytes={start}-{end}"),
-                ByteRange::From {
-                    start,
-                    end_inclusive: None,
-                } => format!("bytes={start}-"),
-                ByteRange::Suffix(n) => format!("bytes=-{n}"),
-            };
-            rb = rb.header(header::RANGE, spec);
-        }
-        let resp = self.send(rb).await?;
-        let entry_raw = resp
-            .headers()
-            .get("x-aether-entry")
-            .and_then(|v| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(v.as_bytes())
-                    .ok()
-            })
-            .ok_or_else(|| Error::internal("file reply lacks the X-Aether-Entry header"))?;
-        let entry: Entry = serde_json::from_slice(&entry_raw)
-            .map_err(|e| Error::internal(format!("unreadable X-Aether-Entry: {e}")))?;
-        let range = if resp.status() == StatusCode::PARTIAL_CONTENT {
-            let cr = resp
-                .headers()
-                .get(header::CONTENT_RANGE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned();
-            Some(
-                parse_content_range(&cr)
-                    .ok_or_else(|| Error::internal(format!("unreadable Content-Range {cr:?}")))?,
-            )
-        } else {
-            None
-        };
+        let (resp, entry, range) = self.start_read(ctx, id, req).await?;
         let data: Bytes = resp
             .bytes()
             .await
             .map_err(|e| transport_error(&self.base, e))?;
         Ok(FileContent { entry, data, range })
+    }
+
+    async fn read_file_chunks(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        req: ReadFileRequest,
+    ) -> Result<FileChunks> {
+        let (resp, entry, range) = self.start_read(ctx, id, req).await?;
+        let base = self.base.clone();
+        let chunks =
+            futures::StreamExt::map(resp.bytes_stream(), move |c: reqwest::Result<Bytes>| {
+                c.map_err(|e| transport_error(&base, e))
+            });
+        Ok(FileChunks {
+            entry,
+            range,
+            chunks: Box::pin(chunks),
+        })
     }
 
     async fn write_file(&self, ctx: &Ctx, id: &str, req: WriteFileRequest) -> Result<Entry> {

@@ -172,6 +172,85 @@ pub async fn check_read_ranges<A: SessionApi>(h: &Harness<A>) {
     );
 }
 
+/// A streamed read gives, chunk after chunk, exactly the bytes a whole read gives: of the whole
+/// file and of ranges that start, end and cross anywhere; and it fails up front, before any
+/// byte, where a whole read fails.
+pub async fn check_read_streamed<A: SessionApi>(h: &Harness<A>) {
+    use futures::StreamExt;
+    let s = new_session(h).await;
+    let data: Vec<u8> = (0..(3u32 << 20) + 777)
+        .map(|i| (i * 7 % 251) as u8)
+        .collect();
+    put(h, &s, "/big", &data).await;
+    let stream = |path: &str, range: Option<ByteRange>| {
+        h.api.read_file_chunks(
+            &h.owner,
+            &s.id,
+            ReadFileRequest {
+                path: path.into(),
+                range,
+            },
+        )
+    };
+    let collect = |c: FileChunks| async move {
+        let mut all = Vec::new();
+        let mut chunks = c.chunks;
+        while let Some(chunk) = chunks.next().await {
+            all.extend_from_slice(&chunk.expect("every chunk arrives"));
+        }
+        all
+    };
+    let whole = stream("/big", None).await.expect("whole stream");
+    assert_eq!((whole.range, whole.entry.size), (None, data.len() as u64));
+    assert!(collect(whole).await == data, "the whole file, in order");
+    let len = data.len() as u64;
+    for (start, end) in [
+        (0, 1),
+        (1, 524_289),
+        (524_287, 2_097_153),
+        (len - 5, len),
+        (100, len),
+    ] {
+        let c = stream(
+            "/big",
+            Some(ByteRange::From {
+                start,
+                end_inclusive: Some(end - 1),
+            }),
+        )
+        .await
+        .expect("ranged stream");
+        assert_eq!(c.range, Some((start, end)));
+        let got = collect(c).await;
+        assert!(
+            got == data[start as usize..end as usize],
+            "bytes {start}..{end}"
+        );
+    }
+    put(h, &s, "/empty", b"").await;
+    let empty = stream("/empty", None).await.expect("empty file");
+    assert!(collect(empty).await.is_empty());
+    expect_err(stream("/missing", None).await, Code::NotFound, None);
+    expect_err(
+        stream(
+            "/big",
+            Some(ByteRange::From {
+                start: len,
+                end_inclusive: None,
+            }),
+        )
+        .await,
+        Code::OutOfRange,
+        Some(Reason::RangeNotSatisfiable),
+    );
+    mkdir(h, &s, "/d").await.expect("mkdir");
+    expect_err(
+        stream("/d", None).await,
+        Code::FailedPrecondition,
+        Some(Reason::IsADirectory),
+    );
+}
+
 pub async fn check_expected_hash<A: SessionApi>(h: &Harness<A>) {
     let s = new_session(h).await;
     let v1 = put(h, &s, "/f", b"v1").await;

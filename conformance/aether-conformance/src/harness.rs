@@ -49,7 +49,8 @@ macro_rules! checks {
         pub async fn run_all<A: AetherApi>(h: &Harness<A>) -> Report {
             let mut report = Report::default();
             $(
-                match AssertUnwindSafe(crate::$name(h)).catch_unwind().await {
+                // Boxed: held inline, the largest check's state would sit on the test's stack.
+                match AssertUnwindSafe(Box::pin(crate::$name(h))).catch_unwind().await {
                     Ok(()) => report.passed.push(stringify!($name)),
                     Err(panic) => {
                         let msg = panic
@@ -83,6 +84,7 @@ checks!(
     check_write_read_round_trip,
     check_write_streamed_body,
     check_read_ranges,
+    check_read_streamed,
     check_expected_hash,
     check_write_parents,
     check_write_onto_directory,

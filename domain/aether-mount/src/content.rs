@@ -24,6 +24,41 @@ const WHOLE_FETCH_MAX: u64 = 4 << 20;
 const FIRST_WINDOW: u64 = 1 << 20;
 const MAX_WINDOW: u64 = 32 << 20;
 
+/// A streamed fetch makes what it has written readable in steps of this size: small enough
+/// that a reader follows close behind, large enough to take the state lock rarely.
+const PUBLISH_STEP: u64 = 256 << 10;
+
+/// A streamed fetch's claim on its range ([`State::streaming`]); dropping it, however the
+/// fetch ends, withdraws the claim and wakes the readers waiting on it.
+struct StreamClaim<'a> {
+    state: &'a std::sync::Mutex<State>,
+    progress: &'a tokio::sync::Notify,
+    hash: String,
+}
+
+impl<'a> StreamClaim<'a> {
+    fn new<R, C, K>(engine: &'a Engine<R, C, K>, hash: &str, range: (u64, u64)) -> Self {
+        let claim = StreamClaim {
+            state: &engine.state,
+            progress: &engine.fetch_progress,
+            hash: hash.to_owned(),
+        };
+        claim.lock().streaming.insert(hash.to_owned(), range);
+        claim
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'a, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for StreamClaim<'_> {
+    fn drop(&mut self) {
+        self.lock().streaming.remove(&self.hash);
+        self.progress.notify_waiters();
+    }
+}
+
 /// Where the bytes of a read come from.
 enum Source {
     Stage,
@@ -243,7 +278,8 @@ where
 
     /// Fetches at least `[start, end)` of blob `hash` (the content of `ino`, `total` bytes)
     /// into its partial copy, reading ahead on sequential streams of handle `fh`; promotes the
-    /// copy to a blob once it is complete.
+    /// copy to a blob once it is complete. Bytes another fetch is already streaming in are
+    /// waited for, not fetched twice.
     async fn fetch_range(
         &self,
         ino: u64,
@@ -253,6 +289,9 @@ where
         start: u64,
         end: u64,
     ) -> FsResult<()> {
+        if self.wait_for_stream(hash, start, end).await {
+            return Ok(());
+        }
         let gate = {
             let mut locks = self.fetch_locks.lock().unwrap_or_else(|p| p.into_inner());
             locks.entry(hash.to_owned()).or_default().clone()
@@ -289,7 +328,7 @@ where
         };
         let got = self
             .remote
-            .read_file(
+            .read_file_chunks(
                 &self.ctx(),
                 &self.config.session_id,
                 ReadFileRequest {
@@ -303,9 +342,9 @@ where
             .await
             .map_err(|e| self.remote_failed(e, &path))?;
         self.contact();
-        let mut st = self.lock();
         if got.entry.content_hash.as_deref() != Some(hash) {
             // The file changed on the server: start over with its new content.
+            let mut st = self.lock();
             st.partials.remove(hash);
             self.cache.partial_drop(hash);
             if let Some(n) = st.nodes.get_mut(ino)
@@ -317,15 +356,33 @@ where
             }
             return Ok(());
         }
-        let got_end = start + got.data.len() as u64;
-        self.cache
-            .partial_write(hash, start, &got.data)
-            .map_err(errors::cache_error)?;
-        let ranges = st.partials.entry(hash.to_owned()).or_default();
-        add_range(ranges, start, got_end);
-        if covers(ranges, 0, total) {
-            st.partials.remove(hash);
-            drop(st);
+        {
+            let _claim = StreamClaim::new(self, hash, (start, fetch_end));
+            let received = self
+                .receive_chunks(&path, hash, (start, fetch_end), got.chunks)
+                .await;
+            if let Err(e) = received {
+                // A reply cut short after the bytes asked for still serves them; the rest of
+                // the window is fetched again when a reader gets there.
+                let served = self
+                    .lock()
+                    .partials
+                    .get(hash)
+                    .is_some_and(|r| covers(r, start, end));
+                if !served {
+                    return Err(e);
+                }
+                tracing::debug!(target: "aether_mount", path, error = %e, "a read-ahead reply was cut short");
+                return Ok(());
+            }
+        }
+        let complete = self
+            .lock()
+            .partials
+            .get(hash)
+            .is_some_and(|r| covers(r, 0, total));
+        if complete {
+            self.lock().partials.remove(hash);
             self.fetch_locks
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -339,6 +396,73 @@ where
                     "{path}: the downloaded content does not match its hash"
                 )));
             }
+        }
+        Ok(())
+    }
+
+    /// Waits while a streamed fetch of blob `hash` is under way whose range holds
+    /// `[start, end)`; true once those bytes are in the partial copy (or the whole blob is in
+    /// the cache), false when no stream will bring them and the caller must fetch them.
+    async fn wait_for_stream(&self, hash: &str, start: u64, end: u64) -> bool {
+        loop {
+            // Armed before the check, so that progress made between the two is not missed.
+            let progress = self.fetch_progress.notified();
+            let mut progress = std::pin::pin!(progress);
+            progress.as_mut().enable();
+            {
+                let st = self.lock();
+                if st.partials.get(hash).is_some_and(|r| covers(r, start, end)) {
+                    return true;
+                }
+                match st.streaming.get(hash) {
+                    Some(&(s, e)) if s <= start && end <= e => {}
+                    _ => return self.cache.has_blob(hash),
+                }
+            }
+            progress.await;
+        }
+    }
+
+    /// Writes the chunks of a reply holding `[start, end)` of blob `hash` into its partial
+    /// copy as they arrive, making them readable every [`PUBLISH_STEP`] bytes.
+    async fn receive_chunks(
+        &self,
+        path: &str,
+        hash: &str,
+        (start, end): (u64, u64),
+        mut chunks: aether_ports::ByteStream,
+    ) -> FsResult<()> {
+        use futures::StreamExt;
+        let (mut at, mut published) = (start, start);
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|e| self.remote_failed(e, path))?;
+            let len = chunk.len() as u64;
+            if at + len > end {
+                return Err(FsError::Io(format!(
+                    "{path}: the server sent more than the {} bytes asked for",
+                    end - start
+                )));
+            }
+            self.cache
+                .partial_write(hash, at, &chunk)
+                .map_err(errors::cache_error)?;
+            at += len;
+            if at - published >= PUBLISH_STEP || at == end {
+                add_range(
+                    self.lock().partials.entry(hash.to_owned()).or_default(),
+                    published,
+                    at,
+                );
+                published = at;
+                self.fetch_progress.notify_waiters();
+            }
+        }
+        if at < end {
+            return Err(FsError::Io(format!(
+                "{path}: the server's reply ended after {} of its {} bytes",
+                at - start,
+                end - start
+            )));
         }
         Ok(())
     }

@@ -131,6 +131,9 @@ struct State {
     early_claims: HashMap<u64, early::Claim>,
     /// Blobs with a read-ahead queued or in flight.
     reading_ahead: std::collections::HashSet<String>,
+    /// Blobs being streamed in by range, with the range the stream will have covered when it
+    /// ends: readers of bytes inside it wait for them instead of fetching them again.
+    streaming: HashMap<String, (u64, u64)>,
 }
 
 /// Whether a handle may write past the kernel's page cache ([`OpenOut::direct_io`]): it is
@@ -159,6 +162,8 @@ pub struct Engine<R, C, K> {
     counters: EngineCounters,
     /// One fetch at a time per blob, so concurrent readers share downloads.
     fetch_locks: Mutex<HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+    /// Woken whenever a streamed fetch has written more bytes, or has ended.
+    fetch_progress: tokio::sync::Notify,
     /// Small files' content on its way into the kernel's page cache.
     kernel_stores: std::sync::Arc<kernel_store::KernelStores>,
     /// The session is not active (archived, conflicted): it accepts no writes.
@@ -201,6 +206,7 @@ where
                 early: HashMap::new(),
                 early_claims: HashMap::new(),
                 reading_ahead: Default::default(),
+                streaming: HashMap::new(),
             }),
             remote,
             cache,
@@ -213,6 +219,7 @@ where
             done_through: tokio::sync::watch::Sender::new(done),
             counters: EngineCounters::default(),
             fetch_locks: Mutex::new(HashMap::new()),
+            fetch_progress: tokio::sync::Notify::new(),
             kernel_stores: Default::default(),
             session_frozen: std::sync::atomic::AtomicBool::new(false),
             start_generation: AtomicU64::new(0),

@@ -278,13 +278,18 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> FilesystemApi for Service<M
     }
 }
 
-impl<M: MetadataStore, B: BlobStore, E: Environment> ContentApi for Service<M, B, E> {
-    async fn read_file(
+impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
+    /// The entry a read of `req` is served from, and its byte range resolved against the size.
+    async fn readable(
         &self,
         ctx: &Ctx,
         session_id: &str,
-        req: ReadFileRequest,
-    ) -> Result<FileContent> {
+        req: &ReadFileRequest,
+    ) -> Result<(
+        store::SessionRecord,
+        aether_domain::Entry,
+        Option<(u64, u64)>,
+    )> {
         let (rec, entry) = self
             .read_entry(ctx, session_id, Scope::FilesystemRead, &req.path)
             .await?;
@@ -306,15 +311,48 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> ContentApi for Service<M, B
             ),
             None => None,
         };
-        let data = match (&entry.content_hash, range) {
-            (Some(h), _) => self.inner.blobs.get(h, range).await?,
-            (None, _) => bytes::Bytes::new(),
+        Ok((rec, entry, range))
+    }
+}
+
+impl<M: MetadataStore, B: BlobStore, E: Environment> ContentApi for Service<M, B, E> {
+    async fn read_file(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: ReadFileRequest,
+    ) -> Result<FileContent> {
+        let (rec, entry, range) = self.readable(ctx, session_id, &req).await?;
+        let data = match &entry.content_hash {
+            Some(h) => self.inner.blobs.get(h, range).await?,
+            None => bytes::Bytes::new(),
         };
         self.count_read(&rec.id, data.len() as u64);
         Ok(FileContent {
             entry: Entry::from(entry),
             data,
             range,
+        })
+    }
+
+    async fn read_file_chunks(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: ReadFileRequest,
+    ) -> Result<FileChunks> {
+        let (rec, entry, range) = self.readable(ctx, session_id, &req).await?;
+        let chunks = match &entry.content_hash {
+            Some(h) => self.inner.blobs.get_chunks(h, range).await?,
+            None => Box::pin(futures::stream::empty()),
+        };
+        // Counted when promised: a reader that hangs up early still asked for all of it.
+        let (start, end) = range.unwrap_or((0, entry.size));
+        self.count_read(&rec.id, end - start);
+        Ok(FileChunks {
+            entry: Entry::from(entry),
+            range,
+            chunks,
         })
     }
 

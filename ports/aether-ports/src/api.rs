@@ -206,6 +206,20 @@ pub trait ContentApi: Send + Sync {
         session_id: &str,
         req: ReadFileRequest,
     ) -> impl Future<Output = Result<FileContent>> + Send;
+    /// `read_file` with the bytes streamed as they are read. Implementations that hold the
+    /// bytes whole anyway keep this default: the whole read as one chunk.
+    fn read_file_chunks(
+        &self,
+        ctx: &Ctx,
+        session_id: &str,
+        req: ReadFileRequest,
+    ) -> impl Future<Output = Result<FileChunks>> + Send {
+        async move {
+            Ok(FileChunks::whole(
+                self.read_file(ctx, session_id, req).await?,
+            ))
+        }
+    }
     fn write_file(
         &self,
         ctx: &Ctx,

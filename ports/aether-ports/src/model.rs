@@ -466,6 +466,35 @@ pub struct FileContent {
     pub range: Option<(u64, u64)>,
 }
 
+/// A read whose bytes arrive as the server reads them, so that the start of a large range
+/// reaches its reader long before the end does. `chunks` yields exactly the bytes of `range`
+/// (or of the whole file) in order; an `Err` ends it.
+pub struct FileChunks {
+    pub entry: Entry,
+    pub range: Option<(u64, u64)>,
+    pub chunks: crate::ByteStream,
+}
+
+impl FileChunks {
+    /// A read already held whole, as a stream of one chunk.
+    pub fn whole(c: FileContent) -> Self {
+        FileChunks {
+            entry: c.entry,
+            range: c.range,
+            chunks: Box::pin(futures::stream::iter([Ok(c.data)])),
+        }
+    }
+}
+
+impl std::fmt::Debug for FileChunks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileChunks")
+            .field("entry", &self.entry)
+            .field("range", &self.range)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Debug)]
 pub struct WriteFileRequest {
     pub path: String,

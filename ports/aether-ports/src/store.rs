@@ -683,6 +683,18 @@ pub trait BlobStore: Send + Sync + 'static {
         hash: &str,
         range: Option<(u64, u64)>,
     ) -> impl Future<Output = Result<Bytes>> + Send;
+    /// `get` as a stream of chunks, so that a large read is sent while it is still being
+    /// read. By default, the whole read as one chunk.
+    fn get_chunks(
+        &self,
+        hash: &str,
+        range: Option<(u64, u64)>,
+    ) -> impl Future<Output = Result<crate::ByteStream>> + Send {
+        async move {
+            let data = self.get(hash, range).await?;
+            Ok(Box::pin(futures::stream::iter([Ok(data)])) as crate::ByteStream)
+        }
+    }
 }
 
 /// The outside world as the service sees it: time and randomness.

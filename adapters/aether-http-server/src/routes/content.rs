@@ -66,7 +66,7 @@ pub(crate) async fn read<A: SessionApi>(
     let range = parse_range(&headers);
     let c = st
         .api
-        .read_file(
+        .read_file_chunks(
             &ctx,
             &id,
             ReadFileRequest {
@@ -77,8 +77,12 @@ pub(crate) async fn read<A: SessionApi>(
         .await?;
     let entry_json =
         serde_json::to_vec(&c.entry).map_err(|e| Error::internal(format!("encode entry: {e}")))?;
-    let mut resp = c.data.into_response();
+    let (start, end) = c.range.unwrap_or((0, c.entry.size));
+    // A read error after the headers cuts the body short of its Content-Length, which the
+    // client sees as a failed read rather than a short file.
+    let mut resp = axum::body::Body::from_stream(c.chunks).into_response();
     let h = resp.headers_mut();
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),

@@ -289,12 +289,12 @@ async fn a_sequential_reader_finds_the_next_window_fetched_ahead() {
         // The first read fetches the first window (1 MiB) and nothing more.
         let mut got = e.read(ino, open.fh, 0, 128 << 10).await.unwrap();
         settle().await;
-        assert_eq!(plan.calls("read_file"), 1);
+        assert_eq!(plan.calls("read_file_chunks"), 1);
         // Past its middle, the next window is fetched before the reader asks for it.
         got.extend(e.read(ino, open.fh, 128 << 10, 512 << 10).await.unwrap());
         settle().await;
         assert_eq!(
-            plan.calls("read_file"),
+            plan.calls("read_file_chunks"),
             2,
             "the next window is fetched ahead"
         );
@@ -315,5 +315,79 @@ async fn a_sequential_reader_finds_the_next_window_fetched_ahead() {
     assert!(got == big, "the reader gets the file's bytes, in order");
     assert_eq!(e.cache().stats().blob_count, 1, "the complete blob is kept");
     // Windows double up to 32 MiB: 1 + 2 + 4 + 5 (the rest) MiB, each fetched once.
-    assert_eq!(plan.calls("read_file"), 4);
+    assert_eq!(plan.calls("read_file_chunks"), 4);
+}
+
+/// Reads all of `ino` through a new handle, `piece` bytes at a time, letting background
+/// transfers run between reads.
+async fn read_all(e: &Early, ino: u64, piece: u32) -> FsResult<Vec<u8>> {
+    let how = OpenIn {
+        read: true,
+        ..Default::default()
+    };
+    let open = e.open(ino, how).await?;
+    let mut got = Vec::new();
+    loop {
+        let chunk = e.read(ino, open.fh, got.len() as u64, piece).await?;
+        if chunk.is_empty() {
+            break;
+        }
+        got.extend(chunk);
+        settle().await;
+    }
+    e.release(ino, open.fh).await?;
+    Ok(got)
+}
+
+#[tokio::test]
+async fn a_reply_cut_short_after_the_bytes_asked_for_still_serves_them() {
+    let w = World::new().await;
+    let big = content(6 << 20, 9);
+    w.server_write("/big.bin", &big).await;
+    let (e, plan) = mount(&w).await;
+    // The first window's reply breaks after 300 KiB; the reader asked for the first 128.
+    plan.set(
+        "read_file_chunks",
+        aether_fakes::Fault {
+            cut_stream_after: Some(300 << 10),
+            times: Some(1),
+            ..Default::default()
+        },
+    );
+    let got = with_transfers(&e, async {
+        let ino = e.lookup(ROOT_INO, b"big.bin").await.unwrap().attr.ino;
+        read_all(&e, ino, 128 << 10).await
+    })
+    .await
+    .expect("no read fails: the bytes lost with the reply are fetched again");
+    assert!(got == big, "the reader gets the file's bytes, in order");
+    assert_eq!(e.cache().stats().blob_count, 1, "the complete blob is kept");
+}
+
+#[tokio::test]
+async fn a_reply_cut_short_before_the_bytes_asked_for_fails_that_read_only() {
+    let w = World::new().await;
+    let big = content(6 << 20, 10);
+    w.server_write("/big.bin", &big).await;
+    let (e, plan) = mount(&w).await;
+    plan.set(
+        "read_file_chunks",
+        aether_fakes::Fault {
+            cut_stream_after: Some(0),
+            times: Some(1),
+            ..Default::default()
+        },
+    );
+    let ino = e.lookup(ROOT_INO, b"big.bin").await.unwrap().attr.ino;
+    let err = read_all(&e, ino, 128 << 10)
+        .await
+        .expect_err("the read whose bytes never came fails");
+    assert!(
+        matches!(err, FsError::TimedOut(_)),
+        "a broken reply reads as the server's unavailability: {err:?}"
+    );
+    let got = with_transfers(&e, read_all(&e, ino, 128 << 10))
+        .await
+        .expect("the next reads succeed");
+    assert!(got == big, "the reader gets the file's bytes, in order");
 }
