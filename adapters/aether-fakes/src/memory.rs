@@ -588,14 +588,24 @@ impl BlobStore for MemoryBlobStore {
         hash: &str,
         range: Option<(u64, u64)>,
     ) -> Result<aether_ports::ByteStream> {
-        // Small chunks, so that tests see the many-chunk replies a network gives.
+        // Small chunks, each a separate wake-up, so that tests see what a network gives: many
+        // chunks, with other tasks running between them.
         const CHUNK: usize = 64 << 10;
         let data = self.get(hash, range).await?;
-        let chunks: Vec<Result<Bytes>> = (0..data.len())
-            .step_by(CHUNK)
-            .map(|at| Ok(data.slice(at..(at + CHUNK).min(data.len()))))
-            .collect();
-        Ok(Box::pin(futures::stream::iter(chunks)))
+        let chunks = futures::stream::unfold(0, move |at| {
+            let data = data.clone();
+            async move {
+                if at >= data.len() {
+                    return None;
+                }
+                if at > 0 {
+                    tokio::task::yield_now().await;
+                }
+                let end = (at + CHUNK).min(data.len());
+                Some((Ok(data.slice(at..end)), end))
+            }
+        });
+        Ok(Box::pin(chunks))
     }
 
     async fn idle(&self, grace: std::time::Duration) -> Result<Vec<String>> {

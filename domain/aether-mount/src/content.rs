@@ -326,6 +326,9 @@ where
                 .ok_or_else(|| FsError::NotFound(format!("inode {ino} has no name")))?;
             (path, end.max(start.saturating_add(window)).min(total))
         };
+        // Claimed before asking, so that a reader arriving meanwhile waits for these bytes
+        // rather than for this whole fetch to end.
+        let _claim = StreamClaim::new(self, hash, (start, fetch_end));
         let got = self
             .remote
             .read_file_chunks(
@@ -356,25 +359,23 @@ where
             }
             return Ok(());
         }
-        {
-            let _claim = StreamClaim::new(self, hash, (start, fetch_end));
-            let received = self
-                .receive_chunks(&path, hash, (start, fetch_end), got.chunks)
-                .await;
-            if let Err(e) = received {
-                // A reply cut short after the bytes asked for still serves them; the rest of
-                // the window is fetched again when a reader gets there.
-                let served = self
-                    .lock()
-                    .partials
-                    .get(hash)
-                    .is_some_and(|r| covers(r, start, end));
-                if !served {
-                    return Err(e);
-                }
-                tracing::debug!(target: "aether_mount", path, error = %e, "a read-ahead reply was cut short");
-                return Ok(());
+        let received = self
+            .receive_chunks(&path, hash, (start, fetch_end), got.chunks)
+            .await;
+        drop(_claim);
+        if let Err(e) = received {
+            // A reply cut short after the bytes asked for still serves them; the rest of the
+            // window is fetched again when a reader gets there.
+            let served = self
+                .lock()
+                .partials
+                .get(hash)
+                .is_some_and(|r| covers(r, start, end));
+            if !served {
+                return Err(e);
             }
+            tracing::debug!(target: "aether_mount", path, error = %e, "a read-ahead reply was cut short");
+            return Ok(());
         }
         let complete = self
             .lock()
@@ -506,11 +507,13 @@ where
 
     /// Fetches `[start, end)` of blob `hash` ahead of its reader.
     pub(crate) async fn read_ahead(&self, ino: u64, hash: &str, total: u64, start: u64, end: u64) {
+        // No longer only queued: the reader may queue the next window now, which then waits
+        // for this one and starts the moment it ends, before the reader gets there.
+        self.lock().reading_ahead.remove(hash);
         if let Err(e) = self.fetch_range(ino, None, hash, total, start, end).await {
             // The reader fetches the range itself when it gets there.
             tracing::debug!(target: "aether_mount", hash, start, end, error = %e, "read-ahead failed");
         }
-        self.lock().reading_ahead.remove(hash);
     }
 
     /// Opens a staging area for `ino` holding its current content, fetching it if needed.

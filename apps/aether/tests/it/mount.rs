@@ -139,6 +139,44 @@ fn a_large_file_streams_to_the_server_at_fsync_and_back_on_a_cold_mount() {
 }
 
 #[test]
+fn readers_of_a_large_file_on_a_cold_mount_each_get_their_bytes_while_it_streams_in() {
+    let server = Server::start();
+    let session = server.new_session();
+    let data: Vec<u8> = (0..(21u32 << 20) + 4_321)
+        .map(|i| (i.wrapping_mul(2_246_822_519) >> 11) as u8)
+        .collect();
+    server.write(&session, "/big.bin", &data);
+    let mut m = Mount::new(&server, &session, &[]);
+    let path = m.path("big.bin");
+    // One reader goes front to back (streamed windows, read ahead); another reads pieces
+    // from the back to the front, inside and outside the windows being streamed in.
+    let (sequential, backwards) = std::thread::scope(|s| {
+        let forward = s.spawn(|| fs::read(&path).unwrap());
+        let back = s.spawn(|| {
+            let mut f = fs::File::open(&path).unwrap();
+            let piece = 700_001u64;
+            let len = data.len() as u64;
+            let mut pieces = Vec::new();
+            let mut end = len;
+            while end > 0 {
+                let start = end.saturating_sub(piece);
+                let mut buf = vec![0; (end - start) as usize];
+                f.seek(SeekFrom::Start(start)).unwrap();
+                f.read_exact(&mut buf).unwrap();
+                pieces.push(buf);
+                end = start;
+            }
+            pieces.reverse();
+            pieces.concat()
+        });
+        (forward.join().unwrap(), back.join().unwrap())
+    });
+    assert!(sequential == data, "the sequential reader's bytes differ");
+    assert!(backwards == data, "the backward reader's bytes differ");
+    m.stop();
+}
+
+#[test]
 fn a_file_past_the_servers_largest_fails_with_efbig_and_keeps_what_fits() {
     let server = Server::start_with(|cfg| cfg.max_file_bytes = 1 << 20);
     let session = server.new_session();

@@ -391,3 +391,45 @@ async fn a_reply_cut_short_before_the_bytes_asked_for_fails_that_read_only() {
         .expect("the next reads succeed");
     assert!(got == big, "the reader gets the file's bytes, in order");
 }
+
+#[tokio::test]
+async fn a_reader_of_bytes_still_streaming_in_gets_them_before_the_stream_ends() {
+    let w = World::new().await;
+    let big = content(6 << 20, 11);
+    w.server_write("/big.bin", &big).await;
+    let (e, plan) = mount(&w).await;
+    let ino = e.lookup(ROOT_INO, b"big.bin").await.unwrap().attr.ino;
+    let how = OpenIn {
+        read: true,
+        ..Default::default()
+    };
+    let (a, b) = (
+        e.open(ino, how).await.unwrap(),
+        e.open(ino, how).await.unwrap(),
+    );
+    let first_done = std::sync::atomic::AtomicBool::new(false);
+    // The first reader's miss streams in the first 1 MiB window, chunk by chunk; the second
+    // asks for bytes inside that window while it is still arriving.
+    let first = async {
+        let got = e.read(ino, a.fh, 0, 64 << 10).await.unwrap();
+        first_done.store(true, std::sync::atomic::Ordering::SeqCst);
+        got
+    };
+    let second = async {
+        tokio::task::yield_now().await;
+        let got = e.read(ino, b.fh, 128 << 10, 64 << 10).await.unwrap();
+        let first_was_done = first_done.load(std::sync::atomic::Ordering::SeqCst);
+        (got, first_was_done)
+    };
+    let (got_a, (got_b, first_was_done)) = futures::join!(first, second);
+    assert!(got_a == big[..64 << 10] && got_b == big[128 << 10..192 << 10]);
+    assert!(
+        !first_was_done,
+        "the second reader waited only for its bytes, not for the first reader's whole window"
+    );
+    assert_eq!(
+        plan.calls("read_file_chunks"),
+        1,
+        "the second reader fetched nothing of its own"
+    );
+}
