@@ -77,6 +77,14 @@ fn covers(ranges: &[(u64, u64)], start: u64, end: u64) -> bool {
     start >= end || ranges.iter().any(|&(s, e)| s <= start && end <= e)
 }
 
+/// The first byte at or after `at` that the merged ranges do not hold.
+fn first_missing(ranges: &[(u64, u64)], at: u64) -> u64 {
+    ranges
+        .iter()
+        .find(|&&(s, e)| s <= at && at < e)
+        .map_or(at, |&(_, e)| e)
+}
+
 /// Adds `[start, end)` to merged, sorted ranges.
 fn add_range(ranges: &mut Vec<(u64, u64)>, start: u64, end: u64) {
     ranges.push((start, end));
@@ -190,7 +198,7 @@ where
                 Source::Empty => Ok(Vec::new()),
                 Source::Fetch => {
                     self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
-                    self.fetch_content(ino).await?;
+                    self.patiently(|| self.fetch_content(ino)).await?;
                     continue;
                 }
                 Source::Ranged { hash, size: total } => {
@@ -205,8 +213,12 @@ where
                         .is_some_and(|r| covers(r, offset, end));
                     if !held {
                         self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
-                        self.fetch_range(ino, Some(fh), &hash, total, offset, end)
-                            .await?;
+                        // Each try fetches only what is still missing: a reply cut short by
+                        // a server restart resumes where it broke off.
+                        self.patiently(|| {
+                            self.fetch_range(ino, Some(fh), &hash, total, offset, end)
+                        })
+                        .await?;
                         continue;
                     }
                     self.read_ahead_after(fh, ino, &hash, total, end);
@@ -297,7 +309,7 @@ where
             locks.entry(hash.to_owned()).or_default().clone()
         };
         let _one_fetch = gate.lock().await;
-        let (path, fetch_end) = {
+        let (path, start, fetch_end) = {
             let mut st = self.lock();
             if st.partials.get(hash).is_some_and(|r| covers(r, start, end))
                 || self.cache.has_blob(hash)
@@ -324,7 +336,10 @@ where
                 .nodes
                 .path(ino)
                 .ok_or_else(|| FsError::NotFound(format!("inode {ino} has no name")))?;
-            (path, end.max(start.saturating_add(window)).min(total))
+            let fetch_end = end.max(start.saturating_add(window)).min(total);
+            // What an earlier, broken-off fetch brought is not asked for again.
+            let held = st.partials.get(hash).map(Vec::as_slice).unwrap_or_default();
+            (path, first_missing(held, start), fetch_end)
         };
         // Claimed before asking, so that a reader arriving meanwhile waits for these bytes
         // rather than for this whole fetch to end.
@@ -436,7 +451,21 @@ where
         use futures::StreamExt;
         let (mut at, mut published) = (start, start);
         while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.map_err(|e| self.remote_failed(e, path))?;
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    // What was written stays readable: a next fetch starts after it.
+                    if at > published {
+                        add_range(
+                            self.lock().partials.entry(hash.to_owned()).or_default(),
+                            published,
+                            at,
+                        );
+                        self.fetch_progress.notify_waiters();
+                    }
+                    return Err(self.remote_failed(e, path));
+                }
+            };
             let len = chunk.len() as u64;
             if at + len > end {
                 return Err(FsError::Io(format!(
@@ -531,7 +560,7 @@ where
                 Source::Blob(h) => Some(h),
                 Source::Empty => None,
                 Source::Fetch | Source::Ranged { .. } => {
-                    self.fetch_content(ino).await?;
+                    self.patiently(|| self.fetch_content(ino)).await?;
                     continue;
                 }
             };

@@ -144,6 +144,11 @@ fn starts_over_write_only(how: &aether_ports::vfs::OpenIn, created: bool) -> boo
     how.write && !how.read && (created || how.truncate)
 }
 
+/// How long reads that need the server keep trying while it is away before they fail with
+/// `ETIMEDOUT`: long enough to ride out a server restart, short enough that a program learns
+/// of a real outage.
+const READ_PATIENCE: Duration = Duration::from_secs(10);
+
 /// The mount engine. Share it in an `Arc`: the kernel bridge and the background loops use it
 /// concurrently.
 pub struct Engine<R, C, K> {
@@ -164,6 +169,9 @@ pub struct Engine<R, C, K> {
     fetch_locks: Mutex<HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
     /// Woken whenever a streamed fetch has written more bytes, or has ended.
     fetch_progress: tokio::sync::Notify,
+    /// Since when (monotonic ms) the server has been away for the reads that need it; 0 while
+    /// it answers. See [`Engine::patiently`].
+    away_since_ms: AtomicU64,
     /// Small files' content on its way into the kernel's page cache.
     kernel_stores: std::sync::Arc<kernel_store::KernelStores>,
     /// The session is not active (archived, conflicted): it accepts no writes.
@@ -220,6 +228,7 @@ where
             counters: EngineCounters::default(),
             fetch_locks: Mutex::new(HashMap::new()),
             fetch_progress: tokio::sync::Notify::new(),
+            away_since_ms: AtomicU64::new(0),
             kernel_stores: Default::default(),
             session_frozen: std::sync::atomic::AtomicBool::new(false),
             start_generation: AtomicU64::new(0),
@@ -241,6 +250,10 @@ where
 
     pub fn cache(&self) -> &C {
         &self.cache
+    }
+
+    pub fn clock(&self) -> &K {
+        &self.clock
     }
 
     pub fn counters(&self) -> &EngineCounters {
@@ -362,6 +375,45 @@ where
     fn contact(&self) {
         let ms = self.clock.elapsed().as_millis().max(1) as u64;
         self.counters.last_contact_ms.store(ms, Ordering::Relaxed);
+        self.away_since_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// Runs `attempt`, a read that needs the server, again while it fails because the server
+    /// is away (`ETIMEDOUT`: a restart, a network blip), pacing the tries with the reconnect
+    /// backoff, for as long as the outage is younger than [`READ_PATIENCE`]. The outage is
+    /// the engine's, not the call's: once the server has been away that long, reads fail at
+    /// once instead of each waiting the whole time, until a call gets through again.
+    async fn patiently<T, Fut>(&self, mut attempt: impl FnMut() -> Fut) -> FsResult<T>
+    where
+        Fut: std::future::Future<Output = FsResult<T>>,
+    {
+        let mut failures = 0;
+        loop {
+            match attempt().await {
+                Err(FsError::TimedOut(why)) => {
+                    failures += 1;
+                    let now = self.clock.elapsed().as_millis().max(1) as u64;
+                    let since = match self.away_since_ms.compare_exchange(
+                        0,
+                        now,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    ) {
+                        Ok(_) => now,
+                        Err(since) => since,
+                    };
+                    let noise = (self.clock.elapsed().subsec_nanos() % 1000) as f64 / 1000.0;
+                    let wait = self.config.backoff.jittered(failures, noise);
+                    let away = Duration::from_millis(now.saturating_sub(since));
+                    if away + wait > READ_PATIENCE {
+                        return Err(FsError::TimedOut(why));
+                    }
+                    tracing::info!(target: "aether_mount", error = %why, retry_in_ms = wait.as_millis() as u64, "the server is away; the read will try again");
+                    self.clock.sleep(wait).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     fn op(&self) {

@@ -148,10 +148,14 @@ where
             .nodes
             .path(ino)
             .ok_or_else(|| FsError::NotFound(format!("inode {ino} has no name any more")))?;
-        let (tree, cutoff) = self.fetch_pages(&path, true, PREFETCH_PAGES).await?;
+        let (tree, cutoff) = self
+            .patiently(|| self.fetch_pages(&path, true, PREFETCH_PAGES))
+            .await?;
         let own = if cutoff.is_some() {
             // The subtree is larger than the prefetch: read this directory on its own.
-            self.fetch_pages(&path, false, usize::MAX).await?.0
+            self.patiently(|| self.fetch_pages(&path, false, usize::MAX))
+                .await?
+                .0
         } else {
             Vec::new()
         };

@@ -262,32 +262,10 @@ where
             let n = self.node(&st, ino)?;
             (st.nodes.path(ino), n.journaled)
         };
-        let mut values = BTreeMap::new();
-        if let (Some(path), true) = (path, journaled) {
-            let ctx = self.ctx();
-            let sid = &self.config.session_id;
-            let names = self
-                .remote
-                .list_xattrs(&ctx, sid, PathRequest { path: path.clone() })
-                .await
-                .map_err(|e| self.remote_failed(e, &path))?;
-            for name in names.names {
-                let v = self
-                    .remote
-                    .get_xattr(
-                        &ctx,
-                        sid,
-                        XattrRequest {
-                            path: path.clone(),
-                            name: name.clone(),
-                        },
-                    )
-                    .await
-                    .map_err(|e| self.remote_failed(e, &path))?;
-                values.insert(name, v.value);
-            }
-            self.contact();
-        }
+        let values = match (path, journaled) {
+            (Some(path), true) => self.patiently(|| self.fetch_xattrs(&path)).await?,
+            _ => BTreeMap::new(),
+        };
         let mut st = self.lock();
         if let Some(n) = st.nodes.get_mut(ino)
             && n.xattrs.is_none()
@@ -295,6 +273,41 @@ where
             n.xattrs = Some(values);
         }
         Ok(())
+    }
+
+    /// The extended attributes the server holds for `path`.
+    async fn fetch_xattrs(&self, path: &str) -> FsResult<BTreeMap<String, Vec<u8>>> {
+        let ctx = self.ctx();
+        let sid = &self.config.session_id;
+        let names = self
+            .remote
+            .list_xattrs(
+                &ctx,
+                sid,
+                PathRequest {
+                    path: path.to_owned(),
+                },
+            )
+            .await
+            .map_err(|e| self.remote_failed(e, path))?;
+        let mut values = BTreeMap::new();
+        for name in names.names {
+            let v = self
+                .remote
+                .get_xattr(
+                    &ctx,
+                    sid,
+                    XattrRequest {
+                        path: path.to_owned(),
+                        name: name.clone(),
+                    },
+                )
+                .await
+                .map_err(|e| self.remote_failed(e, path))?;
+            values.insert(name, v.value);
+        }
+        self.contact();
+        Ok(values)
     }
 
     fn dir_entries(&self, st: &State, ino: u64) -> FsResult<Vec<DirEntryOut>> {

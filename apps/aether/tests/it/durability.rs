@@ -1,5 +1,6 @@
-//! Durability: a runtime killed with SIGKILL after fsync or after close loses nothing, and a
-//! server restart during a write load neither loses nor doubles a change.
+//! Durability: a runtime killed with SIGKILL after fsync or after close loses nothing, a
+//! server restart during a write load neither loses nor doubles a change, and a read that
+//! needs the server waits out its restart.
 
 use std::fs;
 use std::io::Write;
@@ -52,6 +53,30 @@ fn kill_9_after_fsync_and_after_close_loses_nothing() {
         server.read(&session, "/closed.txt").as_deref(),
         Some(&b"closed, never synced"[..])
     );
+}
+
+#[test]
+fn a_read_needing_the_server_waits_out_its_restart() {
+    let mut server = Server::start();
+    let session = server.new_session();
+    let data: Vec<u8> = (0..(6u32 << 20) + 99)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
+        .collect();
+    server.write(&session, "/big.bin", &data);
+    let m = Mount::new(&server, &session, &[]);
+    let path = m.path("big.bin");
+    assert_eq!(fs::metadata(&path).unwrap().len(), data.len() as u64);
+    // The server goes away before the first byte is fetched and comes back while the reader
+    // waits: the read gets through on a later try instead of failing.
+    server.stop();
+    let reader = std::thread::spawn(move || fs::read(path));
+    std::thread::sleep(Duration::from_millis(300));
+    server.restart();
+    let got = reader
+        .join()
+        .unwrap()
+        .expect("the read rides out the restart");
+    assert!(got == data, "every byte, in order");
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use aether_fakes::{FakeApi, FaultPlan, Faulty, ManualClock, MemoryCache};
 use aether_mount::Engine;
-use aether_ports::local_cache::LocalCache;
+use aether_ports::local_cache::{LocalCache, MountClock};
 use aether_ports::vfs::*;
 
 use crate::{ME, RW, World};
@@ -365,31 +365,96 @@ async fn a_reply_cut_short_after_the_bytes_asked_for_still_serves_them() {
 }
 
 #[tokio::test]
-async fn a_reply_cut_short_before_the_bytes_asked_for_fails_that_read_only() {
+async fn a_reply_cut_short_before_the_bytes_asked_for_is_resumed_where_it_broke_off() {
     let w = World::new().await;
     let big = content(6 << 20, 10);
     w.server_write("/big.bin", &big).await;
     let (e, plan) = mount(&w).await;
+    // The first reply breaks after 100 KiB: one 64 KiB chunk written, the reader's 128 not.
     plan.set(
         "read_file_chunks",
         aether_fakes::Fault {
-            cut_stream_after: Some(0),
+            cut_stream_after: Some(100 << 10),
             times: Some(1),
             ..Default::default()
         },
     );
     let ino = e.lookup(ROOT_INO, b"big.bin").await.unwrap().attr.ino;
-    let err = read_all(&e, ino, 128 << 10)
+    let open = e
+        .open(
+            ino,
+            OpenIn {
+                read: true,
+                ..Default::default()
+            },
+        )
         .await
-        .expect_err("the read whose bytes never came fails");
+        .unwrap();
+    let got = e.read(ino, open.fh, 0, 128 << 10).await;
     assert!(
-        matches!(err, FsError::TimedOut(_)),
-        "a broken reply reads as the server's unavailability: {err:?}"
+        got.as_deref().ok() == Some(&big[..128 << 10]),
+        "the read waits out the break and gets its bytes"
+    );
+    assert_eq!(plan.calls("read_file_chunks"), 2, "one more request");
+    assert_eq!(
+        e.counters()
+            .remote_errors
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
     );
     let got = with_transfers(&e, read_all(&e, ino, 128 << 10))
         .await
         .expect("the next reads succeed");
     assert!(got == big, "the reader gets the file's bytes, in order");
+}
+
+#[tokio::test]
+async fn reads_wait_out_a_short_outage_and_fail_fast_once_it_has_lasted() {
+    let w = World::new().await;
+    let big = content(6 << 20, 12);
+    w.server_write("/big.bin", &big).await;
+    w.server_write("/small.txt", b"small").await;
+    let (e, plan) = mount(&w).await;
+    let ino = e.lookup(ROOT_INO, b"big.bin").await.unwrap().attr.ino;
+    let small = e.lookup(ROOT_INO, b"small.txt").await.unwrap().attr.ino;
+    let outage = |times| aether_fakes::Fault {
+        error: Some(aether_domain::Error::unavailable("the server restarts")),
+        times,
+        ..Default::default()
+    };
+    // Two refusals: the read tries again after the backoff's delays and succeeds.
+    plan.set("read_file_chunks", outage(Some(2)));
+    let before = e.clock().elapsed();
+    let got = read_all(&e, ino, 1 << 20)
+        .await
+        .expect("a short outage is ridden out");
+    assert!(got == big);
+    assert_eq!(
+        e.clock().elapsed() - before,
+        std::time::Duration::from_millis(30),
+        "paced by the reconnect backoff (here 10 ms, then 20)"
+    );
+    // An outage that lasts: the read gives up with ETIMEDOUT within the patience...
+    plan.set("read_file", outage(None));
+    let before = e.clock().elapsed();
+    let err = read_all(&e, small, 4096)
+        .await
+        .expect_err("the server stays away");
+    assert!(matches!(err, FsError::TimedOut(_)), "{err:?}");
+    let waited = e.clock().elapsed() - before;
+    assert!(
+        waited > std::time::Duration::from_secs(9) && waited <= std::time::Duration::from_secs(10),
+        "tried for about 10 s: {waited:?}"
+    );
+    // ...and once the outage is older than that, a read that needs the server fails at once.
+    e.clock().advance(std::time::Duration::from_secs(1));
+    let before = e.clock().elapsed();
+    let err = read_all(&e, small, 4096).await.expect_err("still away");
+    assert!(matches!(err, FsError::TimedOut(_)), "{err:?}");
+    assert_eq!(e.clock().elapsed(), before, "no second wait");
+    // Once the server answers again, so does the mount.
+    plan.clear();
+    assert_eq!(read_all(&e, small, 4096).await.unwrap(), b"small");
 }
 
 #[tokio::test]
