@@ -198,6 +198,7 @@ where
                 Source::Empty => Ok(Vec::new()),
                 Source::Fetch => {
                     self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
+                    self.note_cold_read(ino);
                     self.patiently(|| self.fetch_content(ino)).await?;
                     continue;
                 }
@@ -230,6 +231,21 @@ where
         }
     }
 
+    /// The gate that lets one fetch of blob `hash` run at a time, so that concurrent readers
+    /// (and fetches ahead of them) share one download.
+    pub(crate) fn fetch_gate(&self, hash: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        let mut gates = self.fetch_locks.lock().unwrap_or_else(|p| p.into_inner());
+        gates.entry(hash.to_owned()).or_default().clone()
+    }
+
+    /// Forgets the gate of a blob now in the cache (a fetch still holding it finishes as is).
+    pub(crate) fn drop_fetch_gate(&self, hash: &str) {
+        self.fetch_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(hash);
+    }
+
     /// Downloads the whole content of `ino` into the local blob cache.
     async fn fetch_content(&self, ino: u64) -> FsResult<()> {
         let large = {
@@ -251,23 +267,44 @@ where
             }
             return Ok(());
         }
-        let path = self
-            .lock()
-            .nodes
-            .path(ino)
-            .ok_or_else(|| FsError::NotFound(format!("inode {ino} has no name")))?;
+        let (path, known) = {
+            let st = self.lock();
+            let path = st
+                .nodes
+                .path(ino)
+                .ok_or_else(|| FsError::NotFound(format!("inode {ino} has no name")))?;
+            (path, st.nodes.get(ino).and_then(|n| n.hash.clone()))
+        };
+        // A fetch of this content already under way (one ahead of this reader) is waited for.
+        let gate = known.as_deref().map(|h| self.fetch_gate(h));
+        let _one_fetch = match &gate {
+            Some(g) => Some(g.lock().await),
+            None => None,
+        };
+        if known.as_deref().is_some_and(|h| self.cache.has_blob(h)) {
+            return Ok(());
+        }
+        let fetched = self.fetch_whole(ino, &path).await;
+        if let Some(h) = &known {
+            self.drop_fetch_gate(h);
+        }
+        fetched
+    }
+
+    /// Downloads the content of `ino`, whole, from `path`.
+    async fn fetch_whole(&self, ino: u64, path: &str) -> FsResult<()> {
         let got = self
             .remote
             .read_file(
                 &self.ctx(),
                 &self.config.session_id,
                 ReadFileRequest {
-                    path: path.clone(),
+                    path: path.to_owned(),
                     range: None,
                 },
             )
             .await
-            .map_err(|e| self.remote_failed(e, &path))?;
+            .map_err(|e| self.remote_failed(e, path))?;
         self.contact();
         let hash = got
             .entry
@@ -304,10 +341,7 @@ where
         if self.wait_for_stream(hash, start, end).await {
             return Ok(());
         }
-        let gate = {
-            let mut locks = self.fetch_locks.lock().unwrap_or_else(|p| p.into_inner());
-            locks.entry(hash.to_owned()).or_default().clone()
-        };
+        let gate = self.fetch_gate(hash);
         let _one_fetch = gate.lock().await;
         let (path, start, fetch_end) = {
             let mut st = self.lock();
@@ -399,10 +433,7 @@ where
             .is_some_and(|r| covers(r, 0, total));
         if complete {
             self.lock().partials.remove(hash);
-            self.fetch_locks
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(hash);
+            self.drop_fetch_gate(hash);
             if !self
                 .cache
                 .partial_promote(hash)

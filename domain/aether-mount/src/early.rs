@@ -64,9 +64,11 @@ pub(crate) struct Claim {
     outcome: oneshot::Receiver<Result<Entry>>,
 }
 
-/// What the transfer loop runs: an early upload, or the read-ahead of a range of a large file.
+/// What the transfer loop runs: an early upload, the read-ahead of a range of a large file, or
+/// small files fetched ahead of a reader scanning their directory.
 pub(crate) enum Transfer {
     Upload(Job),
+    Prefetch(Vec<crate::prefetch::Ahead>),
     ReadAhead {
         ino: u64,
         hash: String,
@@ -190,7 +192,11 @@ where
         // Readers fetch what was not read ahead.
         drop(open);
         while inbox.try_recv().is_ok() {}
-        self.lock().reading_ahead.clear();
+        {
+            let mut st = self.lock();
+            st.reading_ahead.clear();
+            st.prefetching.clear();
+        }
         *self
             .transfers
             .inbox
@@ -208,6 +214,7 @@ where
                 start,
                 end,
             } => self.read_ahead(ino, &hash, total, start, end).await,
+            Transfer::Prefetch(files) => self.prefetch(files).await,
         }
     }
 

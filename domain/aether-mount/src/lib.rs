@@ -15,6 +15,7 @@ mod kernel_store;
 mod listing;
 mod namespace;
 mod nodes;
+mod prefetch;
 mod writeback;
 
 use std::collections::{BTreeMap, HashMap};
@@ -134,6 +135,10 @@ struct State {
     /// Blobs being streamed in by range, with the range the stream will have covered when it
     /// ends: readers of bytes inside it wait for them instead of fetching them again.
     streaming: HashMap<String, (u64, u64)>,
+    /// The directory of the last file read cold, and the blobs queued to be fetched ahead
+    /// (`prefetch.rs`).
+    last_cold_dir: Option<u64>,
+    prefetching: std::collections::HashSet<String>,
 }
 
 /// Whether a handle may write past the kernel's page cache ([`OpenOut::direct_io`]): it is
@@ -215,6 +220,8 @@ where
                 early_claims: HashMap::new(),
                 reading_ahead: Default::default(),
                 streaming: HashMap::new(),
+                last_cold_dir: None,
+                prefetching: Default::default(),
             }),
             remote,
             cache,

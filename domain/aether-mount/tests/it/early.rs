@@ -498,3 +498,80 @@ async fn a_reader_of_bytes_still_streaming_in_gets_them_before_the_stream_ends()
         "the second reader fetched nothing of its own"
     );
 }
+
+/// Reads `name` in the root through a new handle, whole.
+async fn read_name(e: &Early, name: &str) -> Vec<u8> {
+    let ino = e.lookup(ROOT_INO, name.as_bytes()).await.unwrap().attr.ino;
+    read_all(e, ino, 128 << 10).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_directory_read_file_after_file_on_a_cold_cache_is_fetched_ahead() {
+    let w = World::new().await;
+    for i in 0..10 {
+        w.server_write(&format!("/f{i}"), format!("file {i}").as_bytes())
+            .await;
+    }
+    w.server_write("/zz-large", &content(1 << 20, 13)).await;
+    let (e, plan) = mount(&w).await;
+    with_transfers(&e, async {
+        // One file alone, as an editor reads it: nothing else is fetched.
+        assert_eq!(read_name(&e, "f3").await, b"file 3");
+        settle().await;
+        assert_eq!(plan.calls("read_file"), 1);
+        // A second cold read in the same directory: a scan. The files after it come ahead.
+        assert_eq!(read_name(&e, "f4").await, b"file 4");
+        for _ in 0..10 {
+            settle().await;
+        }
+        assert_eq!(
+            plan.calls("read_file"),
+            2 + 5,
+            "f5 to f9 fetched ahead; not the large file, nor those before"
+        );
+        for i in 5..10 {
+            assert_eq!(
+                read_name(&e, &format!("f{i}")).await,
+                format!("file {i}").as_bytes()
+            );
+        }
+        assert_eq!(
+            plan.calls("read_file"),
+            7,
+            "the scan's reads find them in the cache"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_file_changed_on_the_server_since_its_listing_is_not_kept_when_fetched_ahead() {
+    let w = World::new().await;
+    for i in 0..4 {
+        w.server_write(&format!("/d/f{i}"), format!("file {i}").as_bytes())
+            .await;
+    }
+    // Another file with f3's first content: the cache names content by its hash.
+    w.server_write("/same-as-f3", b"file 3").await;
+    let (e, _plan) = mount(&w).await;
+    let d = e.lookup(ROOT_INO, b"d").await.unwrap().attr.ino;
+    let read_in_d = |name: &'static str| {
+        let e = &e;
+        async move {
+            let ino = e.lookup(d, name.as_bytes()).await.unwrap().attr.ino;
+            read_all(e, ino, 4096).await.unwrap()
+        }
+    };
+    with_transfers(&e, async {
+        assert_eq!(read_in_d("f0").await, b"file 0");
+        // Changed behind the mount's back (its changefeed is not running here).
+        w.server_write("/d/f3", b"changed").await;
+        assert_eq!(read_in_d("f1").await, b"file 1");
+        for _ in 0..10 {
+            settle().await;
+        }
+        // Fetched ahead under the listing's (old) hash, f3's new content was not kept as it.
+        assert_eq!(read_name(&e, "same-as-f3").await, b"file 3");
+    })
+    .await;
+}

@@ -134,7 +134,7 @@ impl World {
                     path: path.into(),
                     data: data.to_vec().into(),
                     mode: None,
-                    parents: false,
+                    parents: true,
                     expected_hash: None,
                 },
             )
