@@ -223,8 +223,14 @@ where
                         continue;
                     }
                     self.read_ahead_after(fh, ino, &hash, total, end);
-                    self.cache
+                    match self
+                        .cache
                         .partial_read(&hash, offset, (end - offset) as usize)
+                    {
+                        // Completed and moved into the blobs since it was looked up.
+                        Err(_) if self.cache.has_blob(&hash) => continue,
+                        read => read,
+                    }
                 }
             };
             return got.map_err(errors::cache_error);
@@ -432,16 +438,23 @@ where
             .get(hash)
             .is_some_and(|r| covers(r, 0, total));
         if complete {
+            // Promoted before it is forgotten: a reader meanwhile still reads the partial copy,
+            // or finds the blob once it is moved (see `read_file`), never neither.
+            let promoted = self.cache.partial_promote(hash);
             self.lock().partials.remove(hash);
             self.drop_fetch_gate(hash);
-            if !self
-                .cache
-                .partial_promote(hash)
-                .map_err(errors::cache_error)?
-            {
-                return Err(FsError::Io(format!(
-                    "{path}: the downloaded content does not match its hash"
-                )));
+            match promoted {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.cache.partial_drop(hash);
+                    return Err(FsError::Io(format!(
+                        "{path}: the downloaded content does not match its hash"
+                    )));
+                }
+                Err(e) => {
+                    self.cache.partial_drop(hash);
+                    return Err(errors::cache_error(e));
+                }
             }
         }
         Ok(())
