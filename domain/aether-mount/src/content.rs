@@ -484,7 +484,8 @@ where
     }
 
     /// Writes the chunks of a reply holding `[start, end)` of blob `hash` into its partial
-    /// copy as they arrive, making them readable every [`PUBLISH_STEP`] bytes.
+    /// copy as they arrive, making them readable every [`PUBLISH_STEP`] bytes and, however the
+    /// reply ends, all that was written: a next fetch starts after it.
     async fn receive_chunks(
         &self,
         path: &str,
@@ -494,51 +495,47 @@ where
     ) -> FsResult<()> {
         use futures::StreamExt;
         let (mut at, mut published) = (start, start);
-        while let Some(chunk) = chunks.next().await {
-            let chunk = match chunk {
-                Ok(c) => c,
-                Err(e) => {
-                    // What was written stays readable: a next fetch starts after it.
-                    if at > published {
-                        add_range(
-                            self.lock().partials.entry(hash.to_owned()).or_default(),
-                            published,
-                            at,
-                        );
-                        self.fetch_progress.notify_waiters();
-                    }
-                    return Err(self.remote_failed(e, path));
+        let publish = |from: u64, to: u64| {
+            if to > from {
+                add_range(
+                    self.lock().partials.entry(hash.to_owned()).or_default(),
+                    from,
+                    to,
+                );
+                self.fetch_progress.notify_waiters();
+            }
+        };
+        let outcome = loop {
+            let chunk = match chunks.next().await {
+                Some(Ok(c)) => c,
+                Some(Err(e)) => break Err(self.remote_failed(e, path)),
+                None if at < end => {
+                    break Err(FsError::Io(format!(
+                        "{path}: the server's reply ended after {} of its {} bytes",
+                        at - start,
+                        end - start
+                    )));
                 }
+                None => break Ok(()),
             };
             let len = chunk.len() as u64;
             if at + len > end {
-                return Err(FsError::Io(format!(
+                break Err(FsError::Io(format!(
                     "{path}: the server sent more than the {} bytes asked for",
                     end - start
                 )));
             }
-            self.cache
-                .partial_write(hash, at, &chunk)
-                .map_err(errors::cache_error)?;
-            at += len;
-            if at - published >= PUBLISH_STEP || at == end {
-                add_range(
-                    self.lock().partials.entry(hash.to_owned()).or_default(),
-                    published,
-                    at,
-                );
-                published = at;
-                self.fetch_progress.notify_waiters();
+            if let Err(e) = self.cache.partial_write(hash, at, &chunk) {
+                break Err(errors::cache_error(e));
             }
-        }
-        if at < end {
-            return Err(FsError::Io(format!(
-                "{path}: the server's reply ended after {} of its {} bytes",
-                at - start,
-                end - start
-            )));
-        }
-        Ok(())
+            at += len;
+            if at - published >= PUBLISH_STEP {
+                publish(published, at);
+                published = at;
+            }
+        };
+        publish(published, at);
+        outcome
     }
 
     /// A sequential reader of handle `fh` read blob `hash` up to `reached`: once it is past the
