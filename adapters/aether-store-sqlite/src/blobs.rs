@@ -258,8 +258,9 @@ fn get_blocking(inner: &Inner, hash: &str, range: Option<(u64, u64)>) -> Result<
     }
 }
 
-/// Reads longer than this are streamed, in chunks of this size.
+/// Reads longer than this are streamed, in chunks of this size, this many read ahead.
 const READ_CHUNK: u64 = 512 * 1024;
+const READ_AHEAD: usize = 8;
 
 /// Opens a blob for a streamed read of `range` (all of it when `None`); returns the file and
 /// the resolved `[start, end)`, or an error before any byte is promised.
@@ -280,32 +281,17 @@ fn open_for_chunks(
     Ok((f, start, end))
 }
 
-/// Sends `[start, end)` of `f` in chunks until done or until the receiver goes away; the
-/// bounded channel lets the disk run a few chunks ahead of the network.
-fn send_chunks(
-    f: fs::File,
-    hash: &str,
-    (start, end): (u64, u64),
-    tx: tokio::sync::mpsc::Sender<Result<Bytes>>,
-) {
-    use std::os::unix::fs::FileExt;
-    let mut at = start;
-    while at < end {
-        let mut buf = vec![0; (end - at).min(READ_CHUNK) as usize];
-        let sent = match f.read_exact_at(&mut buf, at) {
-            Ok(()) => {
-                at += buf.len() as u64;
-                tx.blocking_send(Ok(buf.into()))
-            }
-            Err(e) => {
-                let _ = tx.blocking_send(Err(io(&format!("read blob {hash}"), e)));
-                return;
-            }
-        };
-        if sent.is_err() {
-            return; // the reader hung up
-        }
-    }
+/// Reads `[at, at + len)` of `f` (on a blocking thread: one chunk, then the thread is free).
+async fn read_chunk(f: Arc<fs::File>, hash: Arc<str>, at: u64, len: u64) -> Result<Bytes> {
+    tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0; len as usize];
+        f.read_exact_at(&mut buf, at)
+            .map(|()| Bytes::from(buf))
+            .map_err(|e| io(&format!("read blob {hash}"), e))
+    })
+    .await
+    .map_err(|e| Error::internal(format!("blob read task failed: {e}")))?
 }
 
 impl Inner {
@@ -484,11 +470,12 @@ impl BlobStore for FileBlobStore {
             tokio::task::spawn_blocking(move || open_for_chunks(&inner, &key, range))
                 .await
                 .map_err(|e| Error::internal(format!("blob read task failed: {e}")))??;
-        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_DEPTH);
-        let key = hash.to_owned();
-        tokio::task::spawn_blocking(move || send_chunks(f, &key, (start, end), tx));
-        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|chunk| (chunk, rx))
-        })))
+        // A few chunks read ahead of the network, each on a blocking thread only while it is
+        // read: a client that reads slowly holds no thread, and one that hangs up stops it.
+        let (f, key): (Arc<fs::File>, Arc<str>) = (Arc::new(f), hash.into());
+        let chunks = (start..end)
+            .step_by(READ_CHUNK as usize)
+            .map(move |at| read_chunk(f.clone(), key.clone(), at, (end - at).min(READ_CHUNK)));
+        Ok(Box::pin(futures::stream::iter(chunks).buffered(READ_AHEAD)))
     }
 }

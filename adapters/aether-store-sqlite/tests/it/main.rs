@@ -179,3 +179,46 @@ async fn one_database_has_one_store_at_a_time() {
     drop(first);
     SqliteMetadataStore::open(&path, 1).expect("free again once the first store is gone");
 }
+
+/// Clients that stop reading a streamed blob part-way hold no blocking thread: other reads of
+/// the store, which need one, still run. (With a thread per stream, sixteen stalled streams
+/// would take every thread of this runtime's blocking pool.)
+#[test]
+fn stalled_blob_streams_hold_no_thread() {
+    use futures::StreamExt;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = aether_store_sqlite::FileBlobStore::open(dir.path(), false).unwrap();
+        let data: Vec<u8> = (0..(8u32 << 20)).map(|i| (i % 251) as u8).collect();
+        let hash = blobs.put(data.clone().into()).await.unwrap();
+        let (mut stalled, other) =
+            tokio::time::timeout(std::time::Duration::from_secs(30), async {
+                let mut stalled = Vec::new();
+                for _ in 0..16 {
+                    let mut s = blobs.get_chunks(&hash, None).await.unwrap();
+                    let first = s.next().await.unwrap().unwrap();
+                    assert_eq!(first[..], data[..first.len()]);
+                    stalled.push(s);
+                }
+                let other = blobs.get(&hash, Some((1 << 20, 2 << 20))).await.unwrap();
+                (stalled, other)
+            })
+            .await
+            .expect("reads needing a blocking thread are not starved by stalled streams");
+        assert_eq!(other[..], data[1 << 20..2 << 20]);
+        // A stalled stream still reads on when its client does.
+        let rest: Vec<u8> = stalled
+            .pop()
+            .unwrap()
+            .map(|c| c.unwrap().to_vec())
+            .concat()
+            .await;
+        assert_eq!(rest.len(), data.len() - (512 << 10));
+    });
+}
