@@ -606,6 +606,17 @@ fn run_seed(server: &Server, seed: u64, steps: usize) -> (Vec<Op>, Result<(), St
         }
     }
     sides.open.clear();
+    // Larger than the mount fetches whole: the fresh mount below reads it by streamed ranges.
+    let large = Op::WriteWhole {
+        path: "/read-cold-by-ranges.bin".into(),
+        len: (6 << 20) + 12_345,
+        seed,
+    };
+    done.push(large.clone());
+    if let Err(why) = sides.apply(&large) {
+        let f = fail(&log, format!("{large:?}: {why}"));
+        return (done, f);
+    }
     if let Err(why) = sides.compare_trees("at the end") {
         let f = fail(&log, why);
         return (done, f);
