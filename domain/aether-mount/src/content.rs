@@ -297,18 +297,24 @@ where
         fetched
     }
 
+    /// The whole content of `path` as the server holds it now.
+    pub(crate) async fn read_whole(
+        &self,
+        path: &str,
+    ) -> aether_domain::Result<aether_ports::FileContent> {
+        let req = ReadFileRequest {
+            path: path.to_owned(),
+            range: None,
+        };
+        self.remote
+            .read_file(&self.ctx(), &self.config.session_id, req)
+            .await
+    }
+
     /// Downloads the content of `ino`, whole, from `path`.
     async fn fetch_whole(&self, ino: u64, path: &str) -> FsResult<()> {
         let got = self
-            .remote
-            .read_file(
-                &self.ctx(),
-                &self.config.session_id,
-                ReadFileRequest {
-                    path: path.to_owned(),
-                    range: None,
-                },
-            )
+            .read_whole(path)
             .await
             .map_err(|e| self.remote_failed(e, path))?;
         self.contact();

@@ -10,9 +10,9 @@
 
 use std::ops::Bound;
 
+use aether_ports::SessionApi;
 use aether_ports::local_cache::{LocalCache, MountClock};
 use aether_ports::vfs::FileKind;
-use aether_ports::{ReadFileRequest, SessionApi};
 use futures::StreamExt;
 
 use crate::Engine;
@@ -122,18 +122,7 @@ where
         if self.cache.has_blob(&f.hash) {
             return;
         }
-        let got = self
-            .remote
-            .read_file(
-                &self.ctx(),
-                &self.config.session_id,
-                ReadFileRequest {
-                    path: f.path.clone(),
-                    range: None,
-                },
-            )
-            .await;
-        match got {
+        match self.read_whole(&f.path).await {
             // Kept only if it is still the content expected: anything else is the reader's
             // to fetch when it gets there.
             Ok(c) if c.entry.content_hash.as_deref() == Some(f.hash.as_str()) => {

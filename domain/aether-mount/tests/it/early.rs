@@ -318,14 +318,19 @@ async fn a_sequential_reader_finds_the_next_window_fetched_ahead() {
     assert_eq!(plan.calls("read_file_chunks"), 4);
 }
 
-/// Reads all of `ino` through a new handle, `piece` bytes at a time, letting background
-/// transfers run between reads.
-async fn read_all(e: &Early, ino: u64, piece: u32) -> FsResult<Vec<u8>> {
+/// Opens `ino` for reading.
+async fn open_to_read(e: &Early, ino: u64) -> FsResult<OpenOut> {
     let how = OpenIn {
         read: true,
         ..Default::default()
     };
-    let open = e.open(ino, how).await?;
+    e.open(ino, how).await
+}
+
+/// Reads all of `ino` through a new handle, `piece` bytes at a time, letting background
+/// transfers run between reads.
+async fn read_all(e: &Early, ino: u64, piece: u32) -> FsResult<Vec<u8>> {
+    let open = open_to_read(e, ino).await?;
     let mut got = Vec::new();
     loop {
         let chunk = e.read(ino, open.fh, got.len() as u64, piece).await?;
@@ -380,16 +385,7 @@ async fn a_reply_cut_short_before_the_bytes_asked_for_is_resumed_where_it_broke_
         },
     );
     let ino = e.lookup(ROOT_INO, b"big.bin").await.unwrap().attr.ino;
-    let open = e
-        .open(
-            ino,
-            OpenIn {
-                read: true,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let open = open_to_read(&e, ino).await.unwrap();
     let got = e.read(ino, open.fh, 0, 128 << 10).await;
     assert!(
         got.as_deref().ok() == Some(&big[..128 << 10]),
@@ -464,14 +460,8 @@ async fn a_reader_of_bytes_still_streaming_in_gets_them_before_the_stream_ends()
     w.server_write("/big.bin", &big).await;
     let (e, plan) = mount(&w).await;
     let ino = e.lookup(ROOT_INO, b"big.bin").await.unwrap().attr.ino;
-    let how = OpenIn {
-        read: true,
-        ..Default::default()
-    };
-    let (a, b) = (
-        e.open(ino, how).await.unwrap(),
-        e.open(ino, how).await.unwrap(),
-    );
+    let a = open_to_read(&e, ino).await.unwrap();
+    let b = open_to_read(&e, ino).await.unwrap();
     let first_done = std::sync::atomic::AtomicBool::new(false);
     // The first reader's miss streams in the first 1 MiB window, chunk by chunk; the second
     // asks for bytes inside that window while it is still arriving.
