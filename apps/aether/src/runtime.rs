@@ -108,7 +108,19 @@ pub(crate) fn worker_id(cfg: &AetherConfig, cache_dir: &Path) -> Result<String> 
 
 /// Whether `dir` is a mount point right now (from /proc/self/mountinfo).
 fn is_mount_point(dir: &Path) -> bool {
-    let Ok(canon) = dir.canonicalize() else {
+    // The parent is resolved, not `dir`: resolving a dead mount's root fails (ENOTCONN).
+    let canon = match (dir.parent(), dir.file_name()) {
+        (Some(parent), Some(name)) => {
+            let parent = if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            };
+            parent.canonicalize().map(|p| p.join(name))
+        }
+        _ => dir.canonicalize(),
+    };
+    let Ok(canon) = canon else {
         return false;
     };
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
@@ -119,15 +131,33 @@ fn is_mount_point(dir: &Path) -> bool {
         .any(|l| l.split(' ').nth(4) == Some(target.as_str()))
 }
 
-/// Lazily detaches a dead mount at `dir` ("Transport endpoint is not connected").
-pub(crate) fn detach_dead_mount(dir: &Path) -> bool {
-    std::process::Command::new("umount")
-        .arg("-l")
-        .arg(dir)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+/// Lazily detaches a dead mount at `dir` ("Transport endpoint is not connected"), trying
+/// again for a second while the kernel is still tearing the dead connection down; done too
+/// if something else detached it meanwhile. Otherwise, says why not.
+pub(crate) fn detach_dead_mount(dir: &Path) -> std::result::Result<(), String> {
+    let mut why = String::from("it is still mounted");
+    for attempt in 0..10 {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if !is_mount_point(dir) {
+            return Ok(());
+        }
+        match std::process::Command::new("umount")
+            .arg("-l")
+            .arg(dir)
+            .output()
+        {
+            Ok(out) if out.status.success() => return Ok(()),
+            Ok(out) => why = String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            Err(e) => why = format!("cannot run umount: {e}"),
+        }
+    }
+    if is_mount_point(dir) {
+        Err(why)
+    } else {
+        Ok(())
+    }
 }
 
 /// Checks the mount directory: created if missing; a file, a live mount or a foreign mount
@@ -154,9 +184,9 @@ pub(crate) fn prepare_mount_dir(dir: &Path) -> Result<()> {
         Err(e) if e.raw_os_error() == Some(libc_enotconn()) => {
             // A runtime died here (kill -9): detach its dead mount and go on.
             tracing::warn!(dir = %dir.display(), "detaching a dead mount left by an earlier runtime");
-            if !detach_dead_mount(dir) {
+            if let Err(why) = detach_dead_mount(dir) {
                 bail!(
-                    "mount dir {} holds a dead mount that could not be detached; run `umount -l {}`",
+                    "mount dir {} holds a dead mount that could not be detached ({why}); run `umount -l {}`",
                     dir.display(),
                     dir.display()
                 );
@@ -460,8 +490,10 @@ impl Running {
         if let Some(m) = self.mounted.take() {
             let dir = self.plan_dir.clone();
             let unmounted = tokio::task::spawn_blocking(move || m.unmount()).await;
-            if !matches!(unmounted, Ok(Ok(()))) && !detach_dead_mount(&dir) {
-                tracing::warn!(dir = %dir.display(), "unmount failed; the directory may still be busy");
+            if !matches!(unmounted, Ok(Ok(())))
+                && let Err(why) = detach_dead_mount(&dir)
+            {
+                tracing::warn!(dir = %dir.display(), error = %why, "unmount failed; the directory may still be busy");
             }
         }
         // Whatever closing files journaled during the unmount goes too; then the listings are
