@@ -462,8 +462,7 @@ impl BlobStore for FileBlobStore {
     async fn get_chunks(&self, hash: &str, range: Option<(u64, u64)>) -> Result<ByteStream> {
         let short = range.is_some_and(|(s, e)| e.saturating_sub(s) <= READ_CHUNK);
         if short || self.inner.hot().blobs.contains_key(hash) {
-            let data = self.get(hash, range).await?;
-            return Ok(Box::pin(futures::stream::iter([Ok(data)])));
+            return Ok(aether_ports::body::one_chunk(self.get(hash, range).await?));
         }
         let (inner, key) = (self.inner.clone(), hash.to_owned());
         let (f, start, end) =

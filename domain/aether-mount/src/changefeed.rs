@@ -37,8 +37,7 @@ where
                     tracing::warn!(target: "aether_mount", error = %e.message, "changefeed interrupted; reconnecting");
                 }
             }
-            let noise = (self.clock.elapsed().subsec_nanos() % 1000) as f64 / 1000.0;
-            let wait = self.config.backoff.jittered(failures.max(1), noise);
+            let wait = self.retry_delay(failures.max(1));
             futures::select! {
                 _ = self.clock.sleep(wait).fuse() => {}
                 _ = shutdown => return,

@@ -385,6 +385,13 @@ where
         self.away_since_ms.store(0, Ordering::Relaxed);
     }
 
+    /// How long to wait before the next try after `failures` in a row: the reconnect backoff,
+    /// jittered by the clock's low digits so that mounts restarted together spread out.
+    fn retry_delay(&self, failures: u32) -> Duration {
+        let noise = (self.clock.elapsed().subsec_nanos() % 1000) as f64 / 1000.0;
+        self.config.backoff.jittered(failures, noise)
+    }
+
     /// Runs `attempt`, a read that needs the server, again while it fails because the server
     /// is away (`ETIMEDOUT`: a restart, a network blip), pacing the tries with the reconnect
     /// backoff, for as long as the outage is younger than [`READ_PATIENCE`]. The outage is
@@ -409,8 +416,7 @@ where
                         Ok(_) => now,
                         Err(since) => since,
                     };
-                    let noise = (self.clock.elapsed().subsec_nanos() % 1000) as f64 / 1000.0;
-                    let wait = self.config.backoff.jittered(failures, noise);
+                    let wait = self.retry_delay(failures);
                     let away = Duration::from_millis(now.saturating_sub(since));
                     if away + wait > READ_PATIENCE {
                         return Err(FsError::TimedOut(why));

@@ -292,8 +292,7 @@ where
                 }
                 Applied::Retry(e) => {
                     failures += 1;
-                    let noise = (self.clock.elapsed().subsec_nanos() % 1000) as f64 / 1000.0;
-                    let wait = self.config.backoff.jittered(failures, noise);
+                    let wait = self.retry_delay(failures);
                     tracing::warn!(target: "aether_mount", first, last, error = %e.message, retry_in_ms = wait.as_millis() as u64, "write-back failed; will retry");
                     futures::select! {
                         _ = self.clock.sleep(wait).fuse() => {}

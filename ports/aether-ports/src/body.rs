@@ -12,6 +12,11 @@ use crate::Result;
 /// Chunks of a file's content, in order; an `Err` ends the upload and fails the write.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send + 'static>>;
 
+/// Bytes already held whole, as a stream of one chunk.
+pub fn one_chunk(data: Bytes) -> ByteStream {
+    Box::pin(futures::stream::iter([Ok(data)]))
+}
+
 /// What a write stores as the file's new content.
 pub enum FileBody {
     Bytes(Bytes),
@@ -58,7 +63,7 @@ impl FileBody {
     /// The body as a stream, whichever form it has.
     pub fn into_stream(self) -> ByteStream {
         match self {
-            FileBody::Bytes(b) => Box::pin(futures::stream::iter([Ok(b)])),
+            FileBody::Bytes(b) => one_chunk(b),
             FileBody::Stream { chunks, .. } => chunks,
         }
     }

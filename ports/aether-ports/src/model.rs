@@ -481,7 +481,7 @@ impl FileChunks {
         FileChunks {
             entry: c.entry,
             range: c.range,
-            chunks: Box::pin(futures::stream::iter([Ok(c.data)])),
+            chunks: crate::body::one_chunk(c.data),
         }
     }
 }

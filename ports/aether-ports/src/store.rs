@@ -690,10 +690,7 @@ pub trait BlobStore: Send + Sync + 'static {
         hash: &str,
         range: Option<(u64, u64)>,
     ) -> impl Future<Output = Result<crate::ByteStream>> + Send {
-        async move {
-            let data = self.get(hash, range).await?;
-            Ok(Box::pin(futures::stream::iter([Ok(data)])) as crate::ByteStream)
-        }
+        async move { Ok(crate::body::one_chunk(self.get(hash, range).await?)) }
     }
 }
 
