@@ -6,6 +6,7 @@ mod durability;
 mod logging;
 mod mount;
 mod ops;
+mod posix;
 mod review;
 mod sources;
 mod traces;
