@@ -6,9 +6,9 @@ mod durability;
 mod logging;
 mod mount;
 mod ops;
-mod posix;
 mod review;
 mod sources;
+mod suites;
 mod traces;
 
 use std::path::{Path, PathBuf};

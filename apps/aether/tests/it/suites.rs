@@ -1,9 +1,11 @@
-//! A POSIX conformance suite (pjdfstest, the Rust port) run inside a real mount: as root, with
-//! the kernel's page cache alone and with its write-back cache, and as an ordinary user.
+//! Public file-system test suites run inside real mounts: pjdfstest (the POSIX conformance
+//! suite, Rust port) as root, with the kernel's page cache alone and with its write-back cache,
+//! and as an ordinary user; and fsx (the file-system exerciser), which checks every byte read
+//! after random writes, mmap writes, truncations, copies and reopens.
 //!
-//! The suite's binary is built once per target directory with `cargo install` (pinned version,
+//! Each suite's binary is built once per target directory with `cargo install` (pinned version,
 //! `--locked`), so the README's test command needs nothing installed by hand; set `PJDFSTEST`
-//! to use a binary of your own.
+//! or `FSX` to use a binary of your own.
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -13,9 +15,48 @@ use std::sync::OnceLock;
 
 use crate::{Mount, Server};
 
-const VERSION: &str = "0.2.2";
+/// The binary `krate` installs, from `$env` or built on first use.
+fn installed(krate: &str, version: &str, env: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(env) {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{krate}-{version}"));
+    let bin = root.join("bin").join(krate);
+    if !bin.exists() {
+        let out = Command::new(env!("CARGO"))
+            .args([
+                "install",
+                krate,
+                "--locked",
+                "--quiet",
+                "--version",
+                version,
+            ])
+            .arg("--root")
+            .arg(&root)
+            .output()
+            .expect("run cargo install");
+        assert!(
+            out.status.success(),
+            "could not build {krate} {version} (it needs Cargo's package registry, or set {env} \
+             to a binary): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    bin
+}
 
-/// The suite's configuration: the optional features ext4 has, and two unprivileged users with
+fn pjdfstest() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| installed("pjdfstest", "0.2.2", "PJDFSTEST"))
+}
+
+fn fsx() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| installed("fsx", "0.3.2", "FSX"))
+}
+
+/// pjdfstest's configuration: the optional features ext4 has, and two unprivileged users with
 /// their groups (present on every Debian-like system) for the tests that switch users.
 const CONFIG: &str = r#"
 [features]
@@ -31,34 +72,6 @@ allow_remount = false
 [dummy_auth]
 entries = [["nobody", "nogroup"], ["daemon", "daemon"]]
 "#;
-
-/// The suite's binary, built on first use.
-fn pjdfstest() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("PJDFSTEST") {
-            return PathBuf::from(p);
-        }
-        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("pjdfstest-{VERSION}"));
-        let bin = root.join("bin/pjdfstest");
-        if !bin.exists() {
-            let out = Command::new(env!("CARGO"))
-                .args(["install", "pjdfstest", "--locked", "--quiet", "--version"])
-                .arg(VERSION)
-                .arg("--root")
-                .arg(&root)
-                .output()
-                .expect("run cargo install");
-            assert!(
-                out.status.success(),
-                "could not build pjdfstest {VERSION} (it needs Cargo's package registry, or set PJDFSTEST to a \
-                 binary): {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        bin
-    })
-}
 
 /// Who runs the suite.
 enum Runner {
@@ -218,4 +231,80 @@ fn pjdfstest_passes_in_a_mount_for_an_ordinary_user() {
         vec![],
         "only tests that need root are skipped: {report}"
     );
+}
+
+/// fsx's configuration: every operation it knows that the mount supports (all but hole
+/// punching), on a file of at most `flen` bytes, with operations of up to 64 KiB.
+fn fsx_config(flen: u64) -> String {
+    format!(
+        r#"
+flen = {flen}
+[opsize]
+max = 65536
+[weights]
+close_open = 2
+read = 10
+write = 10
+mapread = 10
+mapwrite = 10
+invalidate = 1
+truncate = 3
+fsync = 1
+fdatasync = 1
+posix_fallocate = 1
+sendfile = 2
+posix_fadvise = 1
+copy_file_range = 2
+"#
+    )
+}
+
+/// Runs `ops` fsx operations from `seed` on one file in a new mount made with `extra`, then
+/// checks that the server holds exactly what fsx last read back.
+fn exercise(extra: &[&str], flen: u64, ops: u32, seed: u32) {
+    let server = Server::start();
+    let session = server.new_session();
+    let mut m = Mount::new(&server, &session, extra);
+    let work = m.dir.parent().unwrap().join("fsx");
+    std::fs::create_dir(&work).unwrap();
+    let config = work.join("fsx.toml");
+    std::fs::write(&config, fsx_config(flen)).unwrap();
+    let out = Command::new(fsx())
+        .arg("-f")
+        .arg(&config)
+        .args(["-N", &ops.to_string(), "-S", &seed.to_string()])
+        .arg("-P")
+        .arg(&work)
+        .arg(m.path("exercised"))
+        .current_dir(&work)
+        .output()
+        .expect("run fsx");
+    let report =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && report.contains("All operations completed A-OK!"),
+        "fsx (seed {seed}, mount {extra:?}) found a difference:\n{report}"
+    );
+    let last = std::fs::read(m.path("exercised")).unwrap();
+    m.stop();
+    assert!(
+        server.read(&session, "/exercised").as_deref() == Some(&last[..]),
+        "the server's copy differs from what fsx last read back (seed {seed})"
+    );
+}
+
+#[test]
+fn fsx_reads_back_every_byte_in_a_mount() {
+    exercise(&[], 256 << 10, 10_000, 11);
+}
+
+#[test]
+fn fsx_reads_back_every_byte_in_a_mount_with_the_kernels_write_back_cache() {
+    exercise(&["--writeback-cache"], 256 << 10, 10_000, 12);
+}
+
+/// Past 1 MiB, partial changes travel as patches of the changed ranges.
+#[test]
+fn fsx_reads_back_every_byte_of_a_file_large_enough_for_patches() {
+    exercise(&[], 3 << 20, 1_500, 13);
 }
