@@ -641,20 +641,36 @@ where
     ) -> FsResult<u32> {
         self.writable()?;
         self.admit().await?;
-        let (append, direct) = match self.lock().handles.get(&fh) {
+        let (append, direct) = self.writing_handle(fh)?;
+        self.write_staged(ino, offset, append, direct, data).await
+    }
+
+    /// Whether handle `fh` appends and writes past the kernel's cache; an error unless it is
+    /// open for writing.
+    pub(crate) fn writing_handle(&self, fh: u64) -> FsResult<(bool, bool)> {
+        match self.lock().handles.get(&fh) {
             Some(Handle::File {
                 write: true,
                 append,
                 direct,
                 ..
-            }) => (*append, *direct),
-            Some(_) => {
-                return Err(FsError::BadHandle(format!(
-                    "file handle {fh} is not open for writing"
-                )));
-            }
-            None => return Err(FsError::BadHandle(format!("file handle {fh}"))),
-        };
+            }) => Ok((*append, *direct)),
+            Some(_) => Err(FsError::BadHandle(format!(
+                "file handle {fh} is not open for writing"
+            ))),
+            None => Err(FsError::BadHandle(format!("file handle {fh}"))),
+        }
+    }
+
+    /// Writes `data` into the staging area of `ino` at `offset` (at its end with `append`).
+    async fn write_staged(
+        &self,
+        ino: u64,
+        offset: u64,
+        append: bool,
+        direct: bool,
+        data: &[u8],
+    ) -> FsResult<u32> {
         self.ensure_stage(ino).await?;
         let mut st = self.lock();
         let now = self.clock.now();
@@ -688,6 +704,29 @@ where
         n.attr.ctime = now;
         self.early_note_write(&mut st, ino);
         Ok(data.len() as u32)
+    }
+
+    /// Writes zeros over `[offset, end)` of `ino`, within its size: a punched hole or a zeroed
+    /// range. The server stores whole contents and has no holes, so a hole is its zeros.
+    pub(crate) async fn zero_range(
+        &self,
+        ino: u64,
+        fh: u64,
+        offset: u64,
+        end: u64,
+    ) -> FsResult<()> {
+        const ZEROS: [u8; 1 << 16] = [0; 1 << 16];
+        let (_, direct) = self.writing_handle(fh)?;
+        let size = self.lock().nodes.get(ino).map(|n| n.attr.size).unwrap_or(0);
+        let mut at = offset;
+        while at < end.min(size) {
+            let n = (end.min(size) - at).min(ZEROS.len() as u64) as usize;
+            at += u64::from(
+                self.write_staged(ino, at, false, direct, &ZEROS[..n])
+                    .await?,
+            );
+        }
+        Ok(())
     }
 
     /// Sets the size of `ino`; committed at once unless a writer holds the file open.

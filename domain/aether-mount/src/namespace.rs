@@ -1136,19 +1136,37 @@ where
         length: u64,
         mode: i32,
     ) -> FsResult<()> {
+        // The modes of fallocate(2), as Linux numbers them.
+        const KEEP_SIZE: i32 = 0x01;
+        const PUNCH_HOLE: i32 = 0x02;
+        const ZERO_RANGE: i32 = 0x10;
         self.op();
         self.writable()?;
         self.admit().await?;
-        if mode != 0 {
+        let supported = [
+            0,
+            KEEP_SIZE,
+            PUNCH_HOLE | KEEP_SIZE,
+            ZERO_RANGE,
+            ZERO_RANGE | KEEP_SIZE,
+        ];
+        if !supported.contains(&mode) {
             return Err(FsError::Unsupported(format!(
-                "fallocate mode {mode:#x} (only plain space reservation is supported)"
+                "fallocate mode {mode:#x} (supported: space reservation, with or without \
+                 FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE and FALLOC_FL_ZERO_RANGE)"
             )));
         }
+        self.writing_handle(fh)?;
         let end = offset
             .checked_add(length)
             .ok_or_else(|| FsError::Invalid("offset + length overflows".into()))?;
+        if mode & (PUNCH_HOLE | ZERO_RANGE) != 0 {
+            self.zero_range(ino, fh, offset, end).await?;
+        }
+        // Space is never reserved ahead (the server stores whole contents), so `KEEP_SIZE` has
+        // nothing left to do; without it the file grows to `end`, zero-filled.
         let size = self.lock().nodes.get(ino).map(|n| n.attr.size).unwrap_or(0);
-        if end > size {
+        if mode & KEEP_SIZE == 0 && end > size {
             self.truncate(ino, Some(fh), end).await?;
         }
         Ok(())

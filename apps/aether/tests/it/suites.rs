@@ -233,8 +233,7 @@ fn pjdfstest_passes_in_a_mount_for_an_ordinary_user() {
     );
 }
 
-/// fsx's configuration: every operation it knows that the mount supports (all but hole
-/// punching), on a file of at most `flen` bytes, with operations of up to 64 KiB.
+/// fsx's configuration: every operation it knows, on a file of at most `flen` bytes, with operations of up to 64 KiB.
 fn fsx_config(flen: u64) -> String {
     format!(
         r#"
@@ -252,6 +251,7 @@ truncate = 3
 fsync = 1
 fdatasync = 1
 posix_fallocate = 1
+punch_hole = 1
 sendfile = 2
 posix_fadvise = 1
 copy_file_range = 2

@@ -965,3 +965,48 @@ async fn a_file_cannot_grow_past_the_servers_largest_and_keeps_what_fits() {
     assert_eq!(w.server_read("/big").await, Some(want));
     assert!(e.cache().journal_rejected().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn fallocate_punches_holes_zeroes_ranges_and_keeps_the_size_when_asked() {
+    const KEEP_SIZE: i32 = 0x01;
+    const PUNCH_HOLE: i32 = 0x02;
+    const COLLAPSE_RANGE: i32 = 0x08;
+    const ZERO_RANGE: i32 = 0x10;
+    let w = World::new().await;
+    let e = w.mount().await;
+    let ino = write_new(&e, ROOT_INO, "f", &[b'x'; 100]).await;
+    // An appending handle too: a hole goes where it is asked, not at the end.
+    let how = OpenIn { append: true, ..RW };
+    let open = e.open(ino, how).await.unwrap();
+    e.fallocate(ino, open.fh, 10, 20, PUNCH_HOLE | KEEP_SIZE)
+        .await
+        .unwrap();
+    // A zeroed range reaching past the end grows the file, unless the size is kept.
+    e.fallocate(ino, open.fh, 90, 20, ZERO_RANGE | KEEP_SIZE)
+        .await
+        .unwrap();
+    assert_eq!(e.getattr(ino).await.unwrap().0.size, 100);
+    e.fallocate(ino, open.fh, 95, 15, ZERO_RANGE).await.unwrap();
+    assert_eq!(e.getattr(ino).await.unwrap().0.size, 110);
+    // Space reserved past the end with the size kept changes nothing a reader sees.
+    e.fallocate(ino, open.fh, 0, 4096, KEEP_SIZE).await.unwrap();
+    assert_eq!(e.getattr(ino).await.unwrap().0.size, 110);
+    match e.fallocate(ino, open.fh, 0, 10, COLLAPSE_RANGE).await {
+        Err(FsError::Unsupported(m)) => assert!(m.contains("0x8"), "{m}"),
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+    let mut want = vec![b'x'; 100];
+    want[10..30].fill(0);
+    want[90..].fill(0);
+    want.resize(110, 0);
+    assert_eq!(read_all(&e, ino).await, want);
+    with_writeback(&e, e.fsync(ino, Some(open.fh)))
+        .await
+        .unwrap();
+    e.release(ino, open.fh).await.unwrap();
+    assert_eq!(w.server_read("/f").await, Some(want));
+    // A handle open for reading only may not change the file.
+    let ro = e.open(ino, RO).await.unwrap();
+    let r = e.fallocate(ino, ro.fh, 0, 10, PUNCH_HOLE | KEEP_SIZE).await;
+    assert!(matches!(r, Err(FsError::BadHandle(_))), "{r:?}");
+}
