@@ -715,7 +715,7 @@ where
         offset: u64,
         end: u64,
     ) -> FsResult<()> {
-        const ZEROS: [u8; 1 << 16] = [0; 1 << 16];
+        static ZEROS: [u8; 1 << 16] = [0; 1 << 16];
         let (_, direct) = self.writing_handle(fh)?;
         let size = self.lock().nodes.get(ino).map(|n| n.attr.size).unwrap_or(0);
         let mut at = offset;
