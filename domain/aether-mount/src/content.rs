@@ -619,7 +619,7 @@ where
             self.cache
                 .stage_open(ino, from.as_deref())
                 .map_err(errors::cache_error)?;
-            n.stage = Some(Stage {
+            n.stage = Some(Box::new(Stage {
                 dirty: false,
                 stream: from.is_none().then(StreamHash::default),
                 base_hash: from,
@@ -627,7 +627,7 @@ where
                 shrunk: false,
                 early_tried: false,
                 kernel_bypassed: false,
-            });
+            }));
             return Ok(());
         }
     }
@@ -769,11 +769,11 @@ where
                 self.cache
                     .stage_open(ino, None)
                     .map_err(errors::cache_error)?;
-                n.stage = Some(Stage {
+                n.stage = Some(Box::new(Stage {
                     base_hash: n.hash.clone(),
                     stream: Some(StreamHash::default()),
                     ..Default::default()
-                });
+                }));
                 break st;
             }
         };
@@ -883,7 +883,7 @@ where
         }
         n.hash = Some(hash.clone());
         n.attr.size = size;
-        n.stage = Some(Stage {
+        n.stage = Some(Box::new(Stage {
             dirty: false,
             base_hash: Some(hash),
             ranges: Vec::new(),
@@ -891,7 +891,7 @@ where
             stream: stage.stream,
             early_tried: stage.early_tried,
             kernel_bypassed: false,
-        });
+        }));
         Ok(())
     }
 

@@ -849,11 +849,11 @@ where
             .stage_open(ino, None)
             .map_err(errors::cache_error)?;
         let n = st.nodes.get_mut(ino).expect("just made");
-        n.stage = Some(crate::nodes::Stage {
+        n.stage = Some(Box::new(crate::nodes::Stage {
             dirty: true,
             stream: Some(crate::nodes::StreamHash::default()),
             ..Default::default()
-        });
+        }));
         n.writers += 1;
         let fh = st.next_fh;
         st.next_fh += 1;

@@ -108,9 +108,11 @@ pub(crate) struct Node {
     pub(crate) hash: Option<String>,
     pub(crate) target: Option<String>,
     pub(crate) server_inode: u64,
-    pub(crate) listing: Option<Listing>,
+    /// Boxed, for the same reason: files have none.
+    pub(crate) listing: Option<Box<Listing>>,
     pub(crate) attr_fresh_until: Duration,
-    pub(crate) stage: Option<Stage>,
+    /// Boxed: most nodes have none, and the table holds every node the mount has seen.
+    pub(crate) stage: Option<Box<Stage>>,
     pub(crate) writers: u32,
     /// Journal entries naming this node (or, for a directory, a child) not yet acknowledged.
     pub(crate) pending: u32,
@@ -128,7 +130,7 @@ impl Node {
     /// directories get an empty, unloaded listing.
     pub(crate) fn new(attr: Attr) -> Node {
         Node {
-            listing: (attr.kind == FileKind::Dir).then(Listing::default),
+            listing: (attr.kind == FileKind::Dir).then(Box::default),
             attr,
             links: Vec::new(),
             hash: None,
