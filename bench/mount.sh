@@ -140,7 +140,11 @@ declare -A R
 for t in $TARGETS; do
   d=$W/mnt/$t
   echo "== $t" >&2
-  cat "$W/src/big.bin" > /dev/null   # the source in the page cache for every target alike
+  # Every target's write starts alike: earlier rows' dirty pages on the disk (not flushed by the
+  # kernel in the middle of this row), the page cache empty but for the source.
+  drop_caches
+  cat "$W/src/big.bin" > /dev/null
+  sleep 1
   s=$(now); dd if="$W/src/big.bin" of="$d/big.bin" bs=1M conv=fsync status=none; R[$t,write]=$(since "$s")
   cold "$t"
   s=$(now); cat "$d/big.bin" > /dev/null; R[$t,read_cold]=$(since "$s")
