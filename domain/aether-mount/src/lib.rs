@@ -107,7 +107,9 @@ enum Handle {
         window: u64,
     },
     Dir {
-        entries: Vec<aether_ports::vfs::DirEntryOut>,
+        /// The listing as of the first `readdir` (taken then, not at `opendir`: a listing the
+        /// kernel serves from its own cache is never read through the handle).
+        entries: Option<std::sync::Arc<[aether_ports::vfs::DirEntryOut]>>,
     },
 }
 

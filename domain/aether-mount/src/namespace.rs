@@ -958,10 +958,12 @@ where
         self.op();
         self.ensure_listing(ino).await?;
         let mut st = self.lock();
-        let entries = self.dir_entries(&st, ino)?;
+        if self.node(&st, ino)?.listing.is_none() {
+            return Err(FsError::NotDir(st.nodes.path(ino).unwrap_or_default()));
+        }
         let fh = st.next_fh;
         st.next_fh += 1;
-        st.handles.insert(fh, Handle::Dir { entries });
+        st.handles.insert(fh, Handle::Dir { entries: None });
         // The kernel may keep serving this listing from its own cache until it changes.
         let listing = st.nodes.get_mut(ino).and_then(|n| n.listing.as_mut());
         let keep_cache = listing.is_some_and(|l| std::mem::replace(&mut l.kernel_cached, true));
@@ -974,18 +976,18 @@ where
         })
     }
 
-    async fn readdir(&self, ino: u64, fh: u64, offset: u64) -> FsResult<Vec<DirEntryOut>> {
+    async fn readdir(&self, ino: u64, fh: u64, offset: u64) -> FsResult<DirEntries> {
         self.op();
-        let st = self.lock();
-        match st.handles.get(&fh) {
-            Some(Handle::Dir { entries }) => {
-                Ok(entries.iter().skip(offset as usize).cloned().collect())
-            }
-            _ => {
-                let all = self.dir_entries(&st, ino)?;
-                Ok(all.into_iter().skip(offset as usize).collect())
-            }
+        let mut st = self.lock();
+        let from = usize::try_from(offset).unwrap_or(usize::MAX);
+        if let Some(Handle::Dir { entries: Some(all) }) = st.handles.get(&fh) {
+            return Ok(DirEntries::new(all.clone(), from));
         }
+        let all: std::sync::Arc<[DirEntryOut]> = self.dir_entries(&st, ino)?.into();
+        if let Some(Handle::Dir { entries }) = st.handles.get_mut(&fh) {
+            *entries = Some(all.clone());
+        }
+        Ok(DirEntries::new(all, from))
     }
 
     fn releasedir(&self, _ino: u64, fh: u64) {

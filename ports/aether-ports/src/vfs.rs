@@ -163,6 +163,34 @@ pub struct DirEntryOut {
     pub entry: EntryOut,
 }
 
+/// A directory's entries from one position on: a view into the listing its handle took, so
+/// that reading a large directory page by page copies nothing per page.
+#[derive(Debug, Clone)]
+pub struct DirEntries {
+    all: std::sync::Arc<[DirEntryOut]>,
+    from: usize,
+}
+
+impl DirEntries {
+    /// The entries of `all` from index `from` on (none past the end).
+    pub fn new(all: std::sync::Arc<[DirEntryOut]>, from: usize) -> Self {
+        let from = from.min(all.len());
+        DirEntries { all, from }
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, DirEntryOut> {
+        self.all[self.from..].iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.all.len() - self.from
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// How `rename` treats an existing destination.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum RenameMode {
@@ -285,7 +313,7 @@ pub trait Vfs: Send + Sync + 'static {
         ino: u64,
         fh: u64,
         offset: u64,
-    ) -> impl Future<Output = FsResult<Vec<DirEntryOut>>> + Send;
+    ) -> impl Future<Output = FsResult<DirEntries>> + Send;
     fn releasedir(&self, ino: u64, fh: u64);
     fn statfs(&self) -> impl Future<Output = FsResult<StatfsOut>> + Send;
     fn setxattr(

@@ -982,3 +982,42 @@ fn cp_within_the_mount_copies_without_warnings() {
         "the runtime logged an unimplemented operation:\n{log}"
     );
 }
+
+#[test]
+fn a_large_directory_listed_then_stated_costs_no_lookup_per_entry() {
+    let server = Server::start();
+    let session = server.new_session();
+    let (api, ctx) = server.api();
+    for chunk in 0..3 {
+        let operations = (chunk * 1000..(chunk + 1) * 1000)
+            .map(|i| aether_ports::BatchOperation::WriteFile {
+                path: format!("/big/f{i:04}"),
+                data: b"x".to_vec(),
+                mode: None,
+                parents: true,
+                expected_hash: None,
+            })
+            .collect();
+        let batch = aether_ports::BatchRequest { operations };
+        server
+            .block_on(aether_ports::FilesystemApi::batch(
+                &api, &ctx, &session, batch,
+            ))
+            .unwrap();
+    }
+    let port = crate::ops::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let m = Mount::new(&server, &session, &["--metrics-addr", &addr]);
+    let lookups = || crate::ops::fuse_requests(port, "lookup");
+    // A plain listing first (the kernel then serves the names from its own cache), then every
+    // entry stated: each listing page carried the entries' attributes, so no name is looked up.
+    assert_eq!(sh(&m.dir, "ls -f big | wc -l").trim(), "3002");
+    let before = lookups();
+    let listed = sh(&m.dir, "ls -l big | wc -l");
+    assert_eq!(listed.trim(), "3001", "`total` and 3,000 files");
+    let asked = lookups() - before;
+    assert!(
+        asked <= 3,
+        "`ls -l` of 3,000 listed files made {asked} lookups"
+    );
+}

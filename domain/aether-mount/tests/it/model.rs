@@ -484,10 +484,7 @@ async fn snapshot<V: Vfs>(e: &V) -> BTreeMap<String, String> {
         let open = e.opendir(dir).await.unwrap();
         let entries = e.readdir(dir, open.fh, 0).await.unwrap();
         e.releasedir(dir, open.fh);
-        for d in entries
-            .into_iter()
-            .filter(|d| d.name != "." && d.name != "..")
-        {
+        for d in entries.iter().filter(|d| d.name != "." && d.name != "..") {
             let path = format!("{prefix}/{}", d.name);
             let ino = d.entry.attr.ino;
             let desc = match d.entry.attr.kind {

@@ -1010,3 +1010,33 @@ async fn fallocate_punches_holes_zeroes_ranges_and_keeps_the_size_when_asked() {
     let r = e.fallocate(ino, ro.fh, 0, 10, PUNCH_HOLE | KEEP_SIZE).await;
     assert!(matches!(r, Err(FsError::BadHandle(_))), "{r:?}");
 }
+
+#[tokio::test]
+async fn a_directory_read_page_by_page_keeps_the_listing_of_its_first_page() {
+    let w = World::new().await;
+    let e = w.mount().await;
+    for name in ["a", "b", "c", "d", "e"] {
+        write_new(&e, ROOT_INO, name, b"x").await;
+    }
+    let names =
+        |entries: &DirEntries| -> Vec<String> { entries.iter().map(|d| d.name.clone()).collect() };
+    let open = e.opendir(ROOT_INO).await.unwrap();
+    let first = e.readdir(ROOT_INO, open.fh, 0).await.unwrap();
+    assert_eq!(names(&first), [".", "..", "a", "b", "c", "d", "e"]);
+    // A name added between two pages neither shifts the next page nor shows up in it.
+    write_new(&e, ROOT_INO, "0", b"x").await;
+    let rest = e.readdir(ROOT_INO, open.fh, 4).await.unwrap();
+    assert_eq!(names(&rest), ["c", "d", "e"]);
+    assert_eq!(rest.iter().map(|d| d.offset).collect::<Vec<_>>(), [5, 6, 7]);
+    assert!(e.readdir(ROOT_INO, open.fh, 99).await.unwrap().is_empty());
+    e.releasedir(ROOT_INO, open.fh);
+    let again = e.opendir(ROOT_INO).await.unwrap();
+    let now = e.readdir(ROOT_INO, again.fh, 0).await.unwrap();
+    assert_eq!(
+        now.len(),
+        8,
+        "a new handle lists the new name: {:?}",
+        names(&now)
+    );
+    e.releasedir(ROOT_INO, again.fh);
+}
