@@ -57,21 +57,54 @@ fn fsx() -> &'static Path {
 }
 
 /// pjdfstest's configuration: the optional features ext4 has, and two unprivileged users with
-/// their groups (present on every Debian-like system) for the tests that switch users.
-const CONFIG: &str = r#"
+/// their primary groups (`nobody` and `daemon`, whose group names differ between systems) for
+/// the tests that switch users.
+fn pjdfstest_config() -> String {
+    let entry = |user: &str| {
+        let (_, gid) = account(user);
+        format!("[\"{user}\", \"{}\"]", group_name(gid))
+    };
+    format!(
+        r#"
 [features]
-posix_fallocate = {}
-rename_ctime = {}
-utime_now = {}
-utimensat = {}
+posix_fallocate = {{}}
+rename_ctime = {{}}
+utime_now = {{}}
+utimensat = {{}}
 
 [settings]
 naptime = 0.01
 allow_remount = false
 
 [dummy_auth]
-entries = [["nobody", "nogroup"], ["daemon", "daemon"]]
-"#;
+entries = [{}, {}]
+"#,
+        entry("nobody"),
+        entry("daemon")
+    )
+}
+
+/// The uid and primary gid of `user`, from /etc/passwd.
+fn account(user: &str) -> (u32, u32) {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let fields: Vec<&str> = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 3 && f[0] == user)
+        .unwrap_or_else(|| panic!("pjdfstest needs a `{user}` user in /etc/passwd"));
+    (fields[2].parse().unwrap(), fields[3].parse().unwrap())
+}
+
+/// The name of group `gid`, from /etc/group.
+fn group_name(gid: u32) -> String {
+    let groups = std::fs::read_to_string("/etc/group").unwrap();
+    groups
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[2] == gid.to_string())
+        .map(|f| f[0].to_owned())
+        .unwrap_or_else(|| panic!("pjdfstest needs a name for group {gid} in /etc/group"))
+}
 
 /// Who runs the suite.
 enum Runner {
@@ -79,17 +112,6 @@ enum Runner {
     /// An ordinary user (the system's `daemon`), in a directory of the mount it owns: the tests
     /// that need root are skipped, the rest check the kernel's permission checks and ours.
     Ordinary,
-}
-
-/// The uid and gid of the ordinary user.
-fn ordinary_user() -> (u32, u32) {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
-    let fields: Vec<&str> = passwd
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f[0] == "daemon")
-        .expect("a `daemon` user in /etc/passwd");
-    (fields[2].parse().unwrap(), fields[3].parse().unwrap())
 }
 
 /// Runs the whole suite in a new mount made with `extra` and returns its report.
@@ -109,7 +131,7 @@ fn run_suite(extra: &[&str], runner: Runner) -> String {
     std::fs::create_dir(&other).unwrap();
     std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o777)).unwrap();
     let config = parent.join("pjdfstest.toml");
-    std::fs::write(&config, CONFIG).unwrap();
+    std::fs::write(&config, pjdfstest_config()).unwrap();
 
     let mut cmd = match runner {
         Runner::Root => {
@@ -118,7 +140,7 @@ fn run_suite(extra: &[&str], runner: Runner) -> String {
             cmd
         }
         Runner::Ordinary => {
-            let (uid, gid) = ordinary_user();
+            let (uid, gid) = account("daemon");
             let home = m.dir.join("home");
             std::fs::create_dir(&home).unwrap();
             std::os::unix::fs::chown(&home, Some(uid), Some(gid)).unwrap();
