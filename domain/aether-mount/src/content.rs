@@ -708,19 +708,20 @@ where
 
     /// Writes zeros over `[offset, end)` of `ino`, within its size: a punched hole or a zeroed
     /// range. The server stores whole contents and has no holes, so a hole is its zeros.
+    /// `direct`: the handle writes past the kernel's page cache.
     pub(crate) async fn zero_range(
         &self,
         ino: u64,
-        fh: u64,
+        direct: bool,
         offset: u64,
         end: u64,
     ) -> FsResult<()> {
         static ZEROS: [u8; 1 << 16] = [0; 1 << 16];
-        let (_, direct) = self.writing_handle(fh)?;
         let size = self.lock().nodes.get(ino).map(|n| n.attr.size).unwrap_or(0);
+        let end = end.min(size);
         let mut at = offset;
-        while at < end.min(size) {
-            let n = (end.min(size) - at).min(ZEROS.len() as u64) as usize;
+        while at < end {
+            let n = (end - at).min(ZEROS.len() as u64) as usize;
             at += u64::from(
                 self.write_staged(ino, at, false, direct, &ZEROS[..n])
                     .await?,

@@ -1158,12 +1158,12 @@ where
                  FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE and FALLOC_FL_ZERO_RANGE)"
             )));
         }
-        self.writing_handle(fh)?;
+        let (_, direct) = self.writing_handle(fh)?;
         let end = offset
             .checked_add(length)
             .ok_or_else(|| FsError::Invalid("offset + length overflows".into()))?;
         if mode & (PUNCH_HOLE | ZERO_RANGE) != 0 {
-            self.zero_range(ino, fh, offset, end).await?;
+            self.zero_range(ino, direct, offset, end).await?;
         }
         // Space is never reserved ahead (the server stores whole contents), so `KEEP_SIZE` has
         // nothing left to do; without it the file grows to `end`, zero-filled.

@@ -108,10 +108,10 @@ pub(crate) struct Node {
     pub(crate) hash: Option<String>,
     pub(crate) target: Option<String>,
     pub(crate) server_inode: u64,
-    /// Boxed, for the same reason: files have none.
+    /// Boxed: files have none, and the table holds every node the mount has seen.
     pub(crate) listing: Option<Box<Listing>>,
     pub(crate) attr_fresh_until: Duration,
-    /// Boxed: most nodes have none, and the table holds every node the mount has seen.
+    /// Boxed too: most nodes have none.
     pub(crate) stage: Option<Box<Stage>>,
     pub(crate) writers: u32,
     /// Journal entries naming this node (or, for a directory, a child) not yet acknowledged.
