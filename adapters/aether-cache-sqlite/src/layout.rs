@@ -1,7 +1,8 @@
 //! The per-session directory layout of SPEC 5.2, created with mode 0700 throughout.
 
+use std::collections::HashSet;
 use std::fs;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use aether_ports::local_cache::CacheError;
@@ -86,20 +87,21 @@ impl SessionLayout {
     }
 }
 
-/// Number of files and their total size under `dir` (two levels, as the blob store is).
+/// Number of files and their total size under `dir` (two levels, as the blob store is). A
+/// file under several names (a blob kept under its local name and the server's) counts once.
 pub(crate) fn walk_size(dir: &Path) -> (u64, u64) {
-    let mut count = 0;
-    let mut bytes = 0;
-    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
-        let Ok(meta) = entry.metadata() else { continue };
-        if meta.is_dir() {
-            let (c, b) = walk_size(&entry.path());
-            count += c;
-            bytes += b;
-        } else {
-            count += 1;
-            bytes += meta.len();
+    fn walk(dir: &Path, seen: &mut HashSet<(u64, u64)>, total: &mut (u64, u64)) {
+        for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                walk(&entry.path(), seen, total);
+            } else if seen.insert((meta.dev(), meta.ino())) {
+                total.0 += 1;
+                total.1 += meta.len();
+            }
         }
     }
-    (count, bytes)
+    let mut total = (0, 0);
+    walk(dir, &mut HashSet::new(), &mut total);
+    total
 }

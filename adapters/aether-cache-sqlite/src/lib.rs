@@ -1,5 +1,5 @@
-//! The mount's local cache on disk (adapter layer): content blobs by SHA-256, staging files for
-//! dirty data, and the write journal in a SQLite index, laid out per SPEC 5.2 with every
+//! The mount's local cache on disk (adapter layer): content blobs by SHA-256 (or by a local
+//! name until the server names them), staging files for dirty data, and the write journal in a SQLite index, laid out per SPEC 5.2 with every
 //! directory 0700; plus the host-wide shared blob store that lets sessions on one host keep one
 //! copy of identical content (hard links counted in `refcounts.db`). Content up to
 //! [`INLINE_MAX_BYTES`] is staged in memory and kept in the index instead of as files.
@@ -46,8 +46,8 @@ pub struct DiskCache {
     linked: Mutex<std::collections::HashSet<u64>>,
     open_blobs: Mutex<HashMap<String, Arc<File>>>,
     /// Blob shard directories (`blobs/<aa>`) known to exist with mode 0700, by their first
-    /// byte: checking on every commit cost two `stat`s per small file.
-    shards_ready: [AtomicBool; 256],
+    /// byte (and `blobs/local` last): checking on every commit cost two `stat`s per small file.
+    shards_ready: [AtomicBool; 257],
 }
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> CacheError {
@@ -57,13 +57,32 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> CacheError {
     CacheError::Backend(format!("{what} {}: {e}", path.display()))
 }
 
+/// Whether `hash` is a SHA-256 hex digest.
+fn is_digest(hash: &str) -> bool {
+    hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A blob name: a SHA-256 hex digest, or a local name the server has not named yet.
 fn valid_hash(hash: &str) -> Result<(), CacheError> {
-    if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if is_digest(hash) || LocalName::is(hash) {
         Ok(())
     } else {
         Err(CacheError::Backend(format!(
-            "{hash:?} is not a SHA-256 hex digest"
+            "{hash:?} is neither a SHA-256 hex digest nor a local blob name"
         )))
+    }
+}
+
+/// The shard directory of a valid blob name (`blobs/<aa>`, or `blobs/local` for local names)
+/// and its slot in `shards_ready`.
+fn shard_of(hash: &str) -> (&str, usize) {
+    if LocalName::is(hash) {
+        ("local", 256)
+    } else {
+        (
+            &hash[..2],
+            usize::from_str_radix(&hash[..2], 16).unwrap_or(0),
+        )
     }
 }
 
@@ -84,7 +103,7 @@ impl DiskCache {
             stages: Mutex::new(HashMap::new()),
             linked: Mutex::new(std::collections::HashSet::new()),
             open_blobs: Mutex::new(HashMap::new()),
-            shards_ready: [const { AtomicBool::new(false) }; 256],
+            shards_ready: [const { AtomicBool::new(false) }; 257],
         })
     }
 
@@ -117,25 +136,24 @@ impl DiskCache {
     }
 
     fn blob_path(&self, hash: &str) -> PathBuf {
-        self.layout.blobs.join(&hash[..2]).join(hash)
+        self.layout.blobs.join(shard_of(hash).0).join(hash)
     }
 
     /// Makes sure the shard directory of `hash` (a valid digest) exists, at most once per mount
     /// unless [`Self::shard_lost`] reports it gone.
     fn ensure_shard(&self, hash: &str) -> Result<(), CacheError> {
-        let at = usize::from_str_radix(&hash[..2], 16).unwrap_or(0);
+        let (dir, at) = shard_of(hash);
         if self.shards_ready[at].load(Ordering::Acquire) {
             return Ok(());
         }
-        ensure_private_dir(&self.layout.blobs.join(&hash[..2]))?;
+        ensure_private_dir(&self.layout.blobs.join(dir))?;
         self.shards_ready[at].store(true, Ordering::Release);
         Ok(())
     }
 
     /// Forgets that the shard of `hash` exists (something removed it under us).
     fn shard_lost(&self, hash: &str) {
-        let at = usize::from_str_radix(&hash[..2], 16).unwrap_or(0);
-        self.shards_ready[at].store(false, Ordering::Release);
+        self.shards_ready[shard_of(hash).1].store(false, Ordering::Release);
     }
 
     fn partial_path(&self, hash: &str) -> PathBuf {
@@ -289,10 +307,16 @@ impl DiskCache {
             self.ensure_shard(hash)?;
             fs::rename(tmp, &dest).map_err(|e| io_err("install blob", &dest, e))?;
         }
-        if let Some(shared) = &self.shared {
-            shared.adopt(hash, &dest);
-        }
+        self.offer_shared(hash, &dest);
         Ok(())
+    }
+
+    /// Offers blob `hash` at `path` to the host-wide shared store: digests only, since another
+    /// session may take the content by its name.
+    fn offer_shared(&self, hash: &str, path: &Path) {
+        if let Some(shared) = self.shared.as_ref().filter(|_| is_digest(hash)) {
+            shared.adopt(hash, path);
+        }
     }
 
     fn tmp_path(&self, tag: &str) -> PathBuf {
@@ -329,7 +353,7 @@ impl LocalCache for DiskCache {
             return true;
         }
         // Another session on this host may hold it: link it in.
-        match &self.shared {
+        match self.shared.as_ref().filter(|_| is_digest(hash)) {
             Some(shared) => shared.link_into(hash, &self.blob_path(hash)),
             None => false,
         }
@@ -546,13 +570,42 @@ impl LocalCache for DiskCache {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(stage);
-                if let Some(shared) = &self.shared {
-                    shared.adopt(hash, &dest);
-                }
+                self.offer_shared(hash, &dest);
                 Ok(())
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
             Err(e) => Err(io_err("link staged content", &path, e)),
+        }
+    }
+
+    fn blob_name(&self, local: &str, hash: &str) -> CacheResult<()> {
+        if !LocalName::is(local) || !is_digest(hash) {
+            return Err(CacheError::Backend(format!(
+                "cannot name blob {local:?} as {hash:?}: expected a local name and a SHA-256 digest"
+            )));
+        }
+        if let Some(data) = self.journal.inline_get(local)? {
+            return self.journal.inline_put(hash, &data);
+        }
+        let (from, dest) = (self.blob_path(local), self.blob_path(hash));
+        if dest.exists() {
+            return Ok(());
+        }
+        self.ensure_shard(hash)?;
+        match fs::hard_link(&from, &dest) {
+            Ok(()) => {
+                self.offer_shared(hash, &dest);
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && from.exists() => {
+                self.shard_lost(hash);
+                self.ensure_shard(hash)?;
+                fs::hard_link(&from, &dest).map_err(|e| io_err("name blob", &dest, e))?;
+                self.offer_shared(hash, &dest);
+                Ok(())
+            }
+            Err(e) => Err(io_err("name blob", &from, e)),
         }
     }
 

@@ -8,6 +8,7 @@ use aether_ports::local_cache::{JournalOp, LocalCache, MountClock};
 use aether_ports::vfs::{FileKind, FsError, FsResult, OpenIn, OpenOut};
 use aether_ports::{ReadFileRequest, SessionApi};
 
+use crate::naming::HASHED_MAX;
 use crate::nodes::{Stage, StreamHash};
 use crate::{Engine, Handle, State, errors};
 
@@ -824,17 +825,25 @@ where
         let Some(path) = st.nodes.path(ino) else {
             return Ok(());
         };
-        let in_order = StreamHash::digest(&stage.stream, n.attr.size);
-        let in_order_hash = in_order.is_some();
-        let (hash, size) = match in_order {
-            Some(hash) => {
+        let in_order = StreamHash::covers(&stage.stream, n.attr.size);
+        let size = n.attr.size;
+        // Large content is named by the server (`naming.rs`); small content by its hash, taken
+        // as it was written when it was written in order.
+        let named = if size > HASHED_MAX {
+            Some(self.local_name(st, ino))
+        } else {
+            StreamHash::digest(&stage.stream, size)
+        };
+        let (hash, size) = match named {
+            Some(name) => {
                 self.cache
-                    .stage_commit_as(ino, &hash, n.attr.size)
+                    .stage_commit_as(ino, &name, size)
                     .map_err(errors::cache_error)?;
-                (hash, n.attr.size)
+                (name, size)
             }
             None => self.cache.stage_commit(ino).map_err(errors::cache_error)?,
         };
+        let n = st.nodes.get(ino).expect("checked above");
         let patch = match &stage.base_hash {
             Some(_)
                 if n.journaled
@@ -864,13 +873,7 @@ where
         if created {
             self.journal_owner(st, ino)?;
         }
-        self.early_commit(
-            st,
-            ino,
-            seq,
-            (&path, mode, size, &hash),
-            in_order_hash && whole,
-        );
+        self.early_commit(st, ino, seq, (&path, mode, size, &hash), in_order && whole);
         let n = st.nodes.get_mut(ino).expect("checked above");
         n.journaled = true;
         n.last_seq = seq;

@@ -340,9 +340,10 @@ where
         }
     }
 
-    /// The write-back reached entry `seq`, a whole-file write of `hash` at `path`: if an early
-    /// upload carries it, lets it end and reports whether the server now holds that content.
-    pub(crate) async fn early_finish(&self, seq: u64, path: &str, hash: &str) -> bool {
+    /// The write-back reached entry `seq`, a whole-file write of `size` bytes named `hash` at
+    /// `path`: if an early upload carries it, lets it end and reports whether the server now
+    /// holds that content (which, named locally, then takes the server's name).
+    pub(crate) async fn early_finish(&self, seq: u64, path: &str, hash: &str, size: u64) -> bool {
         let Some(claim) = self.lock().early_claims.remove(&seq) else {
             return false;
         };
@@ -352,13 +353,9 @@ where
             }
         });
         match claim.outcome.await {
-            Ok(Ok(entry)) if entry.content_hash.as_deref() == Some(hash) => true,
-            Ok(Ok(entry)) => {
-                // Cannot happen while the reasoning at the top of this module holds; the
-                // whole-file send that follows puts the right content back.
-                tracing::error!(target: "aether_mount", path, expected = hash, stored = ?entry.content_hash, "an early upload stored other content than the journal holds; sending it again");
-                false
-            }
+            // A mismatch cannot happen while the reasoning at the top of this module holds; the
+            // whole-file send that follows puts the right content back.
+            Ok(Ok(entry)) => self.server_named(hash, size, &entry),
             Ok(Err(e)) => {
                 tracing::debug!(target: "aether_mount", path, error = %e.message, "the early upload failed; sending the file at write-back");
                 false

@@ -14,6 +14,7 @@ mod errors;
 mod kernel_store;
 mod listing;
 mod namespace;
+mod naming;
 mod nodes;
 mod prefetch;
 mod writeback;
@@ -141,6 +142,12 @@ struct State {
     /// (`prefetch.rs`).
     last_cold_dir: Option<u64>,
     prefetching: std::collections::HashSet<String>,
+    /// Content committed under a local name, by name: the inode it was written to, until the
+    /// server names it; then the server's names of such content, for patches journaled against
+    /// it before (`naming.rs`).
+    local_names: HashMap<String, u64>,
+    server_names: HashMap<String, String>,
+    next_local: u32,
 }
 
 /// Whether a handle may write past the kernel's page cache ([`OpenOut::direct_io`]): it is
@@ -224,6 +231,9 @@ where
                 streaming: HashMap::new(),
                 last_cold_dir: None,
                 prefetching: Default::default(),
+                local_names: HashMap::new(),
+                server_names: HashMap::new(),
+                next_local: 0,
             }),
             remote,
             cache,

@@ -21,8 +21,8 @@ pub(crate) struct Stage {
     pub(crate) ranges: Vec<(u64, u64)>,
     /// The file was truncated below its base size at some point.
     pub(crate) shrunk: bool,
-    /// The content's hash so far, while it was written strictly in order from an empty file:
-    /// then `close` needs no second pass over the data.
+    /// How far the content was written strictly in order from an empty file, and its hash so
+    /// far while it is small enough to be hashed (`close` then needs no second pass over it).
     pub(crate) stream: Option<StreamHash>,
     /// An early upload of this content was started (it is not started twice).
     pub(crate) early_tried: bool,
@@ -31,11 +31,14 @@ pub(crate) struct Stage {
     pub(crate) kernel_bypassed: bool,
 }
 
-/// A SHA-256 of a staging area's first `upto` bytes, fed as they are written.
+/// A staging area's first `upto` bytes, written in order, and their SHA-256 while they are at
+/// most [`crate::naming::HASHED_MAX`] bytes: larger content is named by the server instead.
 #[derive(Clone, Default)]
 pub(crate) struct StreamHash {
-    pub(crate) state: sha2::Sha256,
+    state: Option<sha2::Sha256>,
     pub(crate) upto: u64,
+    /// The hash stopped at `HASHED_MAX` (`state` is `None` since then).
+    past_max: bool,
 }
 
 impl std::fmt::Debug for StreamHash {
@@ -50,18 +53,29 @@ impl StreamHash {
         use sha2::Digest;
         match stream {
             Some(h) if h.upto == offset => {
-                h.state.update(data);
                 h.upto += data.len() as u64;
+                if h.upto > crate::naming::HASHED_MAX {
+                    h.state = None;
+                    h.past_max = true;
+                } else if !h.past_max {
+                    h.state.get_or_insert_with(sha2::Sha256::new).update(data);
+                }
             }
             _ => *stream = None,
         }
     }
 
-    /// The hex digest of the content, if the stream covers exactly `size` bytes.
+    /// Whether the stream covers exactly `size` bytes: the content was written in order.
+    pub(crate) fn covers(stream: &Option<StreamHash>, size: u64) -> bool {
+        stream.as_ref().is_some_and(|h| h.upto == size)
+    }
+
+    /// The hex digest of the content, if the stream covers exactly `size` bytes and hashed them.
     pub(crate) fn digest(stream: &Option<StreamHash>, size: u64) -> Option<String> {
         use sha2::Digest;
-        let h = stream.as_ref().filter(|h| h.upto == size)?;
-        Some(hex::encode(h.state.clone().finalize()))
+        let h = stream.as_ref().filter(|h| h.upto == size && !h.past_max)?;
+        let state = h.state.clone().unwrap_or_default();
+        Some(hex::encode(state.finalize()))
     }
 }
 

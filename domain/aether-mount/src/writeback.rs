@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use aether_domain::{Code, Error, Reason};
-use aether_ports::local_cache::{JournalEntry, JournalOp, LocalCache, MountClock};
+use aether_ports::local_cache::{JournalEntry, JournalOp, LocalCache, LocalName, MountClock};
 use aether_ports::vfs::{FsError, FsResult};
 use aether_ports::*;
 use futures::FutureExt;
@@ -77,6 +77,8 @@ fn batch_bytes(op: &JournalOp) -> Option<u64> {
     match op {
         JournalOp::Write { patch: Some(_), .. } => None,
         JournalOp::Write { size, .. } if *size > MAX_BATCHED_FILE => None,
+        // A batch's reply names no content: content named locally travels alone (`naming.rs`).
+        JournalOp::Write { hash, .. } if LocalName::is(hash) => None,
         other => Some(other.payload_bytes() + 256),
     }
 }
@@ -754,7 +756,9 @@ where
                     let bytes: u64 = ranges.iter().map(|(s, e)| e.saturating_sub(*s)).sum();
                     bytes <= crate::content::PATCH_MAX_BYTES
                 });
-                if let (Some(ranges), Some(base)) = (patch, base_hash) {
+                // A base known only by its local name cannot guard a patch: the whole goes.
+                let base = base_hash.and_then(|b| self.server_name_of(&b));
+                if let (Some(ranges), Some(base)) = (patch, base) {
                     let mut segments = Vec::with_capacity(ranges.len());
                     for &(s, e) in ranges.iter().filter(|(s, _)| *s < size) {
                         let data = self.journaled_range(&path, &hash, s, e.min(size))?;
@@ -768,7 +772,12 @@ where
                         create: false,
                     };
                     match r.patch_segments(ctx, sid, req).await {
-                        Ok(_) => return Ok(()),
+                        Ok(entry) => {
+                            if LocalName::is(&hash) {
+                                self.server_named(&hash, size, &entry);
+                            }
+                            return Ok(());
+                        }
                         // The server's copy moved on: send the whole content instead.
                         Err(e)
                             if e.code == Code::Aborted
@@ -777,26 +786,30 @@ where
                         Err(e) => return Err(e),
                     }
                 }
-                if self.early_finish(seq, &path, &hash).await {
+                if self.early_finish(seq, &path, &hash, size).await {
                     return Ok(());
                 }
                 let ctx = ctx.clone().with_idempotency_key(format!(
                     "{}:whole",
                     ctx.idempotency_key.clone().unwrap_or_default()
                 ));
-                r.write_file(
-                    &ctx,
-                    sid,
-                    WriteFileRequest {
-                        data: self.journaled_body(&path, &hash, size)?,
-                        path,
-                        mode: Some(mode),
-                        parents: false,
-                        expected_hash: None,
-                    },
-                )
-                .await
-                .map(drop)
+                let entry = r
+                    .write_file(
+                        &ctx,
+                        sid,
+                        WriteFileRequest {
+                            data: self.journaled_body(&path, &hash, size)?,
+                            path,
+                            mode: Some(mode),
+                            parents: false,
+                            expected_hash: None,
+                        },
+                    )
+                    .await?;
+                if LocalName::is(&hash) {
+                    self.server_named(&hash, size, &entry);
+                }
+                Ok(())
             }
             JournalOp::DeleteFile { path } => r
                 .delete_file(

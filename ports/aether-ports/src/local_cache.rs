@@ -2,6 +2,9 @@
 //! the write journal (mutations not yet acknowledged by the server), and the clock/sleep the
 //! engine may not take from the system itself.
 //!
+//! A blob's name is its SHA-256 hex digest, or a *local name* (see [`LocalName`]) that the
+//! mount gives large content it wrote and did not hash, until the server names it.
+//!
 //! Calls are synchronous: they are local disk and SQLite operations measured in microseconds,
 //! made from the runtime's worker threads (ARCHITECTURE.md, "The mount's local I/O").
 
@@ -17,6 +20,29 @@ pub type CacheResult<T> = std::result::Result<T, CacheError>;
 
 /// Directory listings by directory path, each as the manifest shows it (the directory first).
 pub type Listings = Vec<(String, Vec<crate::Entry>)>;
+
+/// A name the mount gives content it wrote without hashing it: `local-` and 24 hex digits. The
+/// server hashes every upload anyway, so large content is named by the server's reply instead
+/// of a second SHA-256 pass in the mount (docs/mount.md, "Content the server names"). A local
+/// name never leaves the mount: it is neither sent to the server nor offered to the host-wide
+/// shared store.
+pub struct LocalName;
+
+impl LocalName {
+    pub const PREFIX: &'static str = "local-";
+
+    /// The local name made of a time stamp (nanoseconds) and a counter: unique across mounts of
+    /// one cache unless the clock runs back to the same nanosecond.
+    pub fn make(nanos: u64, counter: u32) -> String {
+        format!("{}{nanos:016x}{counter:08x}", Self::PREFIX)
+    }
+
+    /// Whether `name` is a well-formed local name.
+    pub fn is(name: &str) -> bool {
+        name.strip_prefix(Self::PREFIX)
+            .is_some_and(|rest| rest.len() == 24 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
+    }
+}
 
 /// A failure of the local cache (disk full, permissions, corrupt index).
 #[derive(Debug, thiserror::Error)]
@@ -193,8 +219,12 @@ pub trait LocalCache: Send + Sync + 'static {
     /// Hashes the staging area and keeps its content as a blob; returns (hash, size). The
     /// staging area stays open for further writes.
     fn stage_commit(&self, stage: u64) -> CacheResult<(String, u64)>;
-    /// Like `stage_commit`, for a caller that already knows the content's hash and size.
+    /// Like `stage_commit`, for a caller that already knows the content's hash and size, or
+    /// that names it with a [`LocalName`] (the cache cannot check such a name).
     fn stage_commit_as(&self, stage: u64, hash: &str, size: u64) -> CacheResult<()>;
+    /// The server stored the blob named `local` (a [`LocalName`]) under `hash`: keep it under
+    /// `hash` too. The local name stays readable (a reader may hold it) until `clear_clean`.
+    fn blob_name(&self, local: &str, hash: &str) -> CacheResult<()>;
     fn stage_drop(&self, stage: u64);
 
     /// Appends a mutation; it is durable against a crash of this process when this returns.

@@ -186,6 +186,51 @@ fn two_sessions_share_one_copy() {
     assert_eq!(b.read_blob(&hash, 0, 1).unwrap(), [42]);
 }
 
+/// Large content the mount did not hash is kept under a local name, which stays private to the
+/// session, until the server names it; then it is kept under both names, counted once, and
+/// offered to the shared store under the server's.
+#[test]
+fn content_named_locally_takes_the_servers_name() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path(), "sess_a");
+    let b = open(dir.path(), "sess_b");
+    let data = large("local");
+    let local = LocalName::make(7, 1);
+    a.stage_open(1, None).unwrap();
+    a.stage_write(1, 0, &data).unwrap();
+    a.stage_commit_as(1, &local, data.len() as u64).unwrap();
+    assert_eq!(a.read_blob(&local, 0, 5).unwrap(), b"local");
+    assert_eq!(
+        a.stats().shared_links,
+        0,
+        "a local name is not offered to other sessions"
+    );
+    assert!(!b.has_blob(&local));
+
+    let hash = hex::encode(sha2::Sha256::digest(&data));
+    a.blob_name(&local, &hash).unwrap();
+    assert_eq!(a.read_blob(&hash, 0, 5).unwrap(), b"local");
+    assert_eq!(
+        a.read_blob(&local, 0, 5).unwrap(),
+        b"local",
+        "still readable under the old name"
+    );
+    let stats = a.stats();
+    assert_eq!((stats.blob_count, stats.blob_bytes), (1, data.len() as u64));
+    assert!(
+        b.has_blob(&hash),
+        "offered to the shared store under the server's name"
+    );
+
+    // Names that are neither are refused; clearing drops the local name once nothing needs it.
+    assert!(a.blob_name(&hash, &hash).is_err());
+    assert!(a.blob_name(&local, "local-not-a-digest").is_err());
+    assert!(a.read_blob("local-zz", 0, 1).is_err());
+    a.clear_clean().unwrap();
+    assert!(!a.has_blob(&local));
+}
+
 #[test]
 fn blobs_needed_by_the_journal_survive_clear() {
     let dir = tempfile::tempdir().unwrap();

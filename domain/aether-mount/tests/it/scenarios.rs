@@ -226,6 +226,124 @@ async fn a_large_edit_of_a_large_file_is_sent_whole() {
     assert_eq!(got[6 << 20], 7);
 }
 
+/// The pending journal's writes: each one's content name, and whether it is a patch.
+fn pending_write(cache: &aether_fakes::MemoryCache) -> Vec<(String, bool)> {
+    let pending = cache.journal_pending(100).unwrap();
+    pending
+        .into_iter()
+        .filter_map(|e| match e.op {
+            local_cache::JournalOp::Write { hash, patch, .. } => Some((hash, patch.is_some())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Large content written through the mount is not hashed there: it is journaled under a local
+/// name, and the server's reply names it. Under that name it stays cached (a remount reads it
+/// without a download), and a later small edit still travels as a patch.
+#[tokio::test]
+async fn large_content_written_here_takes_the_servers_name_and_stays_cached() {
+    let w = World::new().await;
+    let plan = FaultPlan::default();
+    let e = Engine::new(
+        Faulty::new(w.api.clone(), plan.clone()),
+        w.cache.clone(),
+        ManualClock::default(),
+        w.config(),
+    );
+    e.start().await.unwrap();
+    let big: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 253) as u8).collect();
+    let f = write_new(&&e, ROOT_INO, "big.bin", &big).await;
+    let names = pending_write(&w.cache);
+    assert!(
+        matches!(&names[..], [(name, false)] if local_cache::LocalName::is(name)),
+        "journaled under a local name: {names:?}"
+    );
+    write_back(&e).await;
+    let stored = w.server_entry("/big.bin").await.unwrap();
+    let hash = stored.content_hash.clone().unwrap();
+    assert!(w.cache.has_blob(&hash), "kept under the server's name");
+
+    // An edit journaled now is a patch guarded by the server's name, and is sent as one.
+    let open = e.open(f, RW).await.unwrap();
+    e.write(f, open.fh, 5, b"EDIT").await.unwrap();
+    e.release(f, open.fh).await.unwrap();
+    let names = pending_write(&w.cache);
+    assert!(matches!(&names[..], [(_, true)]), "a patch: {names:?}");
+    write_back(&e).await;
+    assert_eq!(plan.calls("patch_segments"), 1);
+    let mut want = big.clone();
+    want[5..9].copy_from_slice(b"EDIT");
+    assert!(w.server_read("/big.bin").await.unwrap() == want);
+    e.save_index(std::time::Duration::ZERO).await.unwrap();
+    drop(e);
+
+    // A remount reads it from the cache: the server's read route fails to prove it.
+    plan.set(
+        "read_file",
+        Fault {
+            error: Some(aether_domain::Error::unavailable("not asked")),
+            ..Default::default()
+        },
+    );
+    let e2 = Engine::new(
+        Faulty::new(w.api.clone(), plan.clone()),
+        w.cache.clone(),
+        ManualClock::default(),
+        w.config(),
+    );
+    e2.start().await.unwrap();
+    let ino = e2.lookup(ROOT_INO, b"big.bin").await.unwrap().attr.ino;
+    assert!(read_whole(&e2, ino, 4 << 20).await == want);
+}
+
+/// A patch journaled before the server named the content it edits is guarded by the name the
+/// server gave that content once the write-back reaches it.
+#[tokio::test]
+async fn an_edit_journaled_before_the_server_named_its_base_is_still_a_patch() {
+    let w = World::new().await;
+    let plan = FaultPlan::default();
+    let e = Engine::new(
+        Faulty::new(w.api.clone(), plan.clone()),
+        w.cache.clone(),
+        ManualClock::default(),
+        w.config(),
+    );
+    e.start().await.unwrap();
+    let big = vec![3u8; 2 << 20];
+    let f = write_new(&&e, ROOT_INO, "big.bin", &big).await;
+    let open = e.open(f, RW).await.unwrap();
+    e.write(f, open.fh, 1 << 20, b"LATER").await.unwrap();
+    e.release(f, open.fh).await.unwrap();
+    let names = pending_write(&w.cache);
+    assert!(
+        matches!(&names[..], [(a, false), (_, true)] if local_cache::LocalName::is(a)),
+        "a whole write under a local name, then a patch: {names:?}"
+    );
+    write_back(&e).await;
+    assert_eq!(plan.calls("patch_segments"), 1);
+    let got = w.server_read("/big.bin").await.unwrap();
+    assert_eq!(got.len(), 2 << 20);
+    assert_eq!(&got[(1 << 20)..(1 << 20) + 5], b"LATER");
+    assert_eq!(got[0], 3);
+}
+
+/// A crash before the write-back leaves large content journaled under its local name: the
+/// next mount sends it, and reads it back.
+#[tokio::test]
+async fn large_content_journaled_under_a_local_name_survives_a_crash() {
+    let w = World::new().await;
+    let e = w.mount().await;
+    let big: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 241) as u8).collect();
+    write_new(&e, ROOT_INO, "big.bin", &big).await;
+    drop(e);
+    let e2 = w.mount().await;
+    write_back(&e2).await;
+    assert!(w.server_read("/big.bin").await.unwrap() == big);
+    let ino = e2.lookup(ROOT_INO, b"big.bin").await.unwrap().attr.ino;
+    assert!(read_whole(&*e2, ino, 2 << 20).await == big);
+}
+
 /// Runs `fsync` of `ino` with the write-back loop beside it.
 async fn fsync_with_writeback<R: aether_ports::SessionApi + 'static>(
     e: &Engine<R, aether_fakes::MemoryCache, ManualClock>,
