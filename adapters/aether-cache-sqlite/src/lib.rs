@@ -12,7 +12,7 @@ mod shared;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -705,6 +705,8 @@ impl LocalCache for DiskCache {
             .unwrap_or_else(|p| p.into_inner())
             .clear();
         let mut freed = self.journal.inline_sweep(&needed)?;
+        // A blob under a local name and the server's is one file: its bytes count once.
+        let mut seen = std::collections::HashSet::new();
         for shard in fs::read_dir(&self.layout.blobs)
             .map_err(|e| io_err("list", &self.layout.blobs, e))?
             .flatten()
@@ -714,10 +716,13 @@ impl LocalCache for DiskCache {
                 if needed.contains(&name) {
                     continue;
                 }
-                let len = blob.metadata().map(|m| m.len()).unwrap_or(0);
+                let (len, inode) = blob
+                    .metadata()
+                    .map(|m| (m.len(), (m.dev(), m.ino())))
+                    .unwrap_or_default();
                 if fs::remove_file(blob.path()).is_ok() {
-                    freed += len;
-                    if let Some(shared) = &self.shared {
+                    freed += if seen.insert(inode) { len } else { 0 };
+                    if let Some(shared) = self.shared.as_ref().filter(|_| is_digest(&name)) {
                         shared.release(&name);
                     }
                 }
