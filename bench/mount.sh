@@ -2,7 +2,8 @@
 # The mount benchmark (`cargo xtask bench mount [--quick] [--fuse-wake-here]`): one run, side by side, of a native
 # directory, bindfs (the FUSE floor), rclone mount (--vfs-cache-mode full) of rclone serve
 # webdav, sshfs over loopback, and an aether mount of an afs-server on loopback.
-# Rows: sequential write + fsync, sequential read cold and warm, 10,000 4 KiB creates in 100
+# Rows: sequential write + fsync (every target's three rounds interleaved, the median kept),
+# sequential read cold and warm, 10,000 4 KiB creates in 100
 # directories, ls -lR cold and warm, and a real workload (copy a crate's source in, git add +
 # commit, grep -r). Prints a table; times are seconds unless a unit says otherwise.
 # Needs root, /dev/fuse and: apt-get install bindfs rclone sshfs openssh-server fuse3 git
@@ -64,8 +65,10 @@ fi
 discard() { mkdir -p "$W.trash" && mv "$1" "$W.trash/$(basename "$1").$(date +%s%N)"; }
 mkdir -p "$W"/{src,mnt,back}/ "$W"/mnt/{native,bindfs,rclone,sshfs,aether} "$W"/back/{bindfs,rclone,sshfs}
 
-# Inputs: random bytes (no compression or dedup shortcuts) and a real crate's source tree.
-head -c $((SIZE_MB << 20)) /dev/urandom > "$W/src/big.bin"
+# Inputs: random bytes (no compression or dedup shortcuts; one file per write round, so that no
+# round writes what an earlier one stored) and a real crate's source tree.
+WRITE_ROUNDS=3
+for r in $(seq $WRITE_ROUNDS); do head -c $((SIZE_MB << 20)) /dev/urandom > "$W/src/big-$r.bin"; done
 CRATE=$(ls -d "$HOME"/.cargo/registry/src/*/tokio-1.* 2>/dev/null | sort -V | tail -1)
 [ -n "$CRATE" ] || CRATE=$(ls -d "$HOME"/.cargo/registry/src/*/* | head -1)
 cat > "$W/src/creates.py" <<'EOF'
@@ -113,12 +116,14 @@ rss() { ps -o rss= -p "$(pgrep -f "aether mount --session-id $AETHER_SID" | head
 sleep 1
 IDLE_RSS=$(rss)
 
-# rclone uploads in the background: waits until its server holds everything, so that neither a
-# cold row nor the next target's rows share the CPU with that upload.
+# rclone uploads in the background: waits until its server holds everything (the last round's
+# big file whole, too), so that neither a cold row nor the next target's rows share the CPU with
+# that upload.
 rclone_settle() {
+  local big=${1:-big-$WRITE_ROUNDS.bin}
   for _ in $(seq 600); do
     [ "$(find "$W/back/rclone" -type f | wc -l)" = "$(find "$W/mnt/rclone" -type f | wc -l)" ] \
-      && [ "$(stat -c %s "$W/back/rclone/big.bin" 2>/dev/null)" = "$((SIZE_MB << 20))" ] && break
+      && [ "$(stat -c %s "$W/back/rclone/$big" 2>/dev/null)" = "$((SIZE_MB << 20))" ] && break
     sleep 0.5
   done
 }
@@ -137,18 +142,34 @@ cold() {
 # BENCH_TARGETS narrows a run to some of the targets (say "native aether") while iterating.
 TARGETS=${BENCH_TARGETS:-native bindfs rclone sshfs aether}
 declare -A R
+# The write row first, for every target in turn, three rounds, each target's figure the median of
+# its rounds: its `fsync` waits for the disk, whose speed on this VM drifts over a run (a native
+# write + fsync of 1 GiB measured 600 to 1,280 MiB/s in one hour), so each target's rounds are
+# spread over the same stretch of time instead of falling wherever its other rows put them.
+# Every round starts alike: earlier writes on the disk (not flushed by the kernel in the middle of
+# this one), the page cache empty but for the round's source.
+median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
+echo "== write rounds" >&2
+for r in $(seq $WRITE_ROUNDS); do
+  for t in $TARGETS; do
+    drop_caches
+    cat "$W/src/big-$r.bin" > /dev/null
+    sleep 1
+    s=$(now); dd if="$W/src/big-$r.bin" of="$W/mnt/$t/big-$r.bin" bs=1M conv=fsync status=none
+    R[$t,write_$r]=$(since "$s")
+    if [ "$t" = rclone ]; then rclone_settle "big-$r.bin"; fi
+  done
+done
+for t in $TARGETS; do
+  R[$t,write]=$(median $(for r in $(seq $WRITE_ROUNDS); do echo "${R[$t,write_$r]}"; done))
+done
+BIG=big-$WRITE_ROUNDS.bin
 for t in $TARGETS; do
   d=$W/mnt/$t
   echo "== $t" >&2
-  # Every target's write starts alike: earlier rows' dirty pages on the disk (not flushed by the
-  # kernel in the middle of this row), the page cache empty but for the source.
-  drop_caches
-  cat "$W/src/big.bin" > /dev/null
-  sleep 1
-  s=$(now); dd if="$W/src/big.bin" of="$d/big.bin" bs=1M conv=fsync status=none; R[$t,write]=$(since "$s")
   cold "$t"
-  s=$(now); cat "$d/big.bin" > /dev/null; R[$t,read_cold]=$(since "$s")
-  s=$(now); cat "$d/big.bin" > /dev/null; R[$t,read_warm]=$(since "$s")
+  s=$(now); cat "$d/$BIG" > /dev/null; R[$t,read_cold]=$(since "$s")
+  s=$(now); cat "$d/$BIG" > /dev/null; R[$t,read_warm]=$(since "$s")
   sync; sleep 1   # earlier rows' dirty pages reach the disk first, for every target alike
   s=$(now); python3 "$W/src/creates.py" "$d"; R[$t,creates]=$(since "$s")
   cold "$t"
@@ -195,3 +216,10 @@ echo "(aether/ratio: aether's time over native's, or over bindfs's for the warm 
 echo "crate: $CRATE"
 echo "fuse wake_here: $(cat "$WAKE_PARAM" 2>/dev/null || echo 'not in this kernel')"
 echo "aether runtime RSS: ${IDLE_RSS} KiB idle after mounting, $(rss) KiB after the run"
+printf 'write rounds (MiB/s; the row is their median):'
+for t in $TARGETS; do
+  printf ' %s' "$t"
+  for r in $(seq $WRITE_ROUNDS); do printf ' %.0f' "$(mbps "${R[$t,write_$r]}")"; done
+  printf ';'
+done
+echo

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::Ordering;
 
-use aether_ports::local_cache::{JournalOp, LocalCache, MountClock};
+use aether_ports::local_cache::{JournalOp, LocalCache, LocalName, MountClock};
 use aether_ports::vfs::{FileKind, FsError, FsResult, OpenIn, OpenOut};
 use aether_ports::{ReadFileRequest, SessionApi};
 
@@ -830,7 +830,7 @@ where
         // Large content is named by the server (`naming.rs`); small content by its hash, taken
         // as it was written when it was written in order.
         let named = if size > HASHED_MAX {
-            Some(self.local_name(st, ino))
+            Some(self.local_name(st))
         } else {
             StreamHash::digest(&stage.stream, size)
         };
@@ -870,6 +870,9 @@ where
         let created = !n.journaled;
         let inos = st.nodes.touch_set(ino);
         let seq = self.journal(st, op, inos)?;
+        if LocalName::is(&hash) {
+            st.local_names.insert(hash.clone(), ino);
+        }
         if created {
             self.journal_owner(st, ino)?;
         }

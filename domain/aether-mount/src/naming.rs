@@ -30,15 +30,15 @@ where
     C: LocalCache,
     K: MountClock,
 {
-    /// A fresh local name for the content of `ino` being committed.
-    pub(crate) fn local_name(&self, st: &mut State, ino: u64) -> String {
+    /// A fresh local name for content being committed (the caller records it in
+    /// `State::local_names` once the content is journaled).
+    pub(crate) fn local_name(&self, st: &mut State) -> String {
         let nanos = u64::try_from(self.clock.now().0).unwrap_or(0);
         loop {
             st.next_local = st.next_local.wrapping_add(1);
             let name = LocalName::make(nanos, st.next_local);
             // A remount of the same cache could meet a name from before (a clock set back).
             if !self.cache.has_blob(&name) {
-                st.local_names.insert(name.clone(), ino);
                 return name;
             }
         }

@@ -624,6 +624,10 @@ where
             }
         }
         self.early_release(&mut st, entry.seq);
+        // Named by the server by now, or never to be (refused).
+        if let JournalOp::Write { hash, .. } = &entry.op {
+            st.local_names.remove(hash);
+        }
         if let Some(inos) = st.pending_by_seq.remove(&entry.seq) {
             st.nodes.add_pending(&inos, -1);
             if refused.is_some() {
