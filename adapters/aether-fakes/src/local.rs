@@ -53,6 +53,14 @@ fn slice(data: &[u8], offset: u64, len: usize) -> Vec<u8> {
     data[start..end].to_vec()
 }
 
+/// A copy of staging area `stage`'s content.
+fn staged(g: &Inner, stage: u64) -> CacheResult<Vec<u8>> {
+    g.stages
+        .get(&stage)
+        .cloned()
+        .ok_or_else(|| CacheError::Missing(format!("stage {stage}")))
+}
+
 impl LocalCache for MemoryCache {
     fn has_blob(&self, hash: &str) -> bool {
         self.lock().blobs.contains_key(hash)
@@ -162,11 +170,7 @@ impl LocalCache for MemoryCache {
 
     fn stage_commit(&self, stage: u64) -> CacheResult<(String, u64)> {
         let mut g = self.lock();
-        let data = g
-            .stages
-            .get(&stage)
-            .cloned()
-            .ok_or_else(|| CacheError::Missing(format!("stage {stage}")))?;
+        let data = staged(&g, stage)?;
         let hash = hex::encode(Sha256::digest(&data));
         let size = data.len() as u64;
         g.blobs.insert(hash.clone(), data);
@@ -178,11 +182,7 @@ impl LocalCache for MemoryCache {
             // Kept under the local name alone, so a test notices a read by the server's name
             // before the server named it.
             let mut g = self.lock();
-            let data = g
-                .stages
-                .get(&stage)
-                .cloned()
-                .ok_or_else(|| CacheError::Missing(format!("stage {stage}")))?;
+            let data = staged(&g, stage)?;
             if data.len() as u64 != size {
                 return Err(CacheError::Backend(format!(
                     "stage {stage} holds {} bytes, not {size}",

@@ -227,7 +227,11 @@ fn content_named_locally_takes_the_servers_name() {
     assert!(a.blob_name(&hash, &hash).is_err());
     assert!(a.blob_name(&local, "local-not-a-digest").is_err());
     assert!(a.read_blob("local-zz", 0, 1).is_err());
-    assert_eq!(a.clear_clean().unwrap(), data.len() as u64, "one file freed, once");
+    assert_eq!(
+        a.clear_clean().unwrap(),
+        data.len() as u64,
+        "one file freed, once"
+    );
     assert!(!a.has_blob(&local));
 }
 

@@ -8,6 +8,33 @@ use aether_ports::*;
 
 use crate::{ME, RO, RW, World, deliver_events, read_whole, with_writeback, write_back, write_new};
 
+/// A started engine over the world's cache whose server calls go through `plan`, with a clock
+/// of its own (a mount, or a remount).
+async fn mount_through(
+    w: &World,
+    plan: &FaultPlan,
+) -> Engine<Faulty<aether_fakes::FakeApi>, aether_fakes::MemoryCache, ManualClock> {
+    let e = Engine::new(
+        Faulty::new(w.api.clone(), plan.clone()),
+        w.cache.clone(),
+        ManualClock::default(),
+        w.config(),
+    );
+    e.start().await.unwrap();
+    e
+}
+
+/// Makes the server's `op` route fail, to prove the mount does not call it.
+fn refuse(plan: &FaultPlan, op: &str) {
+    plan.set(
+        op,
+        Fault {
+            error: Some(aether_domain::Error::unavailable("not asked")),
+            ..Default::default()
+        },
+    );
+}
+
 async fn read_all(e: &crate::TestEngine, ino: u64) -> Vec<u8> {
     crate::read_whole(e, ino, 1 << 20).await
 }
@@ -245,13 +272,7 @@ fn pending_write(cache: &aether_fakes::MemoryCache) -> Vec<(String, bool)> {
 async fn large_content_written_here_takes_the_servers_name_and_stays_cached() {
     let w = World::new().await;
     let plan = FaultPlan::default();
-    let e = Engine::new(
-        Faulty::new(w.api.clone(), plan.clone()),
-        w.cache.clone(),
-        ManualClock::default(),
-        w.config(),
-    );
-    e.start().await.unwrap();
+    let e = mount_through(&w, &plan).await;
     let big: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 253) as u8).collect();
     let f = write_new(&&e, ROOT_INO, "big.bin", &big).await;
     let names = pending_write(&w.cache);
@@ -279,20 +300,8 @@ async fn large_content_written_here_takes_the_servers_name_and_stays_cached() {
     drop(e);
 
     // A remount reads it from the cache: the server's read route fails to prove it.
-    plan.set(
-        "read_file",
-        Fault {
-            error: Some(aether_domain::Error::unavailable("not asked")),
-            ..Default::default()
-        },
-    );
-    let e2 = Engine::new(
-        Faulty::new(w.api.clone(), plan.clone()),
-        w.cache.clone(),
-        ManualClock::default(),
-        w.config(),
-    );
-    e2.start().await.unwrap();
+    refuse(&plan, "read_file");
+    let e2 = mount_through(&w, &plan).await;
     let ino = e2.lookup(ROOT_INO, b"big.bin").await.unwrap().attr.ino;
     assert!(read_whole(&e2, ino, 4 << 20).await == want);
 }
@@ -303,13 +312,7 @@ async fn large_content_written_here_takes_the_servers_name_and_stays_cached() {
 async fn an_edit_journaled_before_the_server_named_its_base_is_still_a_patch() {
     let w = World::new().await;
     let plan = FaultPlan::default();
-    let e = Engine::new(
-        Faulty::new(w.api.clone(), plan.clone()),
-        w.cache.clone(),
-        ManualClock::default(),
-        w.config(),
-    );
-    e.start().await.unwrap();
+    let e = mount_through(&w, &plan).await;
     let big = vec![3u8; 2 << 20];
     let f = write_new(&&e, ROOT_INO, "big.bin", &big).await;
     let open = e.open(f, RW).await.unwrap();
@@ -572,20 +575,8 @@ async fn a_remount_of_an_unchanged_session_reads_no_directory_again() {
     // The session did not change: the remount answers from the saved listings, with the
     // server's listing route failing to prove it is not asked.
     let plan = FaultPlan::default();
-    plan.set(
-        "manifest",
-        Fault {
-            error: Some(aether_domain::Error::unavailable("not asked")),
-            ..Default::default()
-        },
-    );
-    let e2 = Engine::new(
-        Faulty::new(w.api.clone(), plan.clone()),
-        w.cache.clone(),
-        ManualClock::default(),
-        w.config(),
-    );
-    e2.start().await.unwrap();
+    refuse(&plan, "manifest");
+    let e2 = mount_through(&w, &plan).await;
     let src = e2.lookup(ROOT_INO, b"src").await.unwrap().attr.ino;
     let lib = e2.lookup(src, b"lib.rs").await.unwrap();
     assert_eq!(lib.attr.size, 13);
