@@ -46,17 +46,17 @@ where
 
     /// The server stored `size` bytes named `name` in the journal, and replied with `entry`.
     /// When `name` is local, the content takes the server's name. Returns false if the reply
-    /// cannot be the content the journal holds (the caller sends it again).
+    /// cannot be the content the journal holds (an early upload is then sent again, whole).
     pub(crate) fn server_named(&self, name: &str, size: u64, entry: &Entry) -> bool {
         if !LocalName::is(name) {
             let same = entry.content_hash.as_deref() == Some(name);
             if !same {
-                tracing::error!(target: "aether_mount", path = entry.path, expected = name, stored = ?entry.content_hash, "the server stored other content than the journal holds; sending it again");
+                tracing::error!(target: "aether_mount", path = entry.path, expected = name, stored = ?entry.content_hash, "the server stored other content than the journal holds");
             }
             return same;
         }
         let Some(hash) = entry.content_hash.clone().filter(|_| entry.size == size) else {
-            tracing::error!(target: "aether_mount", path = entry.path, expected_size = size, stored_size = entry.size, "the server stored other content than the journal holds; sending it again");
+            tracing::error!(target: "aether_mount", path = entry.path, expected_size = size, stored_size = entry.size, "the server stored other content than the journal holds");
             return false;
         };
         if let Err(e) = self.cache.blob_name(name, &hash) {
