@@ -36,7 +36,10 @@ fn kill_9_after_fsync_and_after_close_loses_nothing() {
     assert_eq!(fs::read(m.path("synced.bin")).unwrap(), vec![1u8; 100_000]);
 
     // Closed without fsync: durable in the local journal, written back after the remount.
+    // Large content is journaled under a local name until the server names it (docs/mount.md).
     fs::write(m.path("closed.txt"), b"closed, never synced").unwrap();
+    let large: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    fs::write(m.path("closed-large.bin"), &large).unwrap();
     m.kill9();
     let out = m.mount();
     assert!(
@@ -48,11 +51,13 @@ fn kill_9_after_fsync_and_after_close_loses_nothing() {
         fs::read(m.path("closed.txt")).unwrap(),
         b"closed, never synced"
     );
+    assert!(fs::read(m.path("closed-large.bin")).unwrap() == large);
     m.stop();
     assert_eq!(
         server.read(&session, "/closed.txt").as_deref(),
         Some(&b"closed, never synced"[..])
     );
+    assert!(server.read(&session, "/closed-large.bin").as_deref() == Some(&large[..]));
 }
 
 #[test]
