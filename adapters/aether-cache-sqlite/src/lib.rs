@@ -311,6 +311,30 @@ impl DiskCache {
         Ok(())
     }
 
+    /// Makes `from` blob `hash` too, by hard link, and offers it to the shared store; false if
+    /// `hash` was already there. `what` names the step in an error.
+    fn link_blob(&self, from: &Path, hash: &str, what: &str) -> Result<bool, CacheError> {
+        let dest = self.blob_path(hash);
+        if dest.exists() {
+            return Ok(false);
+        }
+        self.ensure_shard(hash)?;
+        let mut linked = fs::hard_link(from, &dest);
+        if matches!(&linked, Err(e) if e.kind() == std::io::ErrorKind::NotFound) && from.exists() {
+            self.shard_lost(hash);
+            self.ensure_shard(hash)?;
+            linked = fs::hard_link(from, &dest);
+        }
+        match linked {
+            Ok(()) => {
+                self.offer_shared(hash, &dest);
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(io_err(what, from, e)),
+        }
+    }
+
     /// Offers blob `hash` at `path` to the host-wide shared store: digests only, since another
     /// session may take the content by its name.
     fn offer_shared(&self, hash: &str, path: &Path) {
@@ -551,31 +575,14 @@ impl LocalCache for DiskCache {
         if let Ok(data) = self.with_stage(stage, |buf| buf.clone())? {
             return self.journal.inline_put(hash, &data);
         }
-        let path = self.stage_path(stage);
-        let dest = self.blob_path(hash);
-        if dest.exists() {
-            return Ok(());
-        }
         // The blob shares the staging file's inode until the staging file changes again.
-        self.ensure_shard(hash)?;
-        let mut linked = fs::hard_link(&path, &dest);
-        if matches!(&linked, Err(e) if e.kind() == std::io::ErrorKind::NotFound) && path.exists() {
-            self.shard_lost(hash);
-            self.ensure_shard(hash)?;
-            linked = fs::hard_link(&path, &dest);
+        if self.link_blob(&self.stage_path(stage), hash, "link staged content")? {
+            self.linked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(stage);
         }
-        match linked {
-            Ok(()) => {
-                self.linked
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(stage);
-                self.offer_shared(hash, &dest);
-                Ok(())
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-            Err(e) => Err(io_err("link staged content", &path, e)),
-        }
+        Ok(())
     }
 
     fn blob_name(&self, local: &str, hash: &str) -> CacheResult<()> {
@@ -587,26 +594,8 @@ impl LocalCache for DiskCache {
         if let Some(data) = self.journal.inline_get(local)? {
             return self.journal.inline_put(hash, &data);
         }
-        let (from, dest) = (self.blob_path(local), self.blob_path(hash));
-        if dest.exists() {
-            return Ok(());
-        }
-        self.ensure_shard(hash)?;
-        match fs::hard_link(&from, &dest) {
-            Ok(()) => {
-                self.offer_shared(hash, &dest);
-                Ok(())
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && from.exists() => {
-                self.shard_lost(hash);
-                self.ensure_shard(hash)?;
-                fs::hard_link(&from, &dest).map_err(|e| io_err("name blob", &dest, e))?;
-                self.offer_shared(hash, &dest);
-                Ok(())
-            }
-            Err(e) => Err(io_err("name blob", &from, e)),
-        }
+        self.link_blob(&self.blob_path(local), hash, "name blob")
+            .map(drop)
     }
 
     fn stage_drop(&self, stage: u64) {

@@ -33,12 +33,11 @@ pub(crate) struct Stage {
 
 /// A staging area's first `upto` bytes, written in order, and their SHA-256 while they are at
 /// most [`crate::naming::HASHED_MAX`] bytes: larger content is named by the server instead.
+/// (A stream only grows, so once past that size it stays unhashed.)
 #[derive(Clone, Default)]
 pub(crate) struct StreamHash {
-    state: Option<sha2::Sha256>,
+    state: sha2::Sha256,
     pub(crate) upto: u64,
-    /// The hash stopped at `HASHED_MAX` (`state` is `None` since then).
-    past_max: bool,
 }
 
 impl std::fmt::Debug for StreamHash {
@@ -54,11 +53,8 @@ impl StreamHash {
         match stream {
             Some(h) if h.upto == offset => {
                 h.upto += data.len() as u64;
-                if h.upto > crate::naming::HASHED_MAX {
-                    h.state = None;
-                    h.past_max = true;
-                } else if !h.past_max {
-                    h.state.get_or_insert_with(sha2::Sha256::new).update(data);
+                if h.upto <= crate::naming::HASHED_MAX {
+                    h.state.update(data);
                 }
             }
             _ => *stream = None,
@@ -73,9 +69,10 @@ impl StreamHash {
     /// The hex digest of the content, if the stream covers exactly `size` bytes and hashed them.
     pub(crate) fn digest(stream: &Option<StreamHash>, size: u64) -> Option<String> {
         use sha2::Digest;
-        let h = stream.as_ref().filter(|h| h.upto == size && !h.past_max)?;
-        let state = h.state.clone().unwrap_or_default();
-        Some(hex::encode(state.finalize()))
+        let h = stream
+            .as_ref()
+            .filter(|h| h.upto == size && size <= crate::naming::HASHED_MAX)?;
+        Some(hex::encode(h.state.clone().finalize()))
     }
 }
 

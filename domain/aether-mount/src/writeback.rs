@@ -777,9 +777,7 @@ where
                     };
                     match r.patch_segments(ctx, sid, req).await {
                         Ok(entry) => {
-                            if LocalName::is(&hash) {
-                                self.server_named(&hash, size, &entry);
-                            }
+                            self.server_named(&hash, size, &entry);
                             return Ok(());
                         }
                         // The server's copy moved on: send the whole content instead.
@@ -810,9 +808,7 @@ where
                         },
                     )
                     .await?;
-                if LocalName::is(&hash) {
-                    self.server_named(&hash, size, &entry);
-                }
+                self.server_named(&hash, size, &entry);
                 Ok(())
             }
             JournalOp::DeleteFile { path } => r
