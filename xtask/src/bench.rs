@@ -28,7 +28,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             }
             cargo(&bench)
         }
-        Some(which @ ("mount" | "telemetry")) => {
+        Some(which @ ("mount" | "memory" | "telemetry")) => {
             cargo(&["build", "--release", "-p", "aether", "-p", "afs-server"])?;
             let script = crate::tidy::workspace_root().join(format!("bench/{which}.sh"));
             let mut cmd = Command::new("bash");
@@ -66,7 +66,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             cargo(&bench)
         }
         _ => bail!(
-            "usage: cargo xtask bench <server | mount | telemetry | workflow> [--quick] (mount also: [--fuse-wake-here])"
+            "usage: cargo xtask bench <server | mount | memory | telemetry | workflow> [--quick] (mount also: [--fuse-wake-here])"
         ),
     }
 }

@@ -25,10 +25,8 @@ use figment::value::Value;
 use cli::{Cli, Command, MountArgs};
 use config::AetherConfig;
 
-/// Every FUSE write carries up to 1 MiB: an allocator that reuses large blocks instead of
-/// mapping fresh (zeroed) pages for each one.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// No `#[global_allocator]`: the mount runtime holds one node per path it has seen, and glibc's
+// allocator keeps that table in about half the memory mimalloc did (ARCHITECTURE.md, Decisions).
 
 fn main() {
     let cli = Cli::parse();

@@ -8,6 +8,7 @@ use aether_ports::local_cache::{JournalOp, LocalCache, LocalName, MountClock};
 use aether_ports::vfs::{FileKind, FsError, FsResult, OpenIn, OpenOut};
 use aether_ports::{ReadFileRequest, SessionApi};
 
+use crate::content_id::ContentId;
 use crate::naming::HASHED_MAX;
 use crate::nodes::{Stage, StreamHash};
 use crate::{Engine, Handle, State, errors};
@@ -166,12 +167,13 @@ where
         if n.is_dir() {
             return Err(FsError::IsDir(st.nodes.path(ino).unwrap_or_default()));
         }
-        Ok(match (&n.stage, &n.hash) {
+        let hash = n.hash.as_ref().map(ContentId::to_string);
+        Ok(match (&n.stage, hash) {
             (Some(_), _) => Source::Stage,
-            (None, Some(h)) if self.cache.has_blob(h) => Source::Blob(h.clone()),
+            (None, Some(h)) if self.cache.has_blob(&h) => Source::Blob(h),
             (None, _) if n.attr.size == 0 => Source::Empty,
             (None, Some(h)) if n.attr.size > WHOLE_FETCH_MAX => Source::Ranged {
-                hash: h.clone(),
+                hash: h,
                 size: n.attr.size,
             },
             (None, _) => Source::Fetch,
@@ -260,7 +262,7 @@ where
             st.nodes
                 .get(ino)
                 .and_then(|n| match (&n.hash, n.attr.size) {
-                    (Some(h), size) if size > WHOLE_FETCH_MAX => Some((h.clone(), size)),
+                    (Some(h), size) if size > WHOLE_FETCH_MAX => Some((h.to_string(), size)),
                     _ => None,
                 })
         };
@@ -280,7 +282,8 @@ where
                 .nodes
                 .path(ino)
                 .ok_or_else(|| FsError::NotFound(format!("inode {ino} has no name")))?;
-            (path, st.nodes.get(ino).and_then(|n| n.hash.clone()))
+            let known = st.nodes.get(ino).and_then(|n| n.hash.as_ref());
+            (path, known.map(ContentId::to_string))
         };
         // A fetch of this content already under way (one ahead of this reader) is waited for.
         let gate = known.as_deref().map(|h| self.fetch_gate(h));
@@ -332,7 +335,7 @@ where
             && n.stage.is_none()
             && n.pending == 0
         {
-            n.hash = Some(hash);
+            n.hash = Some(ContentId::new(&hash));
             n.attr.size = got.entry.size;
         }
         Ok(())
@@ -416,7 +419,7 @@ where
                 && n.stage.is_none()
                 && n.pending == 0
             {
-                n.hash = got.entry.content_hash.clone();
+                n.hash = ContentId::of(got.entry.content_hash.as_deref());
                 n.attr.size = got.entry.size;
             }
             return Ok(());
@@ -772,7 +775,7 @@ where
                     .stage_open(ino, None)
                     .map_err(errors::cache_error)?;
                 n.stage = Some(Box::new(Stage {
-                    base_hash: n.hash.clone(),
+                    base_hash: n.hash.as_ref().map(ContentId::to_string),
                     stream: Some(StreamHash::default()),
                     ..Default::default()
                 }));
@@ -885,10 +888,10 @@ where
         // content, it now holds this content, and the next open may keep it.
         if stage.kernel_bypassed {
             n.kernel_hash = None;
-        } else if n.kernel_hash == stage.base_hash {
-            n.kernel_hash = Some(hash.clone());
+        } else if n.kernel_hash == ContentId::of(stage.base_hash.as_deref()) {
+            n.kernel_hash = Some(ContentId::new(&hash));
         }
-        n.hash = Some(hash.clone());
+        n.hash = Some(ContentId::new(&hash));
         n.attr.size = size;
         n.stage = Some(Box::new(Stage {
             dirty: false,

@@ -9,6 +9,7 @@
 
 mod changefeed;
 mod content;
+mod content_id;
 mod early;
 mod errors;
 mod kernel_store;

@@ -8,6 +8,7 @@ use aether_ports::local_cache::{LocalCache, MountClock};
 use aether_ports::vfs::{Attr, EntryOut, FsError, FsResult, ROOT_INO};
 use aether_ports::{Entry, ManifestRequest, PageRequest, SessionApi};
 
+use crate::content_id::ContentId;
 use crate::nodes::{Node, file_kind};
 use crate::{Engine, State, fs_error};
 
@@ -30,8 +31,8 @@ pub(crate) fn attr_of(e: &Entry, ino: u64) -> Attr {
 
 fn node_of(e: &Entry) -> Node {
     let mut n = Node::new(attr_of(e, 0));
-    n.hash = e.content_hash.clone();
-    n.target = e.target.clone();
+    n.hash = ContentId::of(e.content_hash.as_deref());
+    n.target = e.target.as_deref().map(Box::from);
     n.server_inode = e.inode;
     n
 }
@@ -282,10 +283,11 @@ where
                 Some(c) => {
                     let n = st.nodes.get_mut(c).expect("child exists");
                     if n.pending == 0 && n.stage.is_none() {
-                        let changed = n.hash != e.content_hash;
+                        let hash = ContentId::of(e.content_hash.as_deref());
+                        let changed = n.hash != hash;
                         n.attr = attr_of(&e, c);
-                        n.hash = e.content_hash.clone();
-                        n.target = e.target.clone();
+                        n.hash = hash;
+                        n.target = e.target.as_deref().map(Box::from);
                         n.server_inode = e.inode;
                         if changed {
                             n.xattrs = None;
@@ -306,14 +308,14 @@ where
             children.insert(name, ino);
         }
         // Names that vanished on the server lose their link here.
-        let old: Vec<(String, u64)> = st
+        let old: Vec<(Box<str>, u64)> = st
             .nodes
             .get(dir)
             .and_then(|n| n.listing.as_ref())
             .map(|l| l.children.iter().map(|(k, v)| (k.clone(), *v)).collect())
             .unwrap_or_default();
         for (name, ino) in old {
-            if children.get(&name) != Some(&ino) {
+            if children.get(&*name) != Some(&ino) {
                 st.nodes.detach(dir, &name);
             }
         }
@@ -338,8 +340,8 @@ where
             uid: a.uid,
             gid: a.gid,
             size: a.size,
-            content_hash: n.hash.clone(),
-            target: n.target.clone(),
+            content_hash: n.hash.as_ref().map(ContentId::to_string),
+            target: n.target.as_deref().map(str::to_owned),
             rdev: u64::from(a.rdev),
             nlink: a.nlink,
             atime: a.atime,

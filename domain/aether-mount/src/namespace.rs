@@ -116,7 +116,7 @@ where
         }
         node.attr_fresh_until = self.clock.elapsed() + self.config.lookup_ttl;
         node.journaled = false;
-        node.xattrs = Some(BTreeMap::new());
+        node.xattrs = Some(Box::default());
         let ino = st.nodes.insert(node);
         st.nodes.attach(parent, name, ino);
         st.negative.remove(&(parent, name.to_owned()));
@@ -270,7 +270,7 @@ where
         if let Some(n) = st.nodes.get_mut(ino)
             && n.xattrs.is_none()
         {
-            n.xattrs = Some(values);
+            n.xattrs = Some(Box::new(values));
         }
         Ok(())
     }
@@ -319,7 +319,7 @@ where
         let parent = node.links.first().map(|(p, _)| *p).unwrap_or(ROOT_INO);
         let mut out = Vec::with_capacity(listing.children.len() + 2);
         let dot = [(".".to_owned(), ino), ("..".to_owned(), parent)];
-        let children = listing.children.iter().map(|(n, i)| (n.clone(), *i));
+        let children = listing.children.iter().map(|(n, i)| (n.to_string(), *i));
         for (i, (name, child)) in dot.into_iter().chain(children).enumerate() {
             let attr = self.attr_now(st, child)?;
             out.push(DirEntryOut {
@@ -463,8 +463,8 @@ where
         self.op();
         let st = self.lock();
         let n = self.node(&st, ino)?;
-        match (n.attr.kind, n.target.clone()) {
-            (FileKind::Symlink, Some(t)) => Ok(t.into_bytes()),
+        match (n.attr.kind, &n.target) {
+            (FileKind::Symlink, Some(t)) => Ok(t.as_bytes().to_vec()),
             _ => Err(FsError::Invalid(format!(
                 "{} is not a symbolic link",
                 st.nodes.path(ino).unwrap_or_default()
@@ -647,7 +647,7 @@ where
             .new_object(caller, parent, name, FileKind::Symlink, 0o777)
             .await?;
         let n = st.nodes.get_mut(ino).expect("just made");
-        n.target = Some(target.to_owned());
+        n.target = Some(target.into());
         n.attr.size = target.len() as u64;
         let path = st.nodes.path(ino).unwrap_or_default();
         self.journal_about(
@@ -1053,7 +1053,7 @@ where
         let now = self.clock.now();
         let n = st.nodes.get_mut(ino).expect("checked above");
         n.xattrs
-            .get_or_insert_with(BTreeMap::new)
+            .get_or_insert_with(Box::default)
             .insert(name.to_owned(), value.to_vec());
         n.attr.ctime = now;
         Ok(())

@@ -15,6 +15,7 @@
 use aether_ports::Entry;
 use aether_ports::local_cache::{LocalCache, LocalName, MountClock};
 
+use crate::content_id::ContentId;
 use crate::{Engine, State};
 
 /// The largest content the mount hashes itself; larger content is named by the server.
@@ -74,13 +75,17 @@ where
         let Some(n) = st.nodes.get_mut(ino) else {
             return true;
         };
-        let local = Some(name.to_owned());
+        let (local, named) = (ContentId::new(name), ContentId::new(&hash));
         for slot in [&mut n.hash, &mut n.kernel_hash] {
-            if *slot == local {
-                *slot = Some(hash.clone());
+            if slot.as_ref() == Some(&local) {
+                *slot = Some(named.clone());
             }
         }
-        if let Some(stage) = n.stage.as_mut().filter(|s| s.base_hash == local) {
+        if let Some(stage) = n
+            .stage
+            .as_mut()
+            .filter(|s| s.base_hash.as_deref() == Some(name))
+        {
             stage.base_hash = Some(hash);
         }
         true

@@ -16,6 +16,7 @@ use aether_ports::vfs::FileKind;
 use futures::StreamExt;
 
 use crate::Engine;
+use crate::content_id::ContentId;
 
 /// Files up to this size are fetched ahead; larger ones are read by range as they are read.
 const FILE_MAX: u64 = 256 << 10;
@@ -64,7 +65,7 @@ where
         };
         let later: Vec<u64> = children
             .children
-            .range::<str, _>((Bound::Excluded(name.as_str()), Bound::Unbounded))
+            .range::<str, _>((Bound::Excluded(&*name), Bound::Unbounded))
             .map(|(_, &child)| child)
             .collect();
         let (mut files, mut bytes) = (Vec::new(), 0);
@@ -75,7 +76,7 @@ where
             let Some(n) = st.nodes.get(child) else {
                 continue;
             };
-            let Some(hash) = n.hash.clone() else {
+            let Some(hash) = n.hash.as_ref().map(ContentId::to_string) else {
                 continue;
             };
             let small = n.attr.kind == FileKind::File && n.attr.size > 0 && n.attr.size <= FILE_MAX;

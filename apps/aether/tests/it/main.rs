@@ -4,6 +4,7 @@
 mod differential;
 mod durability;
 mod logging;
+mod memory;
 mod mount;
 mod ops;
 mod review;
