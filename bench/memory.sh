@@ -51,7 +51,7 @@ tar cf "$W/tree.tar" -C "$W/tree" .
 now() { date +%s.%N; }
 rss_of() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
-printf "%-28s %12s %12s %12s %9s %9s %14s\n" mount "idle KiB" "find KiB" "ls -lR KiB" "find s" "ls -lR s" "bytes a file"
+printf "%-40s %12s %12s %12s %9s %9s %14s\n" mount "idle KiB" "find KiB" "ls -lR KiB" "find s" "ls -lR s" "bytes a file"
 
 # measure NAME DIR PID: the walks and the daemon's RSS around them.
 measure() {
@@ -69,7 +69,7 @@ measure() {
   t2=$(now)
   after_ls=$(rss_of "$pid")
   [ "$n" = "$FILES" ] || { echo "$name: find saw $n files, not $FILES" >&2; exit 1; }
-  printf "%-28s %12s %12s %12s %9.2f %9.2f %14.0f\n" "$name" "$idle" "$after_find" "$after_ls" \
+  printf "%-40s %12s %12s %12s %9.2f %9.2f %14.0f\n" "$name" "$idle" "$after_find" "$after_ls" \
     "$(echo "$t1 - $t0" | bc -l)" "$(echo "$t2 - $t1b" | bc -l)" "$(echo "($after_ls - $idle) * 1024 / $FILES" | bc -l)"
 }
 
