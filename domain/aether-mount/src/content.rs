@@ -886,12 +886,13 @@ where
         // Every change to a staging area comes through the kernel, which applied it to its
         // own page cache too (unless written past it): if that cache held the stage's starting
         // content, it now holds this content, and the next open may keep it.
+        let id = ContentId::new(&hash);
         if stage.kernel_bypassed {
             n.kernel_hash = None;
         } else if n.kernel_hash == ContentId::of(stage.base_hash.as_deref()) {
-            n.kernel_hash = Some(ContentId::new(&hash));
+            n.kernel_hash = Some(id.clone());
         }
-        n.hash = Some(ContentId::new(&hash));
+        n.hash = Some(id);
         n.attr.size = size;
         n.stage = Some(Box::new(Stage {
             dirty: false,

@@ -76,11 +76,14 @@ where
             let Some(n) = st.nodes.get(child) else {
                 continue;
             };
+            let small = n.attr.kind == FileKind::File && n.attr.size > 0 && n.attr.size <= FILE_MAX;
+            if !small || n.stage.is_some() {
+                continue;
+            }
             let Some(hash) = n.hash.as_ref().map(ContentId::to_string) else {
                 continue;
             };
-            let small = n.attr.kind == FileKind::File && n.attr.size > 0 && n.attr.size <= FILE_MAX;
-            if !small || n.stage.is_some() || st.prefetching.contains(&hash) {
+            if st.prefetching.contains(&hash) {
                 continue;
             }
             if self.cache.has_blob(&hash) {
