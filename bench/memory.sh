@@ -11,6 +11,7 @@ set -euo pipefail
 FILES=100000
 if [ "${1:-}" = --quick ]; then FILES=20000; shift
 elif [[ ${1:-} =~ ^[0-9]+$ ]]; then FILES=$1; shift; fi
+[ "$FILES" -ge 1 ] || { echo "FILES must be at least 1 (got $FILES)" >&2; exit 2; }
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 [ $# -ge 1 ] || set -- "$ROOT/target/release"
 PER_DIR=500
