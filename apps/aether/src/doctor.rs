@@ -335,8 +335,16 @@ pub(crate) fn stale_sockets(cache: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// What `detach` found: a dead mount is detached by us, or was gone before we got to it (its
+/// own runtime's cleanup, or another `cleanup`, raced us).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Detached {
+    ByUs,
+    AlreadyGone,
+}
+
 /// Detaches a dead mount (lazy unmount).
-pub(crate) fn detach(dir: &Path) -> Result<(), String> {
+pub(crate) fn detach(dir: &Path) -> Result<Detached, String> {
     let tool = if on_path("fusermount3") && !rustix::process::geteuid().is_root() {
         std::process::Command::new("fusermount3")
             .arg("-uz")
@@ -349,8 +357,22 @@ pub(crate) fn detach(dir: &Path) -> Result<(), String> {
             .output()
     };
     match tool {
-        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) if o.status.success() => Ok(Detached::ByUs),
+        _ if !crate::runtime::is_mount_point(dir) => Ok(Detached::AlreadyGone),
         Ok(o) => Err(String::from_utf8_lossy(&o.stderr).trim().to_owned()),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mount_detached_by_someone_else_meanwhile_is_not_a_cleanup_failure() {
+        // `cleanup` lists dead mounts, then detaches each; the mount's own runtime may detach
+        // it in between, which leaves a plain directory that `umount` calls "not mounted".
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(detach(dir.path()), Ok(Detached::AlreadyGone));
     }
 }

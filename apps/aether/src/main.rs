@@ -396,7 +396,12 @@ fn run(cli: Cli) -> Result<()> {
             let mut failed = false;
             for m in doctor::aether_mounts().into_iter().filter(|m| m.dead) {
                 match doctor::detach(&m.dir) {
-                    Ok(()) => println!("detached dead mount {}", m.dir.display()),
+                    Ok(doctor::Detached::ByUs) => {
+                        println!("detached dead mount {}", m.dir.display())
+                    }
+                    Ok(doctor::Detached::AlreadyGone) => {
+                        println!("dead mount {} was already detached", m.dir.display())
+                    }
                     Err(e) => {
                         failed = true;
                         eprintln!("cannot detach {}: {e}", m.dir.display());

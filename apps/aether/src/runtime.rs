@@ -107,7 +107,7 @@ pub(crate) fn worker_id(cfg: &AetherConfig, cache_dir: &Path) -> Result<String> 
 }
 
 /// Whether `dir` is a mount point right now (from /proc/self/mountinfo).
-fn is_mount_point(dir: &Path) -> bool {
+pub(crate) fn is_mount_point(dir: &Path) -> bool {
     // The parent is resolved, not `dir`: resolving a dead mount's root fails (ENOTCONN).
     let canon = match (dir.parent(), dir.file_name()) {
         (Some(parent), Some(name)) => {
