@@ -395,6 +395,58 @@ pub async fn check_write_onto_directory<A: SessionApi>(h: &Harness<A>) {
     );
 }
 
+/// Large files are rebuilt as a stream on the server: the same rules must hold there, with
+/// edits at the start, across the middle, past the end, and a truncation in one request.
+pub async fn check_patch_segments_of_a_large_file<A: SessionApi>(h: &Harness<A>) {
+    const LEN: usize = 3 << 20;
+    let s = new_session(h).await;
+    let mut expected: Vec<u8> = (0..LEN as u32).map(|i| (i % 251) as u8).collect();
+    put(h, &s, "/big", &expected).await;
+    let edits: Vec<(u64, Vec<u8>)> = vec![
+        (0, b"start".to_vec()),
+        (LEN as u64 / 2 - 2, vec![7u8; 100_000]),
+        (LEN as u64 / 2 + 10, b"later wins".to_vec()),
+        (LEN as u64 + 5000, b"past the end".to_vec()),
+    ];
+    let truncate_to = LEN as u64 + 5004;
+    let e = h
+        .api
+        .patch_segments(
+            &h.owner,
+            &s.id,
+            PatchSegmentsRequest {
+                path: "/big".into(),
+                segments: edits
+                    .iter()
+                    .map(|(offset, data)| Segment {
+                        offset: *offset,
+                        data: data.clone(),
+                    })
+                    .collect(),
+                truncate_to: Some(truncate_to),
+                expected_hash: None,
+                create: false,
+            },
+        )
+        .await
+        .expect("patch a large file");
+    for (offset, data) in &edits {
+        let (at, end) = (*offset as usize, *offset as usize + data.len());
+        if expected.len() < end {
+            expected.resize(end, 0);
+        }
+        expected[at..end].copy_from_slice(data);
+    }
+    expected.truncate(truncate_to as usize);
+    assert_eq!(e.size, truncate_to);
+    assert_eq!(
+        e.content_hash.as_deref(),
+        Some(sha256_hex(&expected).as_str())
+    );
+    let got = read(h, &s, "/big").await.expect("read");
+    assert!(got == expected, "the patched large file differs");
+}
+
 pub async fn check_patch_segments<A: SessionApi>(h: &Harness<A>) {
     let s = new_session(h).await;
     put(h, &s, "/p", b"hello world").await;

@@ -89,6 +89,7 @@ checks!(
     check_write_parents,
     check_write_onto_directory,
     check_patch_segments,
+    check_patch_segments_of_a_large_file,
     check_mkdir_rules,
     check_rmdir_rules,
     check_delete_file_rules,

@@ -12,6 +12,7 @@ pub mod overlay;
 pub mod path;
 pub mod review;
 pub mod session;
+pub mod splice;
 pub mod time;
 pub mod tree;
 

@@ -867,38 +867,16 @@ pub struct Segment {
 }
 
 /// Applies `segments` in order, then truncates or zero-extends to `truncate_to`; gaps left by a
-/// segment beyond the end read as zeros, as a sparse write on a local file would.
+/// segment beyond the end read as zeros, as a sparse write on a local file would. (In memory:
+/// large files are rebuilt as a stream from [`crate::splice::splice`].)
 pub fn apply_segments(
-    mut content: Vec<u8>,
+    content: Vec<u8>,
     segments: &[Segment],
     truncate_to: Option<u64>,
     max_size: u64,
 ) -> Result<Vec<u8>> {
-    let limit = |end: u64| {
-        if end > max_size {
-            Err(Error::invalid(format!(
-                "the write would grow the file to {end} bytes; the limit is {max_size}"
-            )))
-        } else {
-            Ok(end as usize)
-        }
-    };
-    for s in segments {
-        let end = s
-            .offset
-            .checked_add(s.data.len() as u64)
-            .ok_or_else(|| Error::invalid("segment offset plus length overflows"))?;
-        let end = limit(end)?;
-        if content.len() < end {
-            content.resize(end, 0);
-        }
-        let start = s.offset as usize;
-        content[start..end].copy_from_slice(&s.data);
-    }
-    if let Some(len) = truncate_to {
-        content.resize(limit(len)?, 0);
-    }
-    Ok(content)
+    let layout = crate::splice::splice(content.len() as u64, segments, truncate_to, max_size)?;
+    Ok(layout.assemble(&content, segments))
 }
 
 /// One tree mutation, validated and ready to apply. Content arrives as an already stored blob.

@@ -9,6 +9,7 @@ mod gc;
 mod insight;
 mod knowledge;
 mod mutate;
+mod patch;
 mod reader;
 mod review;
 mod secrets;

@@ -12,7 +12,7 @@ use std::collections::{HashSet, VecDeque};
 use futures::future::Either;
 use tokio::sync::oneshot;
 
-use aether_domain::tree::{Op, Txn, apply_segments};
+use aether_domain::tree::{Op, Txn};
 use aether_domain::{Code, Entry, EntryKind, Error, Result, Scope, SessionId, TenantId};
 use aether_ports::plan::{PatchPlan, Planned};
 use aether_ports::store::{
@@ -22,6 +22,7 @@ use aether_ports::store::{
 use aether_ports::{Ctx, FileBody, Outcome};
 
 use crate::Service;
+use crate::patch::QueuedPatch;
 use crate::reader::StoreReader;
 
 const MAX_ATTEMPTS: usize = 16;
@@ -71,7 +72,7 @@ pub(crate) struct Queued {
     ctx: Ctx,
     /// `None` where a patch goes, resolved against the state the mutation is planned on.
     ops: Vec<Option<Op>>,
-    patches: Vec<(usize, PatchPlan)>,
+    patches: Vec<QueuedPatch>,
     bytes_written: u64,
     outcome: Box<dyn Fn(&Applied) -> Outcome + Send + Sync>,
     reply: oneshot::Sender<Result<Applied>>,
@@ -107,7 +108,7 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
         let mut ops = Vec::with_capacity(planned.len());
         let mut bytes_written = 0u64;
         let mut patches = Vec::new();
-        for (i, p) in planned.into_iter().enumerate() {
+        for p in planned {
             match p {
                 Planned::Op(op) => ops.push(Some(op)),
                 Planned::Write {
@@ -143,10 +144,11 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
                         .map(|seg| seg.data.len() as u64)
                         .sum::<u64>();
                     ops.push(None);
-                    patches.push((i, patch));
+                    patches.push(QueuedPatch::new(patch));
                 }
             }
         }
+        self.prepare_patches(ctx, target, &patches).await;
         let shard = shard_of(target.id());
         let (reply, mut answer) = oneshot::channel();
         self.queue(shard).push_back(Queued {
@@ -365,7 +367,7 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
             let entry = match op {
                 Some(op) => txn.apply(op).await?,
                 None => {
-                    let (_, patch) = patches
+                    let patch = patches
                         .next()
                         .ok_or_else(|| Error::internal("a patch went missing"))?;
                     let op = self.resolve_patch(txn, patch).await?;
@@ -380,41 +382,21 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
     async fn resolve_patch<R: aether_domain::tree::TreeRead>(
         &self,
         txn: &Txn<'_, R>,
-        patch: &PatchPlan,
+        patch: &QueuedPatch,
     ) -> Result<Op> {
         let PatchPlan {
             path,
-            segments,
-            truncate_to,
             expected_hash,
             create,
-        } = patch;
+            ..
+        } = &patch.plan;
         let current = txn.get(path).await?;
-        let content = match &current {
-            Some(e) if e.kind == EntryKind::Directory => {
-                return Err(Error::is_a_directory(path.as_str()));
-            }
-            Some(e) if e.kind != EntryKind::File => {
-                return Err(Error::precondition(format!(
-                    "{path} is a {}, not a regular file",
-                    e.kind.as_str()
-                )));
-            }
-            Some(e) => match &e.content_hash {
-                Some(h) => self.inner.blobs.get(h, None).await?.to_vec(),
-                None => Vec::new(),
-            },
-            None if *create => Vec::new(),
+        let base = match &current {
+            Some(e) => content_of(e, path)?,
+            None if *create => None,
             None => return Err(Error::no_such_path(path.as_str())),
         };
-        let patched = apply_segments(
-            content,
-            segments,
-            *truncate_to,
-            self.inner.limits.max_file_bytes,
-        )?;
-        let size = patched.len() as u64;
-        let hash = self.inner.blobs.put(patched.into()).await?;
+        let (hash, size) = self.patched(patch, base).await?;
         Ok(Op::WriteBlob {
             path: path.clone(),
             hash,
@@ -423,6 +405,61 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
             parents: false,
             expected_hash: expected_hash.clone(),
         })
+    }
+
+    /// Builds each patch's content on the session's current state before the mutation waits
+    /// for the write lock: rebuilding a large file then holds up no other writer of the
+    /// lock's shard. Under the lock the work is reused if the file has not changed meanwhile
+    /// (the common case: one writer of the file); otherwise it is done again there. Anything
+    /// that fails here is left for the locked attempt to report.
+    async fn prepare_patches(&self, ctx: &Ctx, target: Target<'_>, patches: &[QueuedPatch]) {
+        let Target::Session(id) = target else {
+            return;
+        };
+        if patches.is_empty() {
+            return;
+        }
+        let Ok(rec) = self.load(&ctx.principal, id).await else {
+            return;
+        };
+        if rec.status.check_writable().is_err() {
+            return;
+        }
+        let reader = StoreReader {
+            meta: &self.inner.meta,
+            tree: TreeRef::Session {
+                tenant: rec.tenant.clone(),
+                session: rec.id.clone(),
+            },
+        };
+        for patch in patches {
+            let path = &patch.plan.path;
+            let current = aether_domain::tree::TreeRead::entry(&reader, path).await;
+            let base = match &current {
+                Ok(Some(e)) => match content_of(e, path) {
+                    Ok(base) => base,
+                    Err(_) => continue,
+                },
+                Ok(None) if patch.plan.create => None,
+                _ => continue,
+            };
+            let _ = self.patched(patch, base).await;
+        }
+    }
+}
+
+/// The content a patch of `path` starts from: `(hash, size)`, or `None` for an empty file.
+fn content_of<'e>(
+    e: &'e Entry,
+    path: &aether_domain::SessionPath,
+) -> Result<Option<(&'e str, u64)>> {
+    match e.kind {
+        EntryKind::File => Ok(e.content_hash.as_deref().map(|h| (h, e.size))),
+        EntryKind::Directory => Err(Error::is_a_directory(path.as_str())),
+        kind => Err(Error::precondition(format!(
+            "{path} is a {}, not a regular file",
+            kind.as_str()
+        ))),
     }
 }
 

@@ -10,6 +10,7 @@ mod gc;
 mod knowledge;
 mod metrics;
 mod model;
+mod patches;
 mod scenario;
 mod secrets;
 mod signals;

@@ -9,7 +9,7 @@ fn spawn(data: &std::path::Path) -> (Child, String) {
 }
 
 /// The real binary on a free port over `data`, with more flags and environment.
-fn spawn_with(
+pub(crate) fn spawn_with(
     data: &std::path::Path,
     flags: &[&std::ffi::OsStr],
     env: &[(&str, &str)],

@@ -1,5 +1,7 @@
 //! Self-test of the conformance suite against the in-memory fake.
 
+mod patch_lock;
+
 use aether_conformance::{Harness, run_all};
 use aether_domain::{Principal, Scope, TenantId};
 use aether_ports::Ctx;
