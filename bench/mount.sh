@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The mount benchmark (`cargo xtask bench mount [--quick] [--fuse-wake-here]`): one run, side by side, of a native
+# The mount benchmark (`cargo xtask bench mount [--quick] [--fuse-wake-here] [--guest-halt-poll]`): one run, side by side, of a native
 # directory, bindfs (the FUSE floor), rclone mount (--vfs-cache-mode full) of rclone serve
 # webdav, sshfs over loopback, and an aether mount of an afs-server on loopback.
 # Rows: sequential write + fsync (every target's three rounds interleaved, the median kept),
@@ -15,11 +15,17 @@ QUICK=0
 # other on the CPU they run on instead of another one). The previous value is restored at exit.
 WAKE_HERE=""
 WAKE_PARAM=/sys/module/fuse/parameters/wake_here
+# --guest-halt-poll: on a virtual machine whose idle driver is cpuidle-haltpoll, let an idle vCPU
+# poll for 200 µs before it halts (`haltpoll.guest_halt_poll_ns`), so that waking it costs no exit
+# to the host. Restored at exit too.
+HALT_POLL=""
+HALT_PARAM=/sys/module/haltpoll/parameters/guest_halt_poll_ns
 for a in "$@"; do
   case $a in
     --quick) QUICK=1 ;;
     --fuse-wake-here) WAKE_HERE=Y ;;
-    *) echo "unknown option $a (expected --quick, --fuse-wake-here)" >&2; exit 2 ;;
+    --guest-halt-poll) HALT_POLL=200000 ;;
+    *) echo "unknown option $a (expected --quick, --fuse-wake-here, --guest-halt-poll)" >&2; exit 2 ;;
   esac
 done
 SIZE_MB=$([ $QUICK = 1 ] && echo 256 || echo 1024)
@@ -39,6 +45,7 @@ for t in bindfs rclone sshfs sshd git bc python3; do need "$t"; done
 cleanup() {
   set +e
   [ -n "${WAKE_BEFORE:-}" ] && echo "$WAKE_BEFORE" > "$WAKE_PARAM"
+  [ -n "${HALT_BEFORE:-}" ] && echo "$HALT_BEFORE" > "$HALT_PARAM"
   for m in bindfs rclone sshfs aether; do umount -l "$W/mnt/$m" 2>/dev/null; done
   [ -n "${AETHER_SID:-}" ] && "$AETHER" stop --session-id "$AETHER_SID" --cache-dir "$W/aether-cache" >/dev/null 2>&1
   [ -f "$W/ssh/pid" ] && kill "$(cat "$W/ssh/pid")" 2>/dev/null   # sshd detaches: not in PIDS
@@ -52,6 +59,11 @@ if [ -n "$WAKE_HERE" ]; then
   [ -w "$WAKE_PARAM" ] || { echo "--fuse-wake-here: this kernel has no writable $WAKE_PARAM" >&2; exit 2; }
   WAKE_BEFORE=$(cat "$WAKE_PARAM")
   echo Y > "$WAKE_PARAM"
+fi
+if [ -n "$HALT_POLL" ]; then
+  [ -w "$HALT_PARAM" ] || { echo "--guest-halt-poll: no writable $HALT_PARAM (not a VM with cpuidle-haltpoll?)" >&2; exit 2; }
+  HALT_BEFORE=$(cat "$HALT_PARAM")
+  echo "$HALT_POLL" > "$HALT_PARAM"
 fi
 # Files deleted in the last ~30 s make every inode allocation on this ext4 slower (the kernel's
 # `recently_deleted` scan, up to 100s of µs per create), so nothing is deleted while measuring:
@@ -215,6 +227,7 @@ row "crate copy+git commit+grep (s)" workload time native
 echo "(aether/ratio: aether's time over native's, or over bindfs's for the warm read; <1 is faster)"
 echo "crate: $CRATE"
 echo "fuse wake_here: $(cat "$WAKE_PARAM" 2>/dev/null || echo 'not in this kernel')"
+echo "guest_halt_poll_ns: $(cat "$HALT_PARAM" 2>/dev/null || echo 'no haltpoll driver')"
 echo "aether runtime RSS: ${IDLE_RSS} KiB idle after mounting, $(rss) KiB after the run"
 printf 'write rounds (MiB/s; the row is their median):'
 for t in $TARGETS; do

@@ -36,8 +36,12 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             if quick {
                 cmd.arg("--quick");
             }
-            if which == "mount" && args.iter().any(|a| a == "--fuse-wake-here") {
-                cmd.arg("--fuse-wake-here");
+            if which == "mount" {
+                for switch in ["--fuse-wake-here", "--guest-halt-poll"] {
+                    if args.iter().any(|a| a == switch) {
+                        cmd.arg(switch);
+                    }
+                }
             }
             let status = cmd
                 .status()
@@ -66,7 +70,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             cargo(&bench)
         }
         _ => bail!(
-            "usage: cargo xtask bench <server | mount | memory | telemetry | workflow> [--quick] (mount also: [--fuse-wake-here])"
+            "usage: cargo xtask bench <server | mount | memory | telemetry | workflow> [--quick] (mount also: [--fuse-wake-here] [--guest-halt-poll])"
         ),
     }
 }
