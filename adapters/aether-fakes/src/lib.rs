@@ -34,6 +34,19 @@ pub fn fake_api_with_limits(limits: Limits) -> FakeApi {
     .with_secrets(std::sync::Arc::new(FakeSealer))
 }
 
+/// The in-memory session API over another blob store: a wrapper that holds or fails writes,
+/// say, to show what the service does meanwhile.
+pub fn fake_api_with_blobs<B: aether_ports::store::BlobStore>(
+    blobs: B,
+) -> aether_service::Service<MemoryMetadataStore, B, FakeEnvironment> {
+    aether_service::Service::new(
+        MemoryMetadataStore::default(),
+        blobs,
+        FakeEnvironment::default(),
+        Limits::default(),
+    )
+}
+
 /// A fresh in-memory session API whose clock the returned `FakeTime` moves forward.
 pub fn fake_api_with_time() -> (FakeApi, FakeTime) {
     let time = FakeTime::default();

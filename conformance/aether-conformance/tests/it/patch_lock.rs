@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::Semaphore;
 
-use aether_fakes::{FakeEnvironment, Limits, MemoryBlobStore, MemoryMetadataStore};
+use aether_fakes::MemoryBlobStore;
 use aether_ports::store::BlobStore;
 use aether_ports::{
     ByteRange, ByteStream, ContentApi, CreateSessionRequest, Empty, PatchSegmentsRequest,
@@ -86,12 +86,7 @@ fn write(path: &str, data: Vec<u8>) -> WriteFileRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_writes_go_through_while_a_large_patch_is_rebuilt() {
     let blobs = Gated::new();
-    let api = aether_service::Service::new(
-        MemoryMetadataStore::default(),
-        blobs.clone(),
-        FakeEnvironment::default(),
-        Limits::default(),
-    );
+    let api = aether_fakes::fake_api_with_blobs(blobs.clone());
     let owner = crate::ctx("11111111-1111-1111-1111-111111111111", "owner");
     let s = api
         .create_session(
