@@ -445,6 +445,39 @@ pub async fn check_patch_segments_of_a_large_file<A: SessionApi>(h: &Harness<A>)
     );
     let got = read(h, &s, "/big").await.expect("read");
     assert!(got == expected, "the patched large file differs");
+
+    // Guarded by the hash it had before: refused, naming the hash it has now.
+    let guarded = |expected_hash: Option<String>| {
+        h.api.patch_segments(
+            &h.owner,
+            &s.id,
+            PatchSegmentsRequest {
+                path: "/big".into(),
+                segments: vec![Segment {
+                    offset: 1,
+                    data: b"guarded".to_vec(),
+                }],
+                truncate_to: None,
+                expected_hash,
+                create: false,
+            },
+        )
+    };
+    let refused = expect_err(
+        guarded(Some(sha256_hex(&[0u8; 1]))).await,
+        Code::Aborted,
+        Some(Reason::HashMismatch),
+    );
+    assert_eq!(refused.current_hash, e.content_hash);
+    assert!(read(h, &s, "/big").await.expect("read") == expected);
+    let accepted = guarded(e.content_hash.clone())
+        .await
+        .expect("guarded by the current hash");
+    expected[1..8].copy_from_slice(b"guarded");
+    assert_eq!(
+        accepted.content_hash.as_deref(),
+        Some(sha256_hex(&expected).as_str())
+    );
 }
 
 pub async fn check_patch_segments<A: SessionApi>(h: &Harness<A>) {

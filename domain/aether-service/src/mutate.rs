@@ -396,6 +396,13 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
             None if *create => None,
             None => return Err(Error::no_such_path(path.as_str())),
         };
+        if !guard_holds(&patch.plan, base) {
+            // Refused before the new content is built, as the write itself would refuse it.
+            return Err(Error::hash_conflict(
+                path.as_str(),
+                base.map(|(hash, _)| hash.to_owned()),
+            ));
+        }
         let (hash, size) = self.patched(patch, base).await?;
         Ok(Op::WriteBlob {
             path: path.clone(),
@@ -443,9 +450,19 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
                 Ok(None) if patch.plan.create => None,
                 _ => continue,
             };
+            if !guard_holds(&patch.plan, base) {
+                continue;
+            }
             let _ = self.patched(patch, base).await;
         }
     }
+}
+
+/// Whether a patch's `expectedHash`, if it has one, is its base's hash.
+fn guard_holds(plan: &PatchPlan, base: Option<(&str, u64)>) -> bool {
+    plan.expected_hash
+        .as_deref()
+        .is_none_or(|expected| base.map(|(hash, _)| hash) == Some(expected))
 }
 
 /// The content a patch of `path` starts from: `(hash, size)`, or `None` for an empty file.
