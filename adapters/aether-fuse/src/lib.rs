@@ -207,6 +207,16 @@ pub fn kernel_wake_here() -> Option<bool> {
     Some(matches!(v.trim(), "Y" | "y" | "1"))
 }
 
+/// Whether this is a virtual machine whose idle vCPUs halt at once: its idle driver is
+/// `haltpoll` with `guest_halt_poll_ns` at 0. Waking such a vCPU (a FUSE worker, or the caller
+/// waiting for its reply) is an exit to the host; letting it poll first is a host setting with
+/// about the effect of `wake_here` (docs/mount.md, "Host tuning").
+pub fn vcpus_halt_at_once() -> bool {
+    let read = |p: &str| std::fs::read_to_string(p).map(|v| v.trim().to_owned());
+    read("/sys/devices/system/cpu/cpuidle/current_driver").is_ok_and(|d| d == "haltpoll")
+        && read("/sys/module/haltpoll/parameters/guest_halt_poll_ns").is_ok_and(|n| n == "0")
+}
+
 /// Mounts `vfs` at `dir`. Returns the mount and the notifier the engine should use.
 pub fn mount<V: Vfs>(
     vfs: Arc<V>,

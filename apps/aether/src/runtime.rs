@@ -385,12 +385,21 @@ pub(crate) async fn start(plan: MountPlan) -> Result<Running> {
             .with_context(|| format!("mount FUSE at {}", plan.mount_dir.display()))?
     };
     engine.attach_kernel(notifier);
-    if aether_fuse::kernel_wake_here() == Some(false) {
-        // A host setting, not ours to change: say once that it exists.
+    // Host settings, not ours to change: say once that they exist.
+    let wake_here = aether_fuse::kernel_wake_here();
+    if wake_here == Some(false) {
         tracing::info!(
             "this kernel's fuse.wake_here switch is off; turning it on (as root: echo Y > \
              /sys/module/fuse/parameters/wake_here) makes small-file work through FUSE mounts \
              faster (docs/mount.md, \"Host tuning\")"
+        );
+    }
+    if wake_here != Some(true) && aether_fuse::vcpus_halt_at_once() {
+        tracing::info!(
+            "this virtual machine's idle vCPUs halt at once (haltpoll, guest_halt_poll_ns=0); \
+             letting them poll (as root: echo 200000 > \
+             /sys/module/haltpoll/parameters/guest_halt_poll_ns) makes small-file work through \
+             FUSE mounts faster (docs/mount.md, \"Host tuning\")"
         );
     }
     let stop_requested = Arc::new(tokio::sync::Notify::new());
