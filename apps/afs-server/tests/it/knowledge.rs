@@ -17,17 +17,7 @@ async fn cache_keys_expire_route_by_encoded_key_and_survive_a_restart() {
     let server = start(&cfg).await;
     let base = format!("http://{}", server.addr);
     let http = reqwest::Client::new();
-    let created: Value = http
-        .post(format!("{base}/v1/sessions"))
-        .bearer_auth(OWNER)
-        .body("{}")
-        .send()
-        .await
-        .expect("create")
-        .json()
-        .await
-        .expect("json");
-    let sid = created["id"].as_str().expect("id").to_owned();
+    let sid = crate::support::create_session(&http, &base, OWNER).await;
     let cache = format!("{base}/v1/sessions/{sid}/cache");
     let put = |raw_key: &str, body: Value| {
         http.put(format!("{cache}/{raw_key}"))

@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
 use crate::support::{config, start};
 
 const OWNER: &str = "11111111-1111-1111-1111-111111111111:owner";
@@ -15,17 +13,7 @@ async fn metrics_count_requests_by_route_template() {
     let server = start(&config(dir.path())).await;
     let base = format!("http://{}", server.addr);
     let http = reqwest::Client::new();
-    let created: Value = http
-        .post(format!("{base}/v1/sessions"))
-        .bearer_auth(OWNER)
-        .body("{}")
-        .send()
-        .await
-        .expect("create")
-        .json()
-        .await
-        .expect("json");
-    let sid = created["id"].as_str().expect("id").to_owned();
+    let sid = crate::support::create_session(&http, &base, OWNER).await;
     for _ in 0..3 {
         http.get(format!("{base}/v1/sessions/{sid}"))
             .bearer_auth(OWNER)

@@ -92,6 +92,28 @@ pub(crate) fn tokens_file(
     (path, map)
 }
 
+/// `len` bytes that neither repeat within a block nor compress: content for large-file tests.
+pub(crate) fn pattern(len: usize) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect()
+}
+
+/// Creates an empty session over HTTP at `base` (`http://host:port`); its id.
+pub(crate) async fn create_session(http: &reqwest::Client, base: &str, token: &str) -> String {
+    let created: serde_json::Value = http
+        .post(format!("{base}/v1/sessions"))
+        .bearer_auth(token)
+        .body("{}")
+        .send()
+        .await
+        .expect("create a session")
+        .json()
+        .await
+        .expect("the created session as JSON");
+    created["id"].as_str().expect("the session's id").to_owned()
+}
+
 pub(crate) async fn start(cfg: &ServerConfig) -> RunningServer {
     afs_server::start(cfg).await.expect("server starts")
 }

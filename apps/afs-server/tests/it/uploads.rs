@@ -7,16 +7,10 @@ use bytes::Bytes;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::support::{config, start};
+use crate::support::{config, pattern, start};
 
 const OWNER: &str = "11111111-1111-1111-1111-111111111111:owner";
 const LIMIT: usize = 4 << 20;
-
-fn pattern(len: usize) -> Vec<u8> {
-    (0..len as u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
-        .collect()
-}
 
 /// A chunked body (no Content-Length) of `data` in 64 KiB pieces.
 fn chunked(data: &[u8]) -> reqwest::Body {
@@ -53,17 +47,7 @@ async fn large_uploads_stream_round_trip_and_respect_the_limit() {
     let server = start(&cfg).await;
     let base = format!("http://{}", server.addr);
     let http = reqwest::Client::new();
-    let created: Value = http
-        .post(format!("{base}/v1/sessions"))
-        .bearer_auth(OWNER)
-        .body("{}")
-        .send()
-        .await
-        .expect("create")
-        .json()
-        .await
-        .expect("json");
-    let sid = created["id"].as_str().expect("id").to_owned();
+    let sid = crate::support::create_session(&http, &base, OWNER).await;
     let files = format!("{base}/v1/sessions/{sid}/files");
     let put = |path: &str, body: reqwest::Body| {
         http.request(Method::PUT, format!("{files}?path={path}"))
