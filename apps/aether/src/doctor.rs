@@ -233,13 +233,55 @@ fn cache_dir(dir: &Path, low_free: u64) -> Check {
     }
 }
 
+/// Host settings that make small-file work through FUSE faster (docs/mount.md, "Host
+/// tuning"): the kernel's `fuse.wake_here` switch (`None`: this kernel has none), and whether
+/// idle vCPUs of a virtual machine halt at once. Never a FAIL: the mount works either way.
+fn host_tuning(wake_here: Option<bool>, vcpus_halt_at_once: bool) -> Check {
+    const NAME: &str = "host tuning";
+    match (wake_here, vcpus_halt_at_once) {
+        (Some(true), _) => pass(NAME, "fuse.wake_here is on"),
+        (wake_here, true) => warn(
+            NAME,
+            format!(
+                "idle vCPUs halt at once (haltpoll, guest_halt_poll_ns=0){}: small-file work \
+                 through FUSE pays for waking them",
+                if wake_here.is_some() {
+                    " and fuse.wake_here is off"
+                } else {
+                    ""
+                }
+            ),
+            "as root: echo 200000 > /sys/module/haltpoll/parameters/guest_halt_poll_ns \
+             (or echo Y > /sys/module/fuse/parameters/wake_here where it exists)",
+        ),
+        (Some(false), false) => warn(
+            NAME,
+            "fuse.wake_here is off",
+            "as root: echo Y > /sys/module/fuse/parameters/wake_here",
+        ),
+        (None, false) => pass(
+            NAME,
+            "nothing to tune: no wake_here switch, no halting vCPUs",
+        ),
+    }
+}
+
 /// Runs every check; `config` is the configuration's load result (an error fails it).
 pub(crate) fn checks(
     config: Result<&crate::config::AetherConfig, String>,
     cache: &Path,
     mount: Option<&Path>,
 ) -> Vec<Check> {
-    let mut out = vec![device(), filesystem(), privilege(), kernel()];
+    let mut out = vec![
+        device(),
+        filesystem(),
+        privilege(),
+        kernel(),
+        host_tuning(
+            aether_fuse::kernel_wake_here(),
+            aether_fuse::vcpus_halt_at_once(),
+        ),
+    ];
     out.extend(mount_dir(mount));
     match config {
         Ok(c) => {
@@ -367,6 +409,31 @@ pub(crate) fn detach(dir: &Path) -> Result<Detached, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_tuning_names_the_setting_to_change_and_never_fails() {
+        let on = host_tuning(Some(true), true);
+        assert_eq!(
+            (on.verdict, on.detail.as_str()),
+            ("PASS", "fuse.wake_here is on")
+        );
+        let halting = host_tuning(Some(false), true);
+        assert_eq!(halting.verdict, "WARN");
+        assert!(
+            halting.detail.contains("halt at once") && halting.detail.contains("wake_here is off")
+        );
+        assert!(halting.hint.unwrap().contains("guest_halt_poll_ns"));
+        let halting_only = host_tuning(None, true);
+        assert!(
+            !halting_only.detail.contains("wake_here"),
+            "{}",
+            halting_only.detail
+        );
+        let off = host_tuning(Some(false), false);
+        assert_eq!(off.verdict, "WARN");
+        assert!(off.hint.unwrap().contains("wake_here"));
+        assert_eq!(host_tuning(None, false).verdict, "PASS");
+    }
 
     #[test]
     fn a_mount_detached_by_someone_else_meanwhile_is_not_a_cleanup_failure() {
