@@ -459,6 +459,24 @@ impl Journal {
         Ok(Some((generation, out)))
     }
 
+    /// Whether a pending entry names any of `names` (as its content, or as the content it
+    /// replaces): its upload may still read that content from the cache.
+    pub(crate) fn mentions_any(&self, names: &[String]) -> CacheResult<bool> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT EXISTS(SELECT 1 FROM journal WHERE instr(op, ?1) > 0)")
+            .map_err(db_err("look for a name in the journal"))?;
+        for name in names {
+            let found: bool = stmt
+                .query_row(params![name], |r| r.get(0))
+                .map_err(db_err("look for a name in the journal"))?;
+            if found {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     pub(crate) fn referenced_hashes(&self) -> CacheResult<HashSet<String>> {
         Ok(self
             .pending(usize::MAX >> 1)?

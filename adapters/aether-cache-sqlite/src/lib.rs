@@ -29,6 +29,20 @@ pub use shared::SharedStore;
 /// Open blob files kept for repeated reads (sequential reads come in 128 KiB–1 MiB pieces).
 const OPEN_BLOB_LIMIT: usize = 256;
 
+/// A blob read from the start, sharing the cache's descriptor (positional reads).
+struct BlobReader {
+    file: Arc<File>,
+    at: u64,
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
 /// A staging area: small content in memory until it outgrows [`INLINE_MAX_BYTES`].
 enum Stage {
     Memory(Vec<u8>),
@@ -41,10 +55,15 @@ pub struct DiskCache {
     journal: journal::Journal,
     shared: Option<SharedStore>,
     stages: Mutex<HashMap<u64, Stage>>,
-    /// Staging files committed by hard link: they share their inode with a blob, so the next
-    /// change must first give them an inode of their own (blobs never change).
-    linked: Mutex<std::collections::HashSet<u64>>,
+    /// Staging files committed by hard link, and the blob names that share their inode: the
+    /// next change must first give them an inode of their own (blobs never change), or take
+    /// those names away when nothing needs them any more ([`DiskCache::reclaim_in_place`]).
+    linked: Mutex<HashMap<u64, Vec<String>>>,
     open_blobs: Mutex<HashMap<String, Arc<File>>>,
+    /// Every descriptor of a blob handed out, by name, for as long as anyone holds it (the
+    /// cache above forgets its own when full): a staging file is changed in place only when
+    /// no descriptor of the content it held is alive ([`DiskCache::reclaim_in_place`]).
+    lent: Mutex<HashMap<String, Vec<std::sync::Weak<File>>>>,
     /// Blob shard directories (`blobs/<aa>`) known to exist with mode 0700, by their first
     /// byte (and `blobs/local` last): checking on every commit cost two `stat`s per small file.
     shards_ready: [AtomicBool; 257],
@@ -101,8 +120,9 @@ impl DiskCache {
             journal,
             shared,
             stages: Mutex::new(HashMap::new()),
-            linked: Mutex::new(std::collections::HashSet::new()),
+            linked: Mutex::new(HashMap::new()),
             open_blobs: Mutex::new(HashMap::new()),
+            lent: Mutex::new(HashMap::new()),
             shards_ready: [const { AtomicBool::new(false) }; 257],
         })
     }
@@ -182,6 +202,16 @@ impl DiskCache {
             open.clear();
         }
         open.insert(hash.to_owned(), f.clone());
+        let mut lent = self.lent.lock().unwrap_or_else(|p| p.into_inner());
+        if lent.len() >= 4 * OPEN_BLOB_LIMIT {
+            lent.retain(|_, held| {
+                held.retain(|w| w.strong_count() > 0);
+                !held.is_empty()
+            });
+        }
+        lent.entry(hash.to_owned())
+            .or_default()
+            .push(Arc::downgrade(&f));
         Ok(f)
     }
 
@@ -268,14 +298,18 @@ impl DiskCache {
         }
     }
 
-    /// Gives staging area `stage` an inode of its own if it shares one with a blob.
+    /// Gives staging area `stage` an inode of its own if it shares one with a blob: the blob's
+    /// names are taken away when nothing needs them, else the staged content is copied.
     fn unshare_stage(&self, stage: u64) -> Result<(), CacheError> {
-        let shared = self
+        let names = self
             .linked
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&stage);
-        if !shared {
+        let Some(names) = names else {
+            return Ok(());
+        };
+        if self.reclaim_in_place(stage, &names)? {
             return Ok(());
         }
         let path = self.stage_path(stage);
@@ -289,6 +323,54 @@ impl DiskCache {
             .map_err(|e| io_err("open staging file", &path, e))?;
         self.stages().insert(stage, Stage::File(Arc::new(f)));
         Ok(())
+    }
+
+    /// Takes the blob `names` of a committed staging file away so that the next write can
+    /// change the file in place instead of copying it: true when done, and the staging file is
+    /// then the only name of its inode. Only when that content is no longer needed here: no
+    /// pending journal entry names it (its upload may still read it), no reader holds a
+    /// descriptor of it, and no other name (the host-wide shared store, another session)
+    /// links it. The server holds that content, so a later reader of it fetches it again.
+    fn reclaim_in_place(&self, stage: u64, names: &[String]) -> Result<bool, CacheError> {
+        if self.journal.mentions_any(names)? {
+            return Ok(false);
+        }
+        // Names first: from now on no one can open or link the blob by name. The host-wide
+        // store's reference goes before the name it was offered from (releasing waits for
+        // pending offers), so its count stays true; it keeps its copy if others use it.
+        for name in names {
+            if let Some(shared) = self.shared.as_ref().filter(|_| is_digest(name)) {
+                shared.release(name);
+            }
+            match fs::remove_file(self.blob_path(name)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("remove blob", &self.blob_path(name), e)),
+            }
+        }
+        // Then descriptors opened before: one a reader still holds may be read after a write.
+        {
+            let mut open = self.open_blobs.lock().unwrap_or_else(|p| p.into_inner());
+            for name in names {
+                open.remove(name);
+            }
+            let mut lent = self.lent.lock().unwrap_or_else(|p| p.into_inner());
+            for name in names {
+                if let Some(held) = lent.get_mut(name) {
+                    held.retain(|w| w.strong_count() > 0);
+                    if !held.is_empty() {
+                        return Ok(false);
+                    }
+                    lent.remove(name);
+                }
+            }
+        }
+        let f = self.stage_file(stage)?;
+        let links = f
+            .metadata()
+            .map_err(|e| io_err("inspect staging file", &self.stage_path(stage), e))?
+            .nlink();
+        Ok(links == 1)
     }
 
     /// Moves a finished temporary file into the blob store as `hash` (no-op if present).
@@ -409,19 +491,15 @@ impl LocalCache for DiskCache {
     }
 
     fn open_blob(&self, hash: &str) -> CacheResult<Box<dyn std::io::Read + Send>> {
-        valid_hash(hash)?;
-        // A descriptor of its own: the cached one is shared, and reading moves the position.
-        // Blobs are never written in place, so the content cannot change while it streams.
-        let path = self.blob_path(hash);
-        match File::open(&path) {
-            Ok(f) => Ok(Box::new(f)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                match self.journal.inline_get(hash)? {
-                    Some(data) => Ok(Box::new(std::io::Cursor::new(data))),
-                    None => Err(CacheError::Missing(format!("blob {hash}"))),
-                }
-            }
-            Err(e) => Err(io_err("open blob", &path, e)),
+        // The shared descriptor, read at a position of the reader's own: while the reader
+        // lives, the content it reads is not reclaimed for writing in place.
+        match self.blob_file(hash) {
+            Ok(file) => Ok(Box::new(BlobReader { file, at: 0 })),
+            Err(CacheError::Missing(why)) => match self.journal.inline_get(hash)? {
+                Some(data) => Ok(Box::new(std::io::Cursor::new(data))),
+                None => Err(CacheError::Missing(why)),
+            },
+            Err(e) => Err(e),
         }
     }
 
@@ -580,7 +658,7 @@ impl LocalCache for DiskCache {
             self.linked
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(stage);
+                .insert(stage, vec![hash.to_owned()]);
         }
         Ok(())
     }
@@ -594,8 +672,14 @@ impl LocalCache for DiskCache {
         if let Some(data) = self.journal.inline_get(local)? {
             return self.journal.inline_put(hash, &data);
         }
-        self.link_blob(&self.blob_path(local), hash, "name blob")
-            .map(drop)
+        if self.link_blob(&self.blob_path(local), hash, "name blob")? {
+            // A staging file that is `local` now has this name too.
+            let mut linked = self.linked.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(names) = linked.values_mut().find(|n| n.iter().any(|n| n == local)) {
+                names.push(hash.to_owned());
+            }
+        }
+        Ok(())
     }
 
     fn stage_drop(&self, stage: u64) {

@@ -271,7 +271,11 @@ fn a_later_write_never_changes_the_committed_blob(large: bool) {
     if large {
         cache.stage_write(3, INLINE_MAX_BYTES as u64, b"!").unwrap();
     }
-    let (first, _) = cache.stage_commit(3).unwrap();
+    let (first, size) = cache.stage_commit(3).unwrap();
+    // Its journal entry is not written back yet: the write-back still reads it from here.
+    cache
+        .journal_append(&write_of(&first, size), Timestamp::from_nanos(1))
+        .unwrap();
     // Written again after the commit (the file stayed open), and truncated.
     cache.stage_write(3, 0, b"FIRST").unwrap();
     assert_eq!(cache.read_blob(&first, 0, 13).unwrap(), b"first version");
@@ -288,6 +292,94 @@ fn a_later_write_never_changes_the_committed_blob(large: bool) {
     assert_eq!(cache.read_blob(&first, 0, 13).unwrap(), b"first version");
     cache.stage_open(3, None).unwrap();
     assert_eq!(cache.read_blob(&second, 0, 100).unwrap(), b"FI");
+}
+
+fn write_of(hash: &str, size: u64) -> JournalOp {
+    JournalOp::Write {
+        path: "/f".into(),
+        hash: hash.to_owned(),
+        size,
+        mode: 0o644,
+        base_hash: None,
+        patch: None,
+        created: true,
+    }
+}
+
+fn staging_inode(dir: &std::path::Path, session: &str, stage: u64) -> u64 {
+    std::fs::metadata(
+        dir.join(session)
+            .join("content/staging")
+            .join(stage.to_string()),
+    )
+    .unwrap()
+    .ino()
+}
+
+/// A large file written again after a commit that nothing needs any more (its entry written
+/// back): the staging file is changed in place, not copied, and the old content's local name
+/// is gone (the server holds it).
+#[test]
+fn a_write_after_a_commit_nothing_needs_changes_the_file_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), "sess_a");
+    let data = large("first");
+    cache.stage_open(3, None).unwrap();
+    cache.stage_write(3, 0, &data).unwrap();
+    let (first, _) = cache.stage_commit(3).unwrap();
+    let before = staging_inode(dir.path(), "sess_a", 3);
+    cache.stage_write(3, 0, b"FIRST").unwrap();
+    assert_eq!(
+        staging_inode(dir.path(), "sess_a", 3),
+        before,
+        "written in place"
+    );
+    assert!(!cache.has_blob(&first), "the old content's name is gone");
+    let (second, size) = cache.stage_commit(3).unwrap();
+    let mut expected = data.clone();
+    expected[..5].copy_from_slice(b"FIRST");
+    assert_eq!(size, expected.len() as u64);
+    assert_eq!(
+        cache.read_blob(&second, 0, expected.len()).unwrap(),
+        expected
+    );
+}
+
+/// While anything may still read the committed content, a write after the commit copies the
+/// staging file first, and what is read is the committed content, whole.
+#[test]
+fn a_write_after_a_commit_copies_while_the_content_may_be_read() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path(), "sess_a");
+    let b = open(dir.path(), "sess_b");
+    let data = large("first");
+    a.stage_open(3, None).unwrap();
+    a.stage_write(3, 0, &data).unwrap();
+    let (first, _) = a.stage_commit(3).unwrap();
+
+    // A reader holds the blob (an upload streaming it).
+    let mut reader = a.open_blob(&first).unwrap();
+    let before = staging_inode(dir.path(), "sess_a", 3);
+    a.stage_write(3, 0, b"FIRST").unwrap();
+    assert_ne!(staging_inode(dir.path(), "sess_a", 3), before, "copied");
+    let mut read = Vec::new();
+    reader.read_to_end(&mut read).unwrap();
+    assert!(read == data, "the reader got the committed content");
+    drop(reader);
+
+    // Another session took the content from the host-wide store: it keeps it.
+    a.stage_open(5, None).unwrap();
+    let other = large("other");
+    a.stage_write(5, 0, &other).unwrap();
+    let (third, _) = a.stage_commit(5).unwrap();
+    // Counting waits for the background offer to the shared store.
+    assert_eq!(a.stats().shared_links, 1);
+    assert!(b.has_blob(&third), "linked into the other session");
+    let before = staging_inode(dir.path(), "sess_a", 5);
+    a.stage_write(5, 0, b"OTHER").unwrap();
+    assert_ne!(staging_inode(dir.path(), "sess_a", 5), before, "copied");
+    assert_eq!(b.read_blob(&third, 0, other.len()).unwrap(), other);
 }
 
 #[test]
