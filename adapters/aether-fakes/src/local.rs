@@ -22,6 +22,9 @@ struct Inner {
     last_seq: u64,
     /// Fixed write-back units: first → last.
     units: BTreeMap<u64, u64>,
+    /// Blobs that vanish at their next read, as one taken out of the cache between a reader's
+    /// lookup and its read would.
+    vanishing: Vec<String>,
 }
 
 #[derive(Clone, Default)]
@@ -39,6 +42,11 @@ impl MemoryCache {
     /// Makes `disk_space` report `free` of `total` bytes.
     pub fn set_disk_space(&self, space: Option<(u64, u64)>) {
         *self.disk.lock().expect("disk lock") = space;
+    }
+
+    /// Removes blob `hash` at its next read, which then finds it missing.
+    pub fn vanish_at_next_read(&self, hash: &str) {
+        self.lock().vanishing.push(hash.to_owned());
     }
 
     /// Forgets staging areas, as a crash of the runtime would (journal and blobs survive).
@@ -67,7 +75,11 @@ impl LocalCache for MemoryCache {
     }
 
     fn read_blob(&self, hash: &str, offset: u64, len: usize) -> CacheResult<Vec<u8>> {
-        let g = self.lock();
+        let mut g = self.lock();
+        if let Some(i) = g.vanishing.iter().position(|h| h == hash) {
+            g.vanishing.remove(i);
+            g.blobs.remove(hash);
+        }
         let b = g
             .blobs
             .get(hash)

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::Ordering;
 
-use aether_ports::local_cache::{JournalOp, LocalCache, LocalName, MountClock};
+use aether_ports::local_cache::{CacheError, JournalOp, LocalCache, LocalName, MountClock};
 use aether_ports::vfs::{FileKind, FsError, FsResult, OpenIn, OpenOut};
 use aether_ports::{ReadFileRequest, SessionApi};
 
@@ -190,13 +190,23 @@ where
         if !self.lock().handles.contains_key(&fh) {
             return Err(FsError::BadHandle(format!("file handle {fh}")));
         }
+        let mut vanished = 0;
         loop {
             let source = self.source(&self.lock(), ino)?;
             let got = match source {
                 Source::Stage => self.cache.stage_read(ino, offset, size as usize),
                 Source::Blob(h) => {
                     self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-                    self.cache.read_blob(&h, offset, size as usize)
+                    match self.cache.read_blob(&h, offset, size as usize) {
+                        // Taken out of the cache since it was looked up (evicted, or the
+                        // local copy of content the server holds was reclaimed): look again,
+                        // which fetches it.
+                        Err(CacheError::Missing(_)) if vanished < 3 => {
+                            vanished += 1;
+                            continue;
+                        }
+                        read => read,
+                    }
                 }
                 Source::Empty => Ok(Vec::new()),
                 Source::Fetch => {

@@ -1149,3 +1149,20 @@ async fn a_directory_read_page_by_page_keeps_the_listing_of_its_first_page() {
     );
     e.releasedir(ROOT_INO, again.fh);
 }
+
+/// Content taken out of the local cache between a reader's lookup and its read (an eviction,
+/// or the local copy of content the server holds reclaimed for a write in place) is fetched
+/// again: the reader gets its bytes, not an error.
+#[tokio::test]
+async fn a_blob_gone_between_lookup_and_read_is_fetched_again() {
+    let w = World::new().await;
+    w.server_write("/f", b"held by the server").await;
+    let e = w.mount().await;
+    let f = e.lookup(ROOT_INO, b"f").await.unwrap().attr.ino;
+    assert_eq!(read_all(&e, f).await, b"held by the server");
+    let hash = w.server_entry("/f").await.unwrap().content_hash.unwrap();
+    assert!(w.cache.has_blob(&hash), "the first read kept it");
+    w.cache.vanish_at_next_read(&hash);
+    assert_eq!(read_all(&e, f).await, b"held by the server");
+    assert!(w.cache.has_blob(&hash), "fetched again");
+}
