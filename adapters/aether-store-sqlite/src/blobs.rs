@@ -1,11 +1,12 @@
 //! Content-addressed blob directory: `<root>/<aa>/<sha256>`, written via a temp file and an
 //! atomic rename so a reader never sees a partial blob. Small blobs are read and written on the
 //! calling thread (a few microseconds) and kept in a bounded memory cache, which can never be
-//! stale because a blob's name is its content's hash.
+//! stale because a blob's name is its content's hash. A large blob made by a patch is a
+//! directory of chunks instead (`chunked.rs`); every reader here takes either form.
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -13,11 +14,14 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use tracing::Instrument;
 
+use aether_domain::splice::Splice;
 use aether_domain::tree::content_hash;
 use aether_domain::{Error, Result};
 use aether_ports::ByteStream;
-use aether_ports::store::BlobStore;
+use aether_ports::store::{BlobStore, put_spliced_as_stream};
 use futures::StreamExt;
+
+use crate::chunked::{self, Chunked};
 
 #[derive(Clone)]
 pub struct FileBlobStore {
@@ -88,21 +92,32 @@ impl FileBlobStore {
         Ok(root.join(&hash[..2]).join(hash))
     }
 
-    /// Total bytes and count of blobs on disk (for storage measurements).
+    /// Total bytes on disk and count of blobs (for storage measurements).
     pub fn disk_usage(&self) -> Result<(u64, u64)> {
         let mut bytes = 0;
         let mut count = 0;
+        let mut shared = std::collections::HashSet::new();
         for shard in fs::read_dir(&self.inner.root).map_err(|e| io("list blobs", e))? {
             let shard = shard.map_err(|e| io("list blobs", e))?;
             if shard.file_name() == "tmp" || !shard.path().is_dir() {
                 continue;
             }
             for blob in fs::read_dir(shard.path()).map_err(|e| io("list blobs", e))? {
-                let meta = blob
-                    .and_then(|b| b.metadata())
-                    .map_err(|e| io("stat a blob", e))?;
-                bytes += meta.len();
+                let blob = blob.map_err(|e| io("list blobs", e))?;
+                let meta = blob.metadata().map_err(|e| io("stat a blob", e))?;
                 count += 1;
+                if !meta.is_dir() {
+                    bytes += meta.len();
+                    continue;
+                }
+                // A chunk shared by several versions is on the disk once.
+                let files =
+                    Chunked::chunk_files(&blob.path()).map_err(|e| io("stat a chunked blob", e))?;
+                for (ino, links, len) in files {
+                    if links == 1 || shared.insert(ino) {
+                        bytes += len;
+                    }
+                }
             }
         }
         Ok((bytes, count))
@@ -114,11 +129,7 @@ fn put_blocking(inner: &Inner, data: &[u8]) -> Result<String> {
     let dest = FileBlobStore::path_of(&inner.root, &hash)?;
     // An existing blob is touched, not rewritten: the fresh mtime tells the collector that a
     // reference to it is about to be committed. If the collector took it meanwhile, write anew.
-    match fs::File::options()
-        .write(true)
-        .open(&dest)
-        .and_then(|f| f.set_modified(SystemTime::now()))
-    {
+    match touch(&dest) {
         Ok(()) => return Ok(hash),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io("refresh a blob", e)),
@@ -142,14 +153,26 @@ fn put_blocking(inner: &Inner, data: &[u8]) -> Result<String> {
     Ok(hash)
 }
 
+/// Marks a stored blob (a file, or a chunked blob's directory) as just used: the collector
+/// leaves blobs touched within its grace period alone.
+fn touch(path: &Path) -> std::io::Result<()> {
+    // Read-only is enough to set the times of a file one owns, and it opens a directory too.
+    fs::File::open(path)?.set_modified(SystemTime::now())
+}
+
 /// Temporary blobs start with a dot, so they are never mistaken for a 64-hex blob name.
 const TEMP_PREFIX: &str = ".tmp-";
 
-fn tempfile_in(dir: &Path) -> Result<(PathBuf, fs::File)> {
+/// A name for a temporary file or directory, unique within this store's process.
+fn temp_name() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let path = dir.join(format!("{TEMP_PREFIX}{}-{n}", std::process::id()));
+    format!("{TEMP_PREFIX}{}-{n}", std::process::id())
+}
+
+fn tempfile_in(dir: &Path) -> Result<(PathBuf, fs::File)> {
+    let path = dir.join(temp_name());
     let file = fs::File::create(&path).map_err(|e| io("create a temporary blob", e))?;
     Ok((path, file))
 }
@@ -214,12 +237,7 @@ fn write_stream(
         let _ = p.join();
     }
     let dest = FileBlobStore::path_of(&inner.root, &hash)?;
-    if fs::File::options()
-        .write(true)
-        .open(&dest)
-        .and_then(|f| f.set_modified(SystemTime::now()))
-        .is_ok()
-    {
+    if touch(&dest).is_ok() {
         return Ok((hash, size)); // already stored; the temporary copy is dropped
     }
     if inner.fsync {
@@ -239,52 +257,75 @@ fn write_stream(
 }
 
 fn get_blocking(inner: &Inner, hash: &str, range: Option<(u64, u64)>) -> Result<Bytes> {
-    let path = FileBlobStore::path_of(&inner.root, hash)?;
-    let mut f = fs::File::open(&path).map_err(|e| io(&format!("open blob {hash}"), e))?;
-    match range {
-        None => {
-            let mut buf = Vec::new();
-            f.read_to_end(&mut buf).map_err(|e| io("read a blob", e))?;
-            Ok(buf.into())
-        }
-        Some((start, end)) => {
-            f.seek(SeekFrom::Start(start))
-                .map_err(|e| io("seek in a blob", e))?;
-            let mut buf = vec![0; (end - start) as usize];
-            f.read_exact(&mut buf)
-                .map_err(|e| io("read a blob range", e))?;
-            Ok(buf.into())
-        }
-    }
+    let (source, start, end) = open_for_chunks(inner, hash, range)?;
+    let mut buf = vec![0; (end - start) as usize];
+    source
+        .read_exact_at(&mut buf, start)
+        .map_err(|e| io(&format!("read blob {hash}"), e))?;
+    Ok(buf.into())
 }
 
 /// Reads longer than this are streamed, in chunks of this size, this many read ahead.
 const READ_CHUNK: u64 = 512 * 1024;
 const READ_AHEAD: usize = 8;
 
-/// Opens a blob for a streamed read of `range` (all of it when `None`); returns the file and
-/// the resolved `[start, end)`, or an error before any byte is promised.
+/// A stored blob, open for reading: one file, or a chunked blob held against the collector.
+enum Source {
+    Flat(fs::File),
+    Chunked(Chunked),
+}
+
+impl Source {
+    fn open(root: &Path, hash: &str) -> Result<Source> {
+        let path = FileBlobStore::path_of(root, hash)?;
+        let opened = |e| io(&format!("open blob {hash}"), e);
+        // Opening read-only succeeds on a directory too; its type says which form it is.
+        let f = fs::File::open(&path).map_err(opened)?;
+        if f.metadata().map_err(|e| io("stat a blob", e))?.is_dir() {
+            return Chunked::from_dir(f.into())
+                .map(Source::Chunked)
+                .map_err(opened);
+        }
+        Ok(Source::Flat(f))
+    }
+
+    fn len(&self) -> Result<u64> {
+        match self {
+            Source::Flat(f) => Ok(f.metadata().map_err(|e| io("stat a blob", e))?.len()),
+            Source::Chunked(c) => Ok(c.len()),
+        }
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        match self {
+            Source::Flat(f) => f.read_exact_at(buf, at),
+            Source::Chunked(c) => c.read_exact_at(buf, at),
+        }
+    }
+}
+
+/// Opens a blob for a read of `range` (all of it when `None`); returns it and the resolved
+/// `[start, end)`, or an error before any byte is promised.
 fn open_for_chunks(
     inner: &Inner,
     hash: &str,
     range: Option<(u64, u64)>,
-) -> Result<(fs::File, u64, u64)> {
-    let path = FileBlobStore::path_of(&inner.root, hash)?;
-    let f = fs::File::open(&path).map_err(|e| io(&format!("open blob {hash}"), e))?;
-    let len = f.metadata().map_err(|e| io("stat a blob", e))?.len();
+) -> Result<(Source, u64, u64)> {
+    let source = Source::open(&inner.root, hash)?;
+    let len = source.len()?;
     let (start, end) = range.unwrap_or((0, len));
     if end > len || start > end {
         return Err(Error::internal(format!(
             "blob {hash} has {len} bytes, fewer than the range {start}..{end} read from it"
         )));
     }
-    Ok((f, start, end))
+    Ok((source, start, end))
 }
 
-/// Reads `[at, at + len)` of `f` (on a blocking thread: one chunk, then the thread is free).
-async fn read_chunk(f: Arc<fs::File>, hash: Arc<str>, at: u64, len: u64) -> Result<Bytes> {
+/// Reads `[at, at + len)` of a blob (on a blocking thread: one chunk, then the thread is free).
+async fn read_chunk(f: Arc<Source>, hash: Arc<str>, at: u64, len: u64) -> Result<Bytes> {
     tokio::task::spawn_blocking(move || {
-        use std::os::unix::fs::FileExt;
         let mut buf = vec![0; len as usize];
         f.read_exact_at(&mut buf, at)
             .map(|()| Bytes::from(buf))
@@ -292,6 +333,45 @@ async fn read_chunk(f: Arc<fs::File>, hash: Arc<str>, at: u64, len: u64) -> Resu
     })
     .await
     .map_err(|e| Error::internal(format!("blob read task failed: {e}")))?
+}
+
+/// Builds the chunked blob a patch describes and publishes it under its hash.
+fn put_chunked(
+    inner: &Inner,
+    base: Option<&str>,
+    layout: &Splice,
+    written: &[Bytes],
+) -> Result<(String, u64)> {
+    let base = match base {
+        None => chunked::Base::Empty,
+        Some(hash) => match Source::open(&inner.root, hash)? {
+            Source::Flat(f) => chunked::Base::Flat(f),
+            Source::Chunked(c) => chunked::Base::Chunked(c),
+        },
+    };
+    let tmp = inner.root.join("tmp");
+    let built = chunked::build(&tmp, &temp_name(), &base, layout, written, inner.fsync)
+        .map_err(|e| io("write a chunked blob", e))?;
+    let discard = chunked::RemoveOnDrop(Some(built.dir.clone()));
+    let dest = FileBlobStore::path_of(&inner.root, &built.hash)?;
+    if touch(&dest).is_ok() {
+        return Ok((built.hash, built.len)); // already stored; `discard` drops the new copy
+    }
+    match fs::rename(&built.dir, &dest) {
+        Ok(()) => std::mem::forget(discard),
+        // Published by another writer meanwhile (a directory is not replaced by a rename).
+        Err(_) if touch(&dest).is_ok() => return Ok((built.hash, built.len)),
+        Err(e) => return Err(io("publish a chunked blob", e)),
+    }
+    if inner.fsync {
+        let dir = dest
+            .parent()
+            .expect("a blob path always has a shard directory");
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io("sync a shard directory", e))?;
+    }
+    Ok((built.hash, built.len))
 }
 
 impl Inner {
@@ -325,19 +405,29 @@ fn idle_blobs(root: &Path, grace: Duration) -> Result<Vec<String>> {
             }
         }
     }
-    // Temporary files of writes that died before publishing are garbage once idle.
+    // Temporary files (and chunk directories) of writes that died before publishing, and
+    // blobs a collection set aside, are garbage once idle.
     if let Ok(entries) = fs::read_dir(root.join("tmp")) {
         for entry in entries.flatten() {
             if idle_since(&entry.path(), grace) {
-                let _ = fs::remove_file(entry.path());
+                let _ = remove_any(&entry.path());
             }
         }
     }
     Ok(out)
 }
 
-/// Moves the blob aside atomically, then deletes it only if nobody touched it meanwhile;
-/// otherwise puts it back.
+/// Deletes a blob of either form; a chunked blob being read is left alone (false).
+fn remove_any(path: &Path) -> std::io::Result<bool> {
+    if fs::symlink_metadata(path)?.is_dir() {
+        chunked::remove_unless_read(path)
+    } else {
+        fs::remove_file(path).map(|()| true)
+    }
+}
+
+/// Moves the blob aside atomically, then deletes it only if nobody touched (or, for a chunked
+/// blob, is reading) it meanwhile; otherwise puts it back.
 fn remove_if_idle(root: &Path, hash: &str, grace: Duration) -> Result<bool> {
     let path = FileBlobStore::path_of(root, hash)?;
     if !idle_since(&path, grace) {
@@ -349,14 +439,14 @@ fn remove_if_idle(root: &Path, hash: &str, grace: Duration) -> Result<bool> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(io("set a blob aside", e)),
     }
-    if idle_since(&trash, grace) {
-        fs::remove_file(&trash).map_err(|e| io("delete a blob", e))?;
+    if idle_since(&trash, grace) && remove_any(&trash).map_err(|e| io("delete a blob", e))? {
         Ok(true)
     } else {
-        // Touched between the check and the move: a reference is on its way. A put that found
-        // it missing has written it again, in which case this copy is redundant.
+        // Touched between the check and the move (a reference is on its way), or a chunked
+        // blob someone is reading: it stays. A put that found it missing meanwhile has written
+        // it again, in which case this copy is redundant.
         if path.exists() {
-            let _ = fs::remove_file(&trash);
+            let _ = remove_any(&trash);
         } else {
             fs::rename(&trash, &path).map_err(|e| io("restore a blob", e))?;
         }
@@ -433,6 +523,22 @@ impl BlobStore for FileBlobStore {
         }
     }
 
+    async fn put_spliced(
+        &self,
+        base: Option<&str>,
+        layout: &Splice,
+        written: &[Bytes],
+    ) -> Result<(String, u64)> {
+        if layout.len <= chunked::CHUNK {
+            return put_spliced_as_stream(self, base, layout, written).await;
+        }
+        let inner = self.inner.clone();
+        let (base, layout, written) = (base.map(str::to_owned), layout.clone(), written.to_vec());
+        tokio::task::spawn_blocking(move || put_chunked(&inner, base.as_deref(), &layout, &written))
+            .await
+            .map_err(|e| Error::internal(format!("blob write task failed: {e}")))?
+    }
+
     async fn usage(&self) -> Result<(u64, u64)> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.disk_usage().map(|(bytes, count)| (count, bytes)))
@@ -471,7 +577,7 @@ impl BlobStore for FileBlobStore {
                 .map_err(|e| Error::internal(format!("blob read task failed: {e}")))??;
         // A few chunks read ahead of the network, each on a blocking thread only while it is
         // read: a client that reads slowly holds no thread, and one that hangs up stops it.
-        let (f, key): (Arc<fs::File>, Arc<str>) = (Arc::new(f), hash.into());
+        let (f, key): (Arc<Source>, Arc<str>) = (Arc::new(f), hash.into());
         let chunks = (start..end)
             .step_by(READ_CHUNK as usize)
             .map(move |at| read_chunk(f.clone(), key.clone(), at, (end - at).min(READ_CHUNK)));

@@ -4,10 +4,12 @@
 mod blobs;
 mod bus;
 mod cache;
+mod chunked;
 mod db;
 mod insight;
 mod kv;
 mod meta;
+mod midstate;
 mod review;
 mod rows;
 mod schema;

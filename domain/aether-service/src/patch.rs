@@ -1,28 +1,21 @@
-//! A partial write's new content: built in memory for small files, streamed from the old blob
-//! for large ones (so the server never holds a large file whole), and remembered per base
+//! A partial write's new content: built in memory for small files, handed to the blob store as
+//! a layout over the old blob for large ones (so the server never holds a large file whole, and
+//! a store may share the unchanged parts), and remembered per base
 //! content, so that the work is done before the session's write lock is taken and a re-planned
 //! commit does not do it again.
 
 use std::sync::Mutex;
 
-use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
-
-use aether_domain::splice::{Piece, Splice, splice};
-use aether_domain::tree::Segment;
+use aether_domain::splice::splice;
 use aether_domain::{Error, Result};
-use aether_ports::ByteStream;
 use aether_ports::plan::PatchPlan;
 use aether_ports::store::{BlobStore, Environment, MetadataStore};
+use bytes::Bytes;
 
 use crate::Service;
 
 /// Content up to this size is patched in memory: one read and one write of a small blob.
 const IN_MEMORY: u64 = 1 << 20;
-
-/// Zeros are streamed in runs of at most this many bytes.
-const ZERO_RUN: usize = 1 << 20;
-static ZEROS: [u8; ZERO_RUN] = [0; ZERO_RUN];
 
 /// The content one patch produced from one base.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,60 +91,22 @@ impl<M: MetadataStore, B: BlobStore, E: Environment> Service<M, B, E> {
             return Ok((self.inner.blobs.put(new.into()).await?, size));
         }
         let expected = layout.len;
-        let stream = self.splice_stream(base.map(|(h, _)| h.to_owned()), layout, &plan.segments);
-        let (hash, size) = self.inner.blobs.put_stream(stream).await?;
+        let written: Vec<Bytes> = plan
+            .segments
+            .iter()
+            .map(|s| Bytes::copy_from_slice(&s.data))
+            .collect();
+        let base_hash = base.map(|(h, _)| h);
+        let (hash, size) = self
+            .inner
+            .blobs
+            .put_spliced(base_hash, &layout, &written)
+            .await?;
         if size != expected {
             return Err(mismatch(plan, expected, size));
         }
         Ok((hash, size))
     }
-
-    /// The new content as a stream: old ranges are read from the base blob as the writer
-    /// reaches them; the segments' bytes are copied once (they are the edit, not the file).
-    fn splice_stream(
-        &self,
-        base: Option<String>,
-        layout: Splice,
-        segments: &[Segment],
-    ) -> ByteStream {
-        let written: Vec<Bytes> = segments
-            .iter()
-            .map(|s| Bytes::copy_from_slice(&s.data))
-            .collect();
-        let service = self.clone();
-        let streams = layout.pieces.into_iter().map(move |piece| -> ByteStream {
-            match piece {
-                Piece::Base { start, end } => {
-                    let (service, base) = (service.clone(), base.clone());
-                    Box::pin(
-                        futures::stream::once(async move {
-                            let hash = base.ok_or_else(|| {
-                                Error::internal("a patch kept content of a file that had none")
-                            })?;
-                            service
-                                .inner
-                                .blobs
-                                .get_chunks(&hash, Some((start, end)))
-                                .await
-                        })
-                        .try_flatten(),
-                    )
-                }
-                Piece::Segment { index, start, end } => {
-                    aether_ports::body::one_chunk(written[index].slice(start..end))
-                }
-                Piece::Zeros(n) => Box::pin(futures::stream::iter(zero_runs(n).map(Ok))),
-            }
-        });
-        Box::pin(futures::stream::iter(streams).flatten())
-    }
-}
-
-/// `n` zero bytes in runs of at most [`ZERO_RUN`], none of them allocated.
-fn zero_runs(n: u64) -> impl Iterator<Item = Bytes> + Send {
-    (0..n)
-        .step_by(ZERO_RUN)
-        .map(move |at| Bytes::from_static(&ZEROS[..(n - at).min(ZERO_RUN as u64) as usize]))
 }
 
 /// The rebuilt content came out at a length the layout did not predict: the base blob is not

@@ -17,6 +17,17 @@ pub fn one_chunk(data: Bytes) -> ByteStream {
     Box::pin(futures::stream::iter([Ok(data)]))
 }
 
+/// Zeros are handed out in runs of at most this many bytes.
+const ZERO_RUN: usize = 1 << 20;
+static ZEROS: [u8; ZERO_RUN] = [0; ZERO_RUN];
+
+/// `n` zero bytes as runs of at most 1 MiB, none of them allocated.
+pub fn zero_runs(n: u64) -> impl Iterator<Item = Bytes> + Send {
+    (0..n)
+        .step_by(ZERO_RUN)
+        .map(move |at| Bytes::from_static(&ZEROS[..(n - at).min(ZERO_RUN as u64) as usize]))
+}
+
 /// What a write stores as the file's new content.
 pub enum FileBody {
     Bytes(Bytes),

@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use aether_domain::splice::{Piece, Splice};
 use aether_domain::tree::Change;
 use aether_domain::{
     Action, CheckpointId, Entry, SessionId, SessionPath, SessionStatus, TenantId, Timestamp,
@@ -692,6 +694,46 @@ pub trait BlobStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<crate::ByteStream>> + Send {
         async move { Ok(crate::body::one_chunk(self.get(hash, range).await?)) }
     }
+    /// Stores the content `layout` describes: ranges of the blob `base`, the `written` bytes
+    /// (one per segment the layout's pieces index), zeros. Returns its hash and size. A store
+    /// that can share the unchanged parts of `base` with the new blob overrides this; by
+    /// default the content is streamed into [`BlobStore::put_stream`].
+    fn put_spliced(
+        &self,
+        base: Option<&str>,
+        layout: &Splice,
+        written: &[Bytes],
+    ) -> impl Future<Output = Result<(String, u64)>> + Send {
+        put_spliced_as_stream(self, base, layout, written)
+    }
+}
+
+/// [`BlobStore::put_spliced`] for any store: the pieces streamed, in order, into
+/// [`BlobStore::put_stream`].
+pub async fn put_spliced_as_stream<B: BlobStore + ?Sized>(
+    store: &B,
+    base: Option<&str>,
+    layout: &Splice,
+    written: &[Bytes],
+) -> Result<(String, u64)> {
+    let mut parts: Vec<crate::ByteStream> = Vec::with_capacity(layout.pieces.len());
+    for piece in &layout.pieces {
+        parts.push(match *piece {
+            Piece::Base { start, end } => {
+                let hash = base.ok_or_else(|| {
+                    aether_domain::Error::internal("a patch kept content of a file that had none")
+                })?;
+                store.get_chunks(hash, Some((start, end))).await?
+            }
+            Piece::Segment { index, start, end } => {
+                crate::body::one_chunk(written[index].slice(start..end))
+            }
+            Piece::Zeros(n) => Box::pin(futures::stream::iter(crate::body::zero_runs(n).map(Ok))),
+        });
+    }
+    store
+        .put_stream(Box::pin(futures::stream::iter(parts).flatten()))
+        .await
 }
 
 /// The outside world as the service sees it: time and randomness.

@@ -1,6 +1,8 @@
 //! Store-level behaviour not visible through the API in one call: idempotency expiry and
 //! atomic key checks, one store per database.
 
+mod chunked;
+
 use aether_domain::{Action, Entry, SessionId, SessionStatus, TenantId, Timestamp};
 use aether_ports::Outcome;
 use aether_ports::store::*;

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Small edits of a large file, each followed by fsync (what a database in a mount does):
+# `bench/patch-fsync.sh [RUNS] BINDIR [BINDIR ...]` writes a 256 MiB file through a fresh aether
+# mount of a fresh afs-server, then makes 20 edits of each kind, each one pwrite of 4 KiB and
+# an fsync: `random` (one page anywhere), `head` (page 0 and one page anywhere, as SQLite
+# changes its header on every commit) and `append`. It prints per kind the median and 90th
+# percentile fsync time, beside the same edits on a native file in the same run, and per
+# build the server's CPU time and the growth of its blob directory over all the edits.
+# Builds to compare: `cargo build --release -p aether -p afs-server` in two checkouts. Needs
+# root and /dev/fuse.
+set -euo pipefail
+
+RUNS=1
+if [[ ${1:-} =~ ^[0-9]+$ ]]; then RUNS=$1; shift; fi
+[ $# -ge 1 ] || { echo "usage: $0 [RUNS] BINDIR [BINDIR ...]" >&2; exit 2; }
+SIZE_MB=256
+W=$(mktemp -d /tmp/aether-patch-fsync.XXXXXX)
+cleanup() {
+  mountpoint -q "$W/run/mnt" && fusermount3 -u "$W/run/mnt" 2>/dev/null || true
+  [ -n "${SP:-}" ] && kill "$SP" 2>/dev/null || true
+  rm -rf "$W"
+}
+trap cleanup EXIT
+TICK=$(getconf CLK_TCK)
+cpu() { awk -v t="$TICK" '{printf "%.2f", ($14 + $15) / t}' "/proc/$1/stat"; }
+
+# edits FILE: makes the edits, prints one line per kind (median and p90 of fsync, in ms).
+edits() {
+  python3 - "$1" "$SIZE_MB" <<'PY'
+import os, random, statistics, sys, time
+path, mb = sys.argv[1], int(sys.argv[2])
+size = mb << 20
+if not os.path.exists(path):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    block = os.urandom(1 << 20)
+    for i in range(mb):
+        os.write(fd, block)
+    os.fsync(fd)
+    os.close(fd)
+rng = random.Random(7)
+page = 4096
+fd = os.open(path, os.O_RDWR)
+out = []
+for kind in ("random", "head", "append"):
+    times = []
+    for _ in range(20):
+        data = rng.randbytes(page)
+        if kind == "append":
+            os.pwrite(fd, data, os.fstat(fd).st_size)
+        else:
+            if kind == "head":
+                os.pwrite(fd, data, 0)
+            os.pwrite(fd, data, rng.randrange(size // page) * page)
+        t = time.perf_counter()
+        os.fsync(fd)
+        times.append((time.perf_counter() - t) * 1000)
+    times.sort()
+    out.append(f"{kind} {statistics.median(times):.1f} {times[int(0.9 * len(times)) - 1]:.1f}")
+os.close(fd)
+print("\n".join(out))
+PY
+}
+
+one() {
+  local bin; bin=$(realpath "$1")
+  local run="$W/run"; rm -rf "$run"; mkdir -p "$run/mnt"
+  "$bin/afs-server" --listen 127.0.0.1:0 --data-dir "$run/data" --max-file-bytes $(((SIZE_MB + 64) << 20)) \
+    > "$run/server.out" 2> "$run/server.err" & SP=$!
+  for _ in $(seq 100); do grep -q listening "$run/server.out" 2>/dev/null && break; sleep 0.1; done
+  local ep; ep=http://$(sed -n 's/.*listening on http:\/\///p' "$run/server.out")
+  export AFS_AETHER_SERVER_ENDPOINT=$ep AFS_AUTH_TOKEN="00000000-0000-4000-8000-000000000001:bench"
+  local sid; sid=$(curl -sf -X POST "$ep/v1/sessions" -H "Authorization: Bearer $AFS_AUTH_TOKEN" -d '{}' \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  "$bin/aether" mount --session-id "$sid" --mount-dir "$run/mnt" --cache-dir "$run/cache" > /dev/null
+  # The whole file first (not measured), then the edits.
+  edits "$run/mnt/db.bin" > /dev/null
+  local s0 d0; s0=$(cpu "$SP"); d0=$(du -sk "$run/data" | cut -f1)
+  rm -f "$W/native.bin"; edits "$W/native.bin" > /dev/null
+  local ours native
+  ours=$(edits "$run/mnt/db.bin")
+  native=$(edits "$W/native.bin")
+  local s1 d1; s1=$(cpu "$SP"); d1=$(du -sk "$run/data" | cut -f1)
+  echo "$1: server CPU $(awk -v a="$s1" -v b="$s0" 'BEGIN{printf "%.2f", a-b}') s, blob store grew $(((d1 - d0) / 1024)) MiB over 60 edits"
+  paste <(echo "$ours") <(echo "$native") | awk '{printf "  %-6s fsync median %7.1f ms  p90 %7.1f ms   native %5.1f / %5.1f ms   (%.0f x native)\n", $1, $2, $3, $5, $6, ($5 > 0 ? $2 / $5 : 0)}'
+  "$bin/aether" stop --session-id "$sid" --cache-dir "$run/cache" > /dev/null 2>&1 || true
+  kill "$SP"; wait "$SP" 2>/dev/null || true; SP=""
+}
+
+for _ in $(seq "$RUNS"); do
+  for b in "$@"; do one "$b"; done
+done
