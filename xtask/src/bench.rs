@@ -51,17 +51,17 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             }
             Ok(())
         }
-        Some("patch") => {
+        Some("edits") => {
             // Small edits of a large file, each with fsync, through a mount of this build.
             cargo(&["build", "--release", "-p", "aether", "-p", "afs-server"])?;
             let root = crate::tidy::workspace_root();
             let status = Command::new("bash")
-                .arg(root.join("bench/patch-fsync.sh"))
+                .arg(root.join("bench/edits.sh"))
                 .arg(root.join("target/release"))
                 .status()
-                .context("run bench/patch-fsync.sh")?;
+                .context("run bench/edits.sh")?;
             if !status.success() {
-                bail!("bench/patch-fsync.sh failed");
+                bail!("bench/edits.sh failed");
             }
             Ok(())
         }
@@ -84,7 +84,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             cargo(&bench)
         }
         _ => bail!(
-            "usage: cargo xtask bench <server | mount | memory | telemetry | patch | workflow> [--quick] (mount also: [--fuse-wake-here] [--guest-halt-poll])"
+            "usage: cargo xtask bench <server | mount | memory | telemetry | edits | workflow> [--quick] (mount also: [--fuse-wake-here] [--guest-halt-poll])"
         ),
     }
 }

@@ -59,6 +59,10 @@ pub struct DiskCache {
     /// next change must first give them an inode of their own (blobs never change), or take
     /// those names away when nothing needs them any more ([`DiskCache::reclaim_in_place`]).
     linked: Mutex<HashMap<u64, Vec<String>>>,
+    /// The other name of a blob named twice by hard link (its local name and the server's
+    /// digest, [`LocalCache::blob_name`]), both ways: a staging area opened over either must
+    /// know both to take them away.
+    aliases: Mutex<HashMap<String, String>>,
     open_blobs: Mutex<HashMap<String, Arc<File>>>,
     /// Every descriptor of a blob handed out, by name, for as long as anyone holds it (the
     /// cache above forgets its own when full): a staging file is changed in place only when
@@ -121,6 +125,7 @@ impl DiskCache {
             shared,
             stages: Mutex::new(HashMap::new()),
             linked: Mutex::new(HashMap::new()),
+            aliases: Mutex::new(HashMap::new()),
             open_blobs: Mutex::new(HashMap::new()),
             lent: Mutex::new(HashMap::new()),
             shards_ready: [const { AtomicBool::new(false) }; 257],
@@ -348,6 +353,12 @@ impl DiskCache {
                 Err(e) => return Err(io_err("remove blob", &self.blob_path(name), e)),
             }
         }
+        {
+            let mut aliases = self.aliases.lock().unwrap_or_else(|p| p.into_inner());
+            for name in names {
+                aliases.remove(name);
+            }
+        }
         // Then descriptors opened before: one a reader still holds may be read after a write.
         {
             let mut open = self.open_blobs.lock().unwrap_or_else(|p| p.into_inner());
@@ -371,6 +382,15 @@ impl DiskCache {
             .map_err(|e| io_err("inspect staging file", &self.stage_path(stage), e))?
             .nlink();
         Ok(links == 1)
+    }
+
+    /// The blob's other name, if it was named twice by hard link.
+    fn alias_of(&self, name: &str) -> Option<String> {
+        self.aliases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
     }
 
     /// Moves a finished temporary file into the blob store as `hash` (no-op if present).
@@ -570,7 +590,19 @@ impl LocalCache for DiskCache {
                 self.stages().insert(stage, Stage::Memory(data));
                 return Ok(());
             }
-            fs::copy(&src, &path).map_err(|e| io_err("copy into staging", &src, e))?;
+            // The staging file starts as another name of the blob; its first change takes the
+            // blob's names away, or copies it if something still needs them (`unshare_stage`).
+            // Copying here instead cost a whole copy of the file per `open` for writing.
+            if fs::hard_link(&src, &path).is_ok() {
+                let mut names = vec![h.to_owned()];
+                names.extend(self.alias_of(h));
+                self.linked
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(stage, names);
+            } else {
+                fs::copy(&src, &path).map_err(|e| io_err("copy into staging", &src, e))?;
+            }
             OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -678,6 +710,9 @@ impl LocalCache for DiskCache {
             if let Some(names) = linked.values_mut().find(|n| n.iter().any(|n| n == local)) {
                 names.push(hash.to_owned());
             }
+            let mut aliases = self.aliases.lock().unwrap_or_else(|p| p.into_inner());
+            aliases.insert(local.to_owned(), hash.to_owned());
+            aliases.insert(hash.to_owned(), local.to_owned());
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 //! at `close` so it survives a crash of the runtime.
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use aether_ports::local_cache::{CacheError, JournalOp, LocalCache, LocalName, MountClock};
 use aether_ports::vfs::{FileKind, FsError, FsResult, OpenIn, OpenOut};
@@ -25,6 +26,13 @@ const WHOLE_FETCH_MAX: u64 = 4 << 20;
 /// The first ranged fetch of a read stream, and the most a sequential stream reads ahead.
 const FIRST_WINDOW: u64 = 1 << 20;
 const MAX_WINDOW: u64 = 32 << 20;
+
+/// A large file changed again right after a `close` waits for that close's write-back rather
+/// than have its content copied ([`Engine::settle_before_first_change`]): from this size on,
+/// for about a nanosecond a byte (a copy's speed here), within these bounds.
+const SETTLE_MIN_BYTES: u64 = 1 << 20;
+const SETTLE_MIN_WAIT: Duration = Duration::from_millis(2);
+const SETTLE_MAX_WAIT: Duration = Duration::from_secs(2);
 
 /// A streamed fetch makes what it has written readable in steps of this size: small enough
 /// that a reader follows close behind, large enough to take the state lock rarely.
@@ -646,6 +654,33 @@ where
         }
     }
 
+    /// Before the first change of a large file's staging area opened over committed content:
+    /// if the journal entry that carries that content is still on its way to the server, the
+    /// cache would have to copy the whole file (the upload reads the committed bytes), so the
+    /// write waits for that entry to be written back, at most about as long as the copy
+    /// would take. Then the cache changes the file in place. (A log appended to by one
+    /// `echo >>` after another makes one such change per line.)
+    async fn settle_before_first_change(&self, ino: u64) {
+        let (upto, size) = {
+            let st = self.lock();
+            let Some(n) = st.nodes.get(ino) else { return };
+            let fresh = n
+                .stage
+                .as_ref()
+                .is_some_and(|s| !s.dirty && s.ranges.is_empty() && s.base_hash.is_some());
+            if !fresh || n.pending == 0 || n.attr.size < SETTLE_MIN_BYTES {
+                return;
+            }
+            (n.last_seq, n.attr.size)
+        };
+        // A local copy runs at about a GiB a second here; waiting longer than it would take
+        // gains nothing, and an unreachable server must not hold the writer up for long.
+        let limit = Duration::from_nanos(size).clamp(SETTLE_MIN_WAIT, SETTLE_MAX_WAIT);
+        if self.wait_written_back_within(upto, limit).await.is_err() {
+            tracing::debug!(target: "aether_mount", ino, size, "committed content still pending; the cache copies it");
+        }
+    }
+
     pub(crate) async fn write_file(
         &self,
         ino: u64,
@@ -686,6 +721,7 @@ where
         data: &[u8],
     ) -> FsResult<u32> {
         self.ensure_stage(ino).await?;
+        self.settle_before_first_change(ino).await;
         let mut st = self.lock();
         let now = self.clock.now();
         let n = st

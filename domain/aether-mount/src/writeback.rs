@@ -581,7 +581,8 @@ where
                     "changes up to journal entry {upto} are not written back after {limit:?}"
                 )));
             }
-            let tick = self.clock.sleep(Duration::from_millis(100));
+            let left = deadline.saturating_sub(self.clock.elapsed());
+            let tick = self.clock.sleep(left.min(Duration::from_millis(100)));
             futures::pin_mut!(tick);
             futures::future::select(Box::pin(rx.changed()), tick).await;
         }

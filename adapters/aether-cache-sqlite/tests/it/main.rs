@@ -382,6 +382,56 @@ fn a_write_after_a_commit_copies_while_the_content_may_be_read() {
     assert_eq!(b.read_blob(&third, 0, other.len()).unwrap(), other);
 }
 
+/// A staging area opened again over stored content starts as another name of its blob (no
+/// copy), and its first change takes the blob's names away when nothing needs them, the
+/// server's digest as well as the local name: a file appended to by one `open`, `write`,
+/// `close` after another is not copied each time.
+#[test]
+fn a_staging_area_opened_over_a_blob_nothing_needs_is_changed_in_place() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), "sess_a");
+    let data = large("log");
+    cache.stage_open(3, None).unwrap();
+    cache.stage_write(3, 0, &data).unwrap();
+    // Committed under a local name, which the server's reply then names by its digest.
+    let local = LocalName::make(1, 1);
+    cache.stage_commit_as(3, &local, data.len() as u64).unwrap();
+    let digest = hex::encode(sha2::Sha256::digest(&data));
+    cache.blob_name(&local, &digest).unwrap();
+    cache.stage_drop(3); // its last writer closed it
+
+    cache.stage_open(4, Some(&digest)).unwrap();
+    let blob = dir
+        .path()
+        .join("sess_a/content/blobs")
+        .join(&digest[..2])
+        .join(&digest);
+    let blob_inode = std::fs::metadata(&blob).unwrap().ino();
+    assert_eq!(
+        staging_inode(dir.path(), "sess_a", 4),
+        blob_inode,
+        "opened without a copy"
+    );
+    cache
+        .stage_write(4, data.len() as u64, b"one more line\n")
+        .unwrap();
+    assert_eq!(
+        staging_inode(dir.path(), "sess_a", 4),
+        blob_inode,
+        "changed in place"
+    );
+    assert!(
+        !cache.has_blob(&digest) && !cache.has_blob(&local),
+        "both of the old content's names are gone"
+    );
+    let (hash, size) = cache.stage_commit(4).unwrap();
+    let mut expected = data.clone();
+    expected.extend_from_slice(b"one more line\n");
+    assert_eq!(size, expected.len() as u64);
+    assert_eq!(cache.read_blob(&hash, 0, expected.len()).unwrap(), expected);
+}
+
 #[test]
 fn a_later_write_never_changes_small_committed_content() {
     a_later_write_never_changes_the_committed_blob(false);

@@ -100,3 +100,80 @@ async fn a_burst_of_closes_travels_in_one_batch_and_fsync_skips_the_linger() {
         work
     );
 }
+
+/// A large file changed again right after its `close` (a log appended to line by line): the
+/// change waits for that close's write-back, hurrying it past the linger, so that the cache can
+/// change the file in place instead of copying all of it. An unreachable server holds the
+/// change up only about as long as the copy would take.
+#[tokio::test(start_paused = true)]
+async fn a_large_file_changed_right_after_its_close_waits_for_that_write_back_briefly() {
+    let w = World::new().await;
+    let plan = FaultPlan::default();
+    let mut config = w.config();
+    config.writeback_linger = Some(LINGER);
+    let e: Arc<Lingering> = Arc::new(Engine::new(
+        Faulty::new(w.api.clone(), plan.clone()),
+        w.cache.clone(),
+        TokioClock::default(),
+        config,
+    ));
+    e.start().await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let append = |ino: u64, line: &'static [u8]| {
+        let e = e.clone();
+        async move {
+            let how = OpenIn {
+                write: true,
+                append: true,
+                ..Default::default()
+            };
+            let open = e.open(ino, how).await.unwrap();
+            e.write(ino, open.fh, 0, line).await.unwrap();
+            (open.fh, e)
+        }
+    };
+    let work = async {
+        let big: Vec<u8> = (0..(4u32 << 20)).map(|i| (i % 253) as u8).collect();
+        let ino = write_new(&e, ROOT_INO, "log", &big).await;
+        let (fh, e2) = append(ino, b"one more line\n").await;
+        assert_eq!(
+            w.server_read("/log").await.as_deref(),
+            Some(&big[..]),
+            "the append waited until the server held what was closed before it"
+        );
+        e2.flush(ino, fh).await.unwrap();
+        e2.release(ino, fh).await.unwrap();
+        e.fsync(ino, None).await.unwrap();
+
+        // The server stops answering: the next append waits a little, then goes on.
+        plan.set(
+            "*",
+            aether_fakes::Fault {
+                latency: Some(Duration::from_secs(30)),
+                ..Default::default()
+            },
+        );
+        let ino2 = write_new(&e, ROOT_INO, "stalled", &big).await;
+        futures::select! {
+            (fh, e2) = append(ino2, b"tail\n").fuse() => {
+                e2.flush(ino2, fh).await.unwrap();
+                e2.release(ino2, fh).await.unwrap();
+            }
+            _ = tokio::time::sleep(Duration::from_secs(1)).fuse() => {
+                panic!("an append waited for a server that does not answer")
+            }
+        }
+        plan.clear();
+        e.fsync(ino2, None).await.unwrap();
+        let mut want = big.clone();
+        want.extend_from_slice(b"tail\n");
+        assert_eq!(w.server_read("/stalled").await.as_deref(), Some(&want[..]));
+        let _ = stop.send(());
+    };
+    futures::join!(
+        e.run_writeback(async {
+            let _ = stopped.await;
+        }),
+        work
+    );
+}

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Small edits of a large file, each followed by fsync (what a database in a mount does):
-# `bench/patch-fsync.sh [RUNS] BINDIR [BINDIR ...]` writes a 256 MiB file through a fresh aether
-# mount of a fresh afs-server, then makes 20 edits of each kind, each one pwrite of 4 KiB and
-# an fsync: `random` (one page anywhere), `head` (page 0 and one page anywhere, as SQLite
-# changes its header on every commit) and `append`. It prints per kind the median and 90th
-# percentile fsync time, beside the same edits on a native file in the same run, and per
-# build the server's CPU time and the growth of its blob directory over all the edits.
+# Small changes of large files: `bench/edits.sh [RUNS] BINDIR [BINDIR ...]`, through a fresh
+# aether mount of a fresh afs-server per build, beside the same changes on a native file in the
+# same run.
+# - Edits with fsync (what a database in a mount does): a 256 MiB file, then 20 edits of each
+#   kind, each one pwrite of 4 KiB and an fsync: `random` (one page anywhere), `head` (page 0
+#   and one page anywhere, as SQLite changes its header on every commit) and `append`. Prints
+#   per kind the median and 90th percentile fsync time, and per build the server's CPU time and
+#   the growth of its blob directory over all the edits.
+# - Appends with close (a log written by one `echo >>` after another): 200 lines appended to a
+#   64 MiB file, each with its own open and close. Prints the total time and the mount
+#   runtime's CPU time.
 # Builds to compare: `cargo build --release -p aether -p afs-server` in two checkouts. Needs
 # root and /dev/fuse.
 set -euo pipefail
@@ -61,6 +65,32 @@ print("\n".join(out))
 PY
 }
 
+# appends FILE [PID]: 200 lines appended, each with its own open and close; prints the
+# seconds, and the CPU seconds process PID used meanwhile.
+appends() {
+  python3 - "$1" "${2:-}" <<'PY'
+import os, sys, time
+path, pid = sys.argv[1], sys.argv[2]
+def cpu():
+    if not pid:
+        return 0.0
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+with open(path, "wb") as f:
+    block = os.urandom(1 << 20)
+    for _ in range(64):
+        f.write(block)
+    f.flush()
+    os.fsync(f.fileno())
+time.sleep(1)
+c, t = cpu(), time.perf_counter()
+for i in range(200):
+    with open(path, "ab") as f:
+        f.write(f"line {i} of the log, appended and closed\n".encode())
+print(f"{time.perf_counter() - t:.3f} {cpu() - c:.2f}")
+PY
+}
+
 one() {
   local bin; bin=$(realpath "$1")
   local run="$W/run"; rm -rf "$run"; mkdir -p "$run/mnt"
@@ -82,6 +112,10 @@ one() {
   local s1 d1; s1=$(cpu "$SP"); d1=$(du -sk "$run/data" | cut -f1)
   echo "$1: server CPU $(awk -v a="$s1" -v b="$s0" 'BEGIN{printf "%.2f", a-b}') s, blob store grew $(((d1 - d0) / 1024)) MiB over 60 edits"
   paste <(echo "$ours") <(echo "$native") | awk '{printf "  %-6s fsync median %7.1f ms  p90 %7.1f ms   native %5.1f / %5.1f ms   (%.0f x native)\n", $1, $2, $3, $5, $6, ($5 > 0 ? $2 / $5 : 0)}'
+  local rp ours_log native_log; rp=$(pgrep -f "aether mount --session-id $sid" | head -1)
+  ours_log=$(appends "$run/mnt/log.bin" "$rp")
+  native_log=$(appends "$W/native.log" | cut -d' ' -f1)
+  echo "$ours_log $native_log" | awk '{printf "  200 appends with close: %.3f s (runtime CPU %.2f s)   native %.4f s   (%.0f x native)\n", $1, $2, $3, $1 / $3}'
   "$bin/aether" stop --session-id "$sid" --cache-dir "$run/cache" > /dev/null 2>&1 || true
   kill "$SP"; wait "$SP" 2>/dev/null || true; SP=""
 }
