@@ -330,15 +330,11 @@ pub(crate) fn build(
             },
             None => false,
         };
+        let hashed = i >= resume_at;
         if linked {
-            if i < resume_at {
-                let Base::Chunked(c) = base else {
-                    unreachable!("only a chunked base has linked chunks")
-                };
-                states.push(c.index.states[i as usize]);
-                continue;
+            if hashed {
+                base.read_exact_at(chunk, start)?;
             }
-            base.read_exact_at(chunk, start)?;
         } else {
             chunk.fill(0);
             placed.fill(base, written, chunk, start)?;
@@ -353,6 +349,14 @@ pub(crate) fn build(
             );
             f.write_all(chunk)?;
             fresh.push(name);
+        }
+        if !hashed {
+            // Before the resume point the bytes are the base's, and so are the states.
+            let Base::Chunked(c) = base else {
+                unreachable!("hashing resumes past the start only over a chunked base")
+            };
+            states.push(c.index.states[i as usize]);
+            continue;
         }
         states.push(state);
         if i + 1 < count {
