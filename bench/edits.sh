@@ -25,8 +25,8 @@ cleanup() {
   rm -rf "$W"
 }
 trap cleanup EXIT
-TICK=$(getconf CLK_TCK)
-cpu() { awk -v t="$TICK" '{printf "%.2f", ($14 + $15) / t}' "/proc/$1/stat"; }
+# shellcheck source=bench/stack.sh
+. "$(dirname "$0")/stack.sh"
 
 # edits FILE: makes the edits, prints one line per kind (median and p90 of fsync, in ms).
 edits() {
@@ -93,15 +93,8 @@ PY
 
 one() {
   local bin; bin=$(realpath "$1")
-  local run="$W/run"; rm -rf "$run"; mkdir -p "$run/mnt"
-  "$bin/afs-server" --listen 127.0.0.1:0 --data-dir "$run/data" --max-file-bytes $(((SIZE_MB + 64) << 20)) \
-    > "$run/server.out" 2> "$run/server.err" & SP=$!
-  for _ in $(seq 100); do grep -q listening "$run/server.out" 2>/dev/null && break; sleep 0.1; done
-  local ep; ep=http://$(sed -n 's/.*listening on http:\/\///p' "$run/server.out")
-  export AFS_AETHER_SERVER_ENDPOINT=$ep AFS_AUTH_TOKEN="00000000-0000-4000-8000-000000000001:bench"
-  local sid; sid=$(curl -sf -X POST "$ep/v1/sessions" -H "Authorization: Bearer $AFS_AUTH_TOKEN" -d '{}' \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-  "$bin/aether" mount --session-id "$sid" --mount-dir "$run/mnt" --cache-dir "$run/cache" > /dev/null
+  local run="$W/run"
+  stack_up "$bin" "$run" $(((SIZE_MB + 64) << 20))
   # The whole file first (not measured), then the edits.
   edits "$run/mnt/db.bin" > /dev/null
   local s0 d0; s0=$(cpu "$SP"); d0=$(du -sk "$run/data" | cut -f1)
@@ -112,12 +105,11 @@ one() {
   local s1 d1; s1=$(cpu "$SP"); d1=$(du -sk "$run/data" | cut -f1)
   echo "$1: server CPU $(awk -v a="$s1" -v b="$s0" 'BEGIN{printf "%.2f", a-b}') s, blob store grew $(((d1 - d0) / 1024)) MiB over 60 edits"
   paste <(echo "$ours") <(echo "$native") | awk '{printf "  %-6s fsync median %7.1f ms  p90 %7.1f ms   native %5.1f / %5.1f ms   (%.0f x native)\n", $1, $2, $3, $5, $6, ($5 > 0 ? $2 / $5 : 0)}'
-  local rp ours_log native_log; rp=$(pgrep -f "aether mount --session-id $sid" | head -1)
+  local rp=$RP ours_log native_log
   ours_log=$(appends "$run/mnt/log.bin" "$rp")
   native_log=$(appends "$W/native.log" | cut -d' ' -f1)
   echo "$ours_log $native_log" | awk '{printf "  200 appends with close: %.3f s (runtime CPU %.2f s)   native %.4f s   (%.0f x native)\n", $1, $2, $3, $1 / $3}'
-  "$bin/aether" stop --session-id "$sid" --cache-dir "$run/cache" > /dev/null 2>&1 || true
-  kill "$SP"; wait "$SP" 2>/dev/null || true; SP=""
+  stack_down "$bin" "$run"
 }
 
 for _ in $(seq "$RUNS"); do

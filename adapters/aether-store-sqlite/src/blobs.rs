@@ -146,11 +146,19 @@ fn put_blocking(inner: &Inner, data: &[u8]) -> Result<String> {
     }
     fs::rename(&tmp.0, &dest).map_err(|e| io("publish a blob", e))?;
     if inner.fsync {
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io("sync a shard directory", e))?;
+        sync_shard(&dest)?;
     }
     Ok(hash)
+}
+
+/// Makes a blob just published at `dest` survive a power loss: its name is in its shard.
+fn sync_shard(dest: &Path) -> Result<()> {
+    let dir = dest
+        .parent()
+        .expect("a blob path always has a shard directory");
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io("sync a shard directory", e))
 }
 
 /// Marks a stored blob (a file, or a chunked blob's directory) as just used: the collector
@@ -246,12 +254,7 @@ fn write_stream(
     fs::rename(&tmp_path, &dest).map_err(|e| io("publish a blob", e))?;
     discard.0 = None;
     if inner.fsync {
-        let dir = dest
-            .parent()
-            .expect("a blob path always has a shard directory");
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io("sync a shard directory", e))?;
+        sync_shard(&dest)?;
     }
     Ok((hash, size))
 }
@@ -364,12 +367,7 @@ fn put_chunked(
         Err(e) => return Err(io("publish a chunked blob", e)),
     }
     if inner.fsync {
-        let dir = dest
-            .parent()
-            .expect("a blob path always has a shard directory");
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io("sync a shard directory", e))?;
+        sync_shard(&dest)?;
     }
     Ok((built.hash, built.len))
 }

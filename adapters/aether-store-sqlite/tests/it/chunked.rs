@@ -59,6 +59,23 @@ async fn patch(
     hash
 }
 
+/// A file that had no content, patched with `len` random bytes at `offset`: its blob and
+/// content.
+async fn written_anew(
+    blobs: &FileBlobStore,
+    rng: &mut Rng,
+    offset: u64,
+    len: u64,
+) -> (String, Vec<u8>) {
+    let mut model = Vec::new();
+    let segment = Segment {
+        offset,
+        data: rng.bytes(len as usize),
+    };
+    let hash = patch(blobs, None, &mut model, vec![segment], None).await;
+    (hash, model)
+}
+
 async fn read_all(blobs: &FileBlobStore, hash: &str) -> Vec<u8> {
     let chunks: Vec<_> = blobs.get_chunks(hash, None).await.unwrap().collect().await;
     chunks
@@ -248,19 +265,7 @@ async fn collecting_one_version_leaves_the_chunks_another_shares() {
 async fn a_whole_upload_of_a_chunked_blobs_content_is_the_same_blob() {
     let dir = tempfile::tempdir().unwrap();
     let blobs = FileBlobStore::open(dir.path(), false).unwrap();
-    let mut rng = Rng(5);
-    let mut model = Vec::new();
-    let hash = patch(
-        &blobs,
-        None,
-        &mut model,
-        vec![Segment {
-            offset: 0,
-            data: rng.bytes((2 * MIB + 3) as usize),
-        }],
-        None,
-    )
-    .await;
+    let (hash, model) = written_anew(&blobs, &mut Rng(5), 0, 2 * MIB + 3).await;
     assert_eq!(blobs.put(model.clone().into()).await.unwrap(), hash);
     let stream = aether_ports::body::one_chunk(model.clone().into());
     assert_eq!(
@@ -279,19 +284,7 @@ async fn a_whole_upload_of_a_chunked_blobs_content_is_the_same_blob() {
 async fn a_damaged_chunk_index_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let blobs = FileBlobStore::open(dir.path(), false).unwrap();
-    let mut rng = Rng(11);
-    let mut model = Vec::new();
-    let hash = patch(
-        &blobs,
-        None,
-        &mut model,
-        vec![Segment {
-            offset: 10,
-            data: rng.bytes((3 * MIB) as usize),
-        }],
-        None,
-    )
-    .await;
+    let (hash, _) = written_anew(&blobs, &mut Rng(11), 10, 3 * MIB).await;
     let index = dir.path().join(&hash[..2]).join(&hash).join("index");
     std::fs::write(&index, b"not an index").unwrap();
     let err = blobs.get(&hash, None).await.unwrap_err();

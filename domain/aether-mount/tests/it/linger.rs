@@ -40,14 +40,8 @@ impl MountClock for TokioClock {
 
 type Lingering = Engine<Faulty<FakeApi>, aether_fakes::MemoryCache, TokioClock>;
 
-async fn create(e: &Arc<Lingering>, name: &str) -> u64 {
-    write_new(e, ROOT_INO, name, name.as_bytes()).await
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_burst_of_closes_travels_in_one_batch_and_fsync_skips_the_linger() {
-    let w = World::new().await;
-    let plan = FaultPlan::default();
+/// A started engine over `w` whose write-back lingers, its remote faulted by `plan`.
+async fn lingering(w: &World, plan: &FaultPlan) -> Arc<Lingering> {
     let mut config = w.config();
     config.writeback_linger = Some(LINGER);
     let e: Arc<Lingering> = Arc::new(Engine::new(
@@ -57,6 +51,18 @@ async fn a_burst_of_closes_travels_in_one_batch_and_fsync_skips_the_linger() {
         config,
     ));
     e.start().await.unwrap();
+    e
+}
+
+async fn create(e: &Arc<Lingering>, name: &str) -> u64 {
+    write_new(e, ROOT_INO, name, name.as_bytes()).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_closes_travels_in_one_batch_and_fsync_skips_the_linger() {
+    let w = World::new().await;
+    let plan = FaultPlan::default();
+    let e = lingering(&w, &plan).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let work = async {
         // Twenty closes in a burst: the write-back, woken by the first, waits for the rest.
@@ -109,15 +115,7 @@ async fn a_burst_of_closes_travels_in_one_batch_and_fsync_skips_the_linger() {
 async fn a_large_file_changed_right_after_its_close_waits_for_that_write_back_briefly() {
     let w = World::new().await;
     let plan = FaultPlan::default();
-    let mut config = w.config();
-    config.writeback_linger = Some(LINGER);
-    let e: Arc<Lingering> = Arc::new(Engine::new(
-        Faulty::new(w.api.clone(), plan.clone()),
-        w.cache.clone(),
-        TokioClock::default(),
-        config,
-    ));
-    e.start().await.unwrap();
+    let e = lingering(&w, &plan).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let append = |ino: u64, line: &'static [u8]| {
         let e = e.clone();
