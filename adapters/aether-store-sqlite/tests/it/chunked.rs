@@ -293,3 +293,23 @@ async fn a_damaged_chunk_index_is_an_error_naming_it() {
         "unexpected error: {err}"
     );
 }
+
+#[tokio::test]
+async fn a_chunked_blob_left_half_built_by_a_crash_is_swept_once_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = FileBlobStore::open(dir.path(), false).unwrap();
+    // What a server killed in the middle of building a chunked blob leaves behind.
+    let leftover = dir.path().join("tmp").join(".tmp-4242-7");
+    std::fs::create_dir(&leftover).unwrap();
+    std::fs::write(leftover.join("00000000"), vec![1u8; 4096]).unwrap();
+    assert!(
+        blobs
+            .idle(Duration::from_secs(3600))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(leftover.exists(), "not swept while it may still be in use");
+    blobs.idle(Duration::ZERO).await.unwrap();
+    assert!(!leftover.exists(), "swept once idle");
+}
