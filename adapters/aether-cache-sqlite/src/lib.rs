@@ -29,6 +29,9 @@ pub use shared::SharedStore;
 /// Open blob files kept for repeated reads (sequential reads come in 128 KiB–1 MiB pieces).
 const OPEN_BLOB_LIMIT: usize = 256;
 
+/// Blob aliases remembered ([`DiskCache::aliases`]); past this many they are forgotten.
+const ALIAS_LIMIT: usize = 8192;
+
 /// A blob read from the start, sharing the cache's descriptor (positional reads).
 struct BlobReader {
     file: Arc<File>,
@@ -55,13 +58,14 @@ pub struct DiskCache {
     journal: journal::Journal,
     shared: Option<SharedStore>,
     stages: Mutex<HashMap<u64, Stage>>,
-    /// Staging files committed by hard link, and the blob names that share their inode: the
-    /// next change must first give them an inode of their own (blobs never change), or take
-    /// those names away when nothing needs them any more ([`DiskCache::reclaim_in_place`]).
-    linked: Mutex<HashMap<u64, Vec<String>>>,
+    /// Staging files that share their inode with a blob (committed, or opened over it, by
+    /// hard link), and that blob's name: the next change must first give them an inode of
+    /// their own (blobs never change), or take the blob's names away when nothing needs them
+    /// any more ([`DiskCache::reclaim_in_place`]).
+    linked: Mutex<HashMap<u64, String>>,
     /// The other name of a blob named twice by hard link (its local name and the server's
-    /// digest, [`LocalCache::blob_name`]), both ways: a staging area opened over either must
-    /// know both to take them away.
+    /// digest, [`LocalCache::blob_name`]), both ways, so that taking a blob's names away takes
+    /// both. Bounded: a forgotten alias costs a copy, never content.
     aliases: Mutex<HashMap<String, String>>,
     open_blobs: Mutex<HashMap<String, Arc<File>>>,
     /// Every descriptor of a blob handed out, by name, for as long as anyone holds it (the
@@ -306,14 +310,16 @@ impl DiskCache {
     /// Gives staging area `stage` an inode of its own if it shares one with a blob: the blob's
     /// names are taken away when nothing needs them, else the staged content is copied.
     fn unshare_stage(&self, stage: u64) -> Result<(), CacheError> {
-        let names = self
+        let name = self
             .linked
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&stage);
-        let Some(names) = names else {
+        let Some(name) = name else {
             return Ok(());
         };
+        let mut names = vec![name];
+        names.extend(self.alias_of(&names[0]));
         if self.reclaim_in_place(stage, &names)? {
             return Ok(());
         }
@@ -594,12 +600,10 @@ impl LocalCache for DiskCache {
             // blob's names away, or copies it if something still needs them (`unshare_stage`).
             // Copying here instead cost a whole copy of the file per `open` for writing.
             if fs::hard_link(&src, &path).is_ok() {
-                let mut names = vec![h.to_owned()];
-                names.extend(self.alias_of(h));
                 self.linked
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(stage, names);
+                    .insert(stage, h.to_owned());
             } else {
                 fs::copy(&src, &path).map_err(|e| io_err("copy into staging", &src, e))?;
             }
@@ -690,7 +694,7 @@ impl LocalCache for DiskCache {
             self.linked
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(stage, vec![hash.to_owned()]);
+                .insert(stage, hash.to_owned());
         }
         Ok(())
     }
@@ -705,12 +709,10 @@ impl LocalCache for DiskCache {
             return self.journal.inline_put(hash, &data);
         }
         if self.link_blob(&self.blob_path(local), hash, "name blob")? {
-            // A staging file that is `local` now has this name too.
-            let mut linked = self.linked.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(names) = linked.values_mut().find(|n| n.iter().any(|n| n == local)) {
-                names.push(hash.to_owned());
-            }
             let mut aliases = self.aliases.lock().unwrap_or_else(|p| p.into_inner());
+            if aliases.len() >= ALIAS_LIMIT {
+                aliases.clear();
+            }
             aliases.insert(local.to_owned(), hash.to_owned());
             aliases.insert(hash.to_owned(), local.to_owned());
         }
