@@ -32,6 +32,29 @@ pub struct MemoryCache {
     inner: Arc<Mutex<Inner>>,
     /// What `disk_space` reports (tests set it to simulate a full disk).
     disk: Arc<Mutex<Option<(u64, u64)>>>,
+    /// A pause set up for the next `stage_read` (see [`MemoryCache::pause_next_stage_read`]).
+    stage_read_pause: Arc<Mutex<Option<PauseSide>>>,
+}
+
+/// The cache's end of a paused `stage_read`: it reports its arrival, then waits to go on.
+type PauseSide = (std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>);
+
+/// The test's end of a paused `stage_read`.
+pub struct StageReadPause {
+    arrived: std::sync::mpsc::Receiver<()>,
+    go_on: std::sync::mpsc::Sender<()>,
+}
+
+impl StageReadPause {
+    /// Blocks until the paused read has been called and is waiting.
+    pub fn wait_until_reached(&self) {
+        self.arrived.recv().expect("the paused read is gone");
+    }
+
+    /// Lets the paused read go on and look for its staging area.
+    pub fn go_on(self) {
+        let _ = self.go_on.send(());
+    }
 }
 
 impl MemoryCache {
@@ -47,6 +70,16 @@ impl MemoryCache {
     /// Removes blob `hash` at its next read, which then finds it missing.
     pub fn vanish_at_next_read(&self, hash: &str) {
         self.lock().vanishing.push(hash.to_owned());
+    }
+
+    /// Makes the next `stage_read` stop before it looks for its staging area, until the test
+    /// lets it go on: a reader preempted between the engine's lookup and its read, so that
+    /// the test can run something else in between. The read blocks its thread meanwhile.
+    pub fn pause_next_stage_read(&self) -> StageReadPause {
+        let (arrived_tx, arrived) = std::sync::mpsc::channel();
+        let (go_on, go_on_rx) = std::sync::mpsc::channel();
+        *self.stage_read_pause.lock().expect("pause lock") = Some((arrived_tx, go_on_rx));
+        StageReadPause { arrived, go_on }
     }
 
     /// Forgets staging areas, as a crash of the runtime would (journal and blobs survive).
@@ -162,6 +195,11 @@ impl LocalCache for MemoryCache {
     }
 
     fn stage_read(&self, stage: u64, offset: u64, len: usize) -> CacheResult<Vec<u8>> {
+        let pause = self.stage_read_pause.lock().expect("pause lock").take();
+        if let Some((arrived, go_on)) = pause {
+            let _ = arrived.send(());
+            let _ = go_on.recv();
+        }
         let g = self.lock();
         let s = g
             .stages

@@ -202,7 +202,15 @@ where
         loop {
             let source = self.source(&self.lock(), ino)?;
             let got = match source {
-                Source::Stage => self.cache.stage_read(ino, offset, size as usize),
+                Source::Stage => match self.cache.stage_read(ino, offset, size as usize) {
+                    // Dropped since it was looked up: the last writer's `release`, which the
+                    // kernel sends in the background after `close`, committed it first.
+                    Err(CacheError::Missing(_)) if vanished < 3 => {
+                        vanished += 1;
+                        continue;
+                    }
+                    read => read,
+                },
                 Source::Blob(h) => {
                     self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
                     match self.cache.read_blob(&h, offset, size as usize) {

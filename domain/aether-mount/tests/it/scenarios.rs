@@ -1166,3 +1166,40 @@ async fn a_blob_gone_between_lookup_and_read_is_fetched_again() {
     assert_eq!(read_all(&e, f).await, b"held by the server");
     assert!(w.cache.has_blob(&hash), "fetched again");
 }
+
+/// A reader that looked up a file while its writer still held it open, and reads only after
+/// that writer's `release` dropped the staging area, reads the committed content. The kernel
+/// sends `release` in the background after `close` returns, so a program run right after
+/// being written (`cp`, then exec) reads while that release is on its way. An error here is a
+/// failed page fault in the program, which then dies at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_overtaken_by_the_writers_release_reads_the_committed_content() {
+    let w = World::new().await;
+    let e = w.mount().await;
+    let (entry, writer) = e.create(ME, ROOT_INO, b"tool", 0o755, RW).await.unwrap();
+    let ino = entry.attr.ino;
+    e.write(ino, writer.fh, 0, b"#!/bin/sh\necho written\n")
+        .await
+        .unwrap();
+    e.flush(ino, writer.fh).await.unwrap();
+    let reader = e.open(ino, RO).await.unwrap();
+    let pause = w.cache.pause_next_stage_read();
+    let read = tokio::spawn({
+        let e = e.clone();
+        async move { e.read(ino, reader.fh, 0, 4096).await }
+    });
+    let pause = tokio::task::spawn_blocking(move || {
+        pause.wait_until_reached();
+        pause
+    })
+    .await
+    .unwrap();
+    e.release(ino, writer.fh).await.unwrap();
+    pause.go_on();
+    assert_eq!(
+        read.await.unwrap().unwrap(),
+        b"#!/bin/sh\necho written\n",
+        "the reader gets the content, not an error"
+    );
+    e.release(ino, reader.fh).await.unwrap();
+}
