@@ -667,7 +667,8 @@ where
     /// cache would have to copy the whole file (the upload reads the committed bytes), so the
     /// write waits for that entry to be written back, at most about as long as the copy
     /// would take. Then the cache changes the file in place. (A log appended to by one
-    /// `echo >>` after another makes one such change per line.)
+    /// `echo >>` after another makes one such change per line; a file cut short with
+    /// `truncate` right after it was written, one in all.)
     async fn settle_before_first_change(&self, ino: u64) {
         let (upto, size) = {
             let st = self.lock();
@@ -815,6 +816,7 @@ where
         let mut st = loop {
             if size != 0 {
                 self.ensure_stage(ino).await?;
+                self.settle_before_first_change(ino).await;
             }
             let mut st = self.lock();
             let n = st

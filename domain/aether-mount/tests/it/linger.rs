@@ -175,3 +175,40 @@ async fn a_large_file_changed_right_after_its_close_waits_for_that_write_back_br
         work
     );
 }
+
+/// A large file cut short right after its `close` waits for that close's write-back too, so
+/// that the cache cuts the file in place instead of copying all of it first.
+#[tokio::test(start_paused = true)]
+async fn a_large_file_cut_short_right_after_its_close_waits_for_that_write_back() {
+    let w = World::new().await;
+    let plan = FaultPlan::default();
+    let e = lingering(&w, &plan).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let work = async {
+        let big: Vec<u8> = (0..(4u32 << 20)).map(|i| (i % 251) as u8).collect();
+        let ino = write_new(&e, ROOT_INO, "data", &big).await;
+        let cut = SetAttrIn {
+            size: Some(1 << 20),
+            ..Default::default()
+        };
+        let (attr, _) = e.setattr(ino, None, cut).await.unwrap();
+        assert_eq!(attr.size, 1 << 20);
+        assert_eq!(
+            w.server_read("/data").await.as_deref(),
+            Some(&big[..]),
+            "the truncation waited until the server held what was closed before it"
+        );
+        e.fsync(ino, None).await.unwrap();
+        assert_eq!(
+            w.server_read("/data").await.as_deref(),
+            Some(&big[..1 << 20])
+        );
+        let _ = stop.send(());
+    };
+    futures::join!(
+        e.run_writeback(async {
+            let _ = stopped.await;
+        }),
+        work
+    );
+}
