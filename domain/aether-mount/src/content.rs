@@ -962,12 +962,18 @@ where
         Ok(())
     }
 
-    /// Drops the staging area of `ino` once nobody writes it and its content is journaled.
+    /// Drops the staging area of `ino` once nobody writes it and its content is journaled, or,
+    /// for a file without a name, once nobody has it open: no one can reach that content any
+    /// more (a `tmpfile()`, a file deleted or replaced while it was being written), and it is
+    /// never journaled.
     pub(crate) fn release_stage_if_idle(&self, st: &mut State, ino: u64) {
-        let Some(n) = st.nodes.get_mut(ino) else {
+        let Some(nameless) = st.nodes.get(ino).map(|n| n.links.is_empty()) else {
             return;
         };
-        let idle = n.writers == 0 && n.stage.as_ref().is_some_and(|s| !s.dirty);
+        // Only a nameless file needs the scan of the open handles.
+        let unreachable = nameless && !st.handles.values().any(|h| h.file_ino() == Some(ino));
+        let n = st.nodes.get_mut(ino).expect("looked up above");
+        let idle = n.writers == 0 && n.stage.as_ref().is_some_and(|s| !s.dirty || unreachable);
         if idle {
             n.stage = None;
             self.cache.stage_drop(ino);

@@ -115,6 +115,16 @@ enum Handle {
     },
 }
 
+impl Handle {
+    /// The file a file handle reads or writes.
+    fn file_ino(&self) -> Option<u64> {
+        match self {
+            Handle::File { ino, .. } => Some(*ino),
+            Handle::Dir { .. } => None,
+        }
+    }
+}
+
 struct State {
     nodes: Nodes,
     negative: TtlCache<(u64, String), ()>,

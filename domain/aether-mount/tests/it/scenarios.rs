@@ -1203,3 +1203,59 @@ async fn a_reader_overtaken_by_the_writers_release_reads_the_committed_content()
     );
     e.release(ino, reader.fh).await.unwrap();
 }
+
+/// A file deleted while it is being written (`tmpfile()`, or a file replaced under its
+/// writer) holds content nobody can reach once its last handle closes: its staging area is
+/// dropped then, not kept on the cache's disk for the life of the mount, and nothing of it is
+/// written back.
+#[tokio::test]
+async fn a_file_deleted_while_being_written_leaves_no_staging_area_once_closed() {
+    let w = World::new().await;
+    let e = w.mount().await;
+    let (entry, writer) = e.create(ME, ROOT_INO, b"scratch", 0o600, RW).await.unwrap();
+    let ino = entry.attr.ino;
+    e.unlink(ROOT_INO, b"scratch").await.unwrap();
+    e.write(ino, writer.fh, 0, &[7u8; 300_000]).await.unwrap();
+    e.flush(ino, writer.fh).await.unwrap();
+    assert_eq!(
+        e.read(ino, writer.fh, 299_990, 100).await.unwrap(),
+        [7u8; 10],
+        "still readable through the open handle"
+    );
+    e.release(ino, writer.fh).await.unwrap();
+    assert!(
+        matches!(
+            w.cache.stage_read(ino, 0, 1),
+            Err(aether_ports::local_cache::CacheError::Missing(_))
+        ),
+        "the staging area is gone"
+    );
+    write_back(&e).await;
+    assert_eq!(w.server_read("/scratch").await, None);
+    assert_eq!(e.cache().journal_stats().pending_entries, 0);
+}
+
+/// A reader that still has the deleted file open keeps its staging area, and reads what the
+/// writer wrote after the delete, until it closes too.
+#[tokio::test]
+async fn a_deleted_file_stays_readable_until_its_last_handle_closes() {
+    let w = World::new().await;
+    let e = w.mount().await;
+    let (entry, writer) = e.create(ME, ROOT_INO, b"log", 0o644, RW).await.unwrap();
+    let ino = entry.attr.ino;
+    e.write(ino, writer.fh, 0, b"before ").await.unwrap();
+    e.flush(ino, writer.fh).await.unwrap();
+    let reader = e.open(ino, RO).await.unwrap();
+    e.unlink(ROOT_INO, b"log").await.unwrap();
+    e.write(ino, writer.fh, 7, b"after").await.unwrap();
+    e.release(ino, writer.fh).await.unwrap();
+    assert_eq!(
+        e.read(ino, reader.fh, 0, 100).await.unwrap(),
+        b"before after"
+    );
+    e.release(ino, reader.fh).await.unwrap();
+    assert!(matches!(
+        w.cache.stage_read(ino, 0, 1),
+        Err(aether_ports::local_cache::CacheError::Missing(_))
+    ));
+}
