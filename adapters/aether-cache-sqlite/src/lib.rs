@@ -476,6 +476,15 @@ fn read_at(f: &File, offset: u64, len: usize, path: &Path) -> Result<Vec<u8>, Ca
     Ok(buf)
 }
 
+/// A blob file that [`LocalCache::evict_clean`] may drop.
+struct Evictable {
+    stored: std::time::SystemTime,
+    path: PathBuf,
+    name: String,
+    len: u64,
+    inode: (u64, u64),
+}
+
 impl LocalCache for DiskCache {
     fn has_blob(&self, hash: &str) -> bool {
         if valid_hash(hash).is_err() {
@@ -806,6 +815,60 @@ impl LocalCache for DiskCache {
             st.f_bsize
         };
         Some((st.f_bavail * unit, st.f_blocks * unit))
+    }
+
+    fn evict_clean(&self, bytes: u64) -> CacheResult<u64> {
+        let needed = self.journal.referenced_hashes()?;
+        // The files of blobs not needed, oldest first (a blob's time is when it was stored:
+        // reads do not touch it, so this is first in, first out rather than least used).
+        let mut candidates: Vec<Evictable> = Vec::new();
+        for shard in fs::read_dir(&self.layout.blobs)
+            .map_err(|e| io_err("list", &self.layout.blobs, e))?
+            .flatten()
+        {
+            for blob in fs::read_dir(shard.path()).into_iter().flatten().flatten() {
+                let name = blob.file_name().to_string_lossy().into_owned();
+                if needed.contains(&name) {
+                    continue;
+                }
+                let Ok(meta) = blob.metadata() else { continue };
+                candidates.push(Evictable {
+                    stored: meta.modified().unwrap_or(std::time::UNIX_EPOCH),
+                    path: blob.path(),
+                    name,
+                    len: meta.len(),
+                    inode: (meta.dev(), meta.ino()),
+                });
+            }
+        }
+        candidates.sort_by_key(|c| c.stored);
+        let mut freed = 0;
+        let mut seen = std::collections::HashSet::new();
+        let mut dropped = Vec::new();
+        for c in candidates {
+            if freed >= bytes {
+                break;
+            }
+            if fs::remove_file(&c.path).is_ok() {
+                // A blob under a local name and the server's is one file: counted once.
+                freed += if seen.insert(c.inode) { c.len } else { 0 };
+                if let Some(shared) = self.shared.as_ref().filter(|_| is_digest(&c.name)) {
+                    shared.release(&c.name);
+                }
+                dropped.push(c.name);
+            }
+        }
+        // An open handle would keep a dropped blob's blocks in use.
+        let mut open = self.open_blobs.lock().unwrap_or_else(|p| p.into_inner());
+        for name in &dropped {
+            open.remove(name);
+        }
+        drop(open);
+        if freed < bytes {
+            // Small content lives in the index: its pages are reused, not returned.
+            freed += self.journal.inline_sweep(&needed)?;
+        }
+        Ok(freed)
     }
 
     fn clear_clean(&self) -> CacheResult<u64> {

@@ -377,6 +377,37 @@ impl LocalCache for MemoryCache {
         *self.disk.lock().expect("disk lock")
     }
 
+    fn evict_clean(&self, bytes: u64) -> CacheResult<u64> {
+        let mut g = self.lock();
+        let needed: std::collections::HashSet<String> = g
+            .journal
+            .values()
+            .filter_map(|e| match &e.op {
+                JournalOp::Write { hash, .. } => Some(hash.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut freed = 0u64;
+        let names: Vec<String> = g
+            .blobs
+            .keys()
+            .filter(|h| !needed.contains(*h))
+            .cloned()
+            .collect();
+        for name in names {
+            if freed >= bytes {
+                break;
+            }
+            freed += g.blobs.remove(&name).map_or(0, |b| b.len() as u64);
+        }
+        drop(g);
+        // The simulated disk gets the bytes back.
+        if let Some((free, total)) = self.disk.lock().expect("disk lock").as_mut() {
+            *free = (*free + freed).min(*total);
+        }
+        Ok(freed)
+    }
+
     fn clear_clean(&self) -> CacheResult<u64> {
         let mut g = self.lock();
         let needed: std::collections::HashSet<String> = g

@@ -169,7 +169,7 @@ impl MountMetrics {
             |e| e.status().open_handles,
         );
         type Read = fn(&MountEngine) -> u64;
-        let counters: [(&'static str, &'static str, Read); 9] = [
+        let counters: [(&'static str, &'static str, Read); 10] = [
             (
                 "aether_fuse_ops_total",
                 "File system operations served",
@@ -209,6 +209,11 @@ impl MountMetrics {
                 "aether_written_bytes_total",
                 "Bytes written through the mount",
                 |e| e.status().bytes_written,
+            ),
+            (
+                "aether_cache_evicted_bytes_total",
+                "Bytes of clean content dropped from the cache because its disk ran short",
+                |e| e.status().evicted_bytes,
             ),
             (
                 "aether_kernel_invalidations_total",

@@ -81,13 +81,36 @@ pub enum Gate {
 }
 
 impl Thresholds {
-    /// The first high-water mark `r` crosses, if any.
-    fn crossed_high(&self, r: &Reading) -> Option<Pressure> {
-        let disk_low = r.disk.is_some_and(|(free, total)| {
+    /// Whether the cache's disk has crossed its low-free mark (bytes or percent).
+    fn disk_low(&self, disk: Option<(u64, u64)>) -> bool {
+        disk.is_some_and(|(free, total)| {
             free < self.disk_low_free_bytes
                 || (total > 0
                     && (free as f64) * 100.0 / (total as f64) < self.disk_low_free_percent)
-        });
+        })
+    }
+
+    /// When the cache's disk is below its low-free mark: how many bytes must be freed to bring
+    /// it back to its high-free mark (and as far above the percentage mark as the byte marks
+    /// are apart), so that an eviction is not repeated at every write.
+    pub fn disk_shortfall(&self, disk: Option<(u64, u64)>) -> Option<u64> {
+        if !self.disk_low(disk) {
+            return None;
+        }
+        let (free, total) = disk?;
+        let margin = self
+            .disk_high_free_bytes
+            .saturating_sub(self.disk_low_free_bytes);
+        let by_percent = (total as f64 * self.disk_low_free_percent / 100.0).ceil() as u64;
+        let target = self
+            .disk_high_free_bytes
+            .max(by_percent.saturating_add(margin));
+        Some(target.saturating_sub(free).max(1))
+    }
+
+    /// The first high-water mark `r` crosses, if any.
+    fn crossed_high(&self, r: &Reading) -> Option<Pressure> {
+        let disk_low = self.disk_low(r.disk);
         [
             (
                 r.journal_bytes >= self.journal_high_bytes,
@@ -240,5 +263,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_low_disk_asks_for_enough_to_reach_the_high_mark() {
+        let t = Thresholds::default();
+        let gib = 1u64 << 30;
+        assert_eq!(t.disk_shortfall(Some((600 << 20, 4 * gib))), None);
+        assert_eq!(t.disk_shortfall(None), None);
+        // Below 512 MiB free on a small disk: back to 768 MiB.
+        assert_eq!(
+            t.disk_shortfall(Some((500 << 20, 4 * gib))),
+            Some(268 << 20)
+        );
+        // Below 5 % of a large disk: back to 5 % plus the 256 MiB between the byte marks.
+        let total = 1000 * gib;
+        let free = 40 * gib;
+        let want = (total as f64 * 0.05).ceil() as u64 + (256 << 20) - free;
+        assert_eq!(t.disk_shortfall(Some((free, total))), Some(want));
     }
 }

@@ -76,6 +76,8 @@ pub struct EngineCounters {
     /// Bytes handed to readers and taken from writers through the mount.
     pub bytes_read: AtomicU64,
     pub bytes_written: AtomicU64,
+    /// Bytes of clean content dropped from the cache because its disk ran short.
+    pub evicted_bytes: AtomicU64,
 }
 
 /// A point-in-time view of the engine for `status`.
@@ -93,6 +95,7 @@ pub struct EngineStatus {
     pub invalidations: u64,
     pub bytes_read: u64,
     pub bytes_written: u64,
+    pub evicted_bytes: u64,
 }
 
 /// One open file or directory.
@@ -208,6 +211,8 @@ pub struct Engine<R, C, K> {
     /// The largest file the server stores (from the session's capabilities; `u64::MAX` when the
     /// server does not say): writes past it fail with `EFBIG` instead of at write-back.
     max_file_bytes: AtomicU64,
+    /// An eviction of clean content is under way (one at a time: it walks the whole cache).
+    evicting: std::sync::atomic::AtomicBool,
     transfers: early::Transfers,
 }
 
@@ -264,6 +269,7 @@ where
             start_generation: AtomicU64::new(0),
             seen_generation: AtomicU64::new(0),
             max_file_bytes: AtomicU64::new(u64::MAX),
+            evicting: std::sync::atomic::AtomicBool::new(false),
             transfers: early::Transfers::default(),
         }
     }
@@ -371,6 +377,7 @@ where
             invalidations: c.invalidations.load(Ordering::Relaxed),
             bytes_read: c.bytes_read.load(Ordering::Relaxed),
             bytes_written: c.bytes_written.load(Ordering::Relaxed),
+            evicted_bytes: c.evicted_bytes.load(Ordering::Relaxed),
         }
     }
 
@@ -505,12 +512,39 @@ where
             oldest_age,
             // Content not yet on the server is what the cache holds dirty.
             dirty_bytes: j.pending_bytes,
-            disk: self.cache.disk_space(),
+            disk: self.disk_space_after_eviction(),
         };
         let mut st = self.lock();
         st.gate = self.config.backpressure.next(st.gate, &reading);
         st.gate_checked = self.clock.elapsed();
         st.gate
+    }
+
+    /// The free and total bytes of the cache's disk, after making room when it is short: clean
+    /// content (what the server holds) is dropped from the cache, the longest held first, until
+    /// the disk is back at its high-free mark. Without this, a cache that kept every version it
+    /// ever saw would fill the disk and then hold writers back for good.
+    fn disk_space_after_eviction(&self) -> Option<(u64, u64)> {
+        let disk = self.cache.disk_space();
+        let Some(short) = self.config.backpressure.disk_shortfall(disk) else {
+            return disk;
+        };
+        if self.evicting.swap(true, Ordering::AcqRel) {
+            return disk;
+        }
+        match self.cache.evict_clean(short) {
+            Ok(freed) => {
+                tracing::info!(target: "aether_mount", wanted = short, freed, "cache disk low: dropped clean content the server holds");
+                self.counters
+                    .evicted_bytes
+                    .fetch_add(freed, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::warn!(target: "aether_mount", error = %e, "cache disk low, and dropping clean content failed");
+            }
+        }
+        self.evicting.store(false, Ordering::Release);
+        self.cache.disk_space()
     }
 
     /// Waits while the backpressure gate holds writers back; fails with `ENOSPC` when the

@@ -517,3 +517,49 @@ fn downloaded_small_content_is_kept_in_the_index() {
     assert_eq!(cache.read_blob(EMPTY, 0, 100).unwrap(), b"");
     assert_eq!(cache.stats().blob_count, 2);
 }
+
+/// Making room on a short disk drops clean blobs the longest held first, only as many as
+/// asked for, and never one a pending journal entry needs.
+#[test]
+fn eviction_drops_the_oldest_clean_blobs_first_and_keeps_pending_content() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), "sess_a");
+    let put = |tag: &str, age_secs: u64| {
+        let data = large(tag);
+        let hash = hex::encode(sha2::Sha256::digest(&data));
+        cache.put_blob(&hash, &data).unwrap();
+        let path = cache.layout().blobs.join(&hash[..2]).join(&hash);
+        let when = std::time::SystemTime::now() - std::time::Duration::from_secs(age_secs);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+        (hash, data.len() as u64)
+    };
+    let (oldest, size) = put("oldest", 300);
+    let (pending, _) = put("pending", 400);
+    let (newer, _) = put("newer", 100);
+    cache
+        .journal_append(
+            &JournalOp::Write {
+                path: "/p".into(),
+                hash: pending.clone(),
+                size,
+                mode: 0o644,
+                base_hash: None,
+                patch: None,
+                created: true,
+            },
+            Timestamp::from_nanos(1),
+        )
+        .unwrap();
+    assert_eq!(cache.evict_clean(1).unwrap(), size, "one blob is enough");
+    assert!(!cache.has_blob(&oldest), "the oldest clean blob went first");
+    assert!(cache.has_blob(&newer));
+    assert_eq!(cache.evict_clean(u64::MAX).unwrap(), size);
+    assert!(!cache.has_blob(&newer));
+    assert!(cache.has_blob(&pending), "pending content is never dropped");
+}

@@ -335,6 +335,7 @@ fn a_mount_serves_its_metrics_and_survives_a_taken_port() {
         "aether_journal_wal_flush_total{outcome=\"error\",reason=\"backlog\"}",
         "aether_journal_sync_count_total{policy=\"interval\"}",
         "aether_kernel_invalidations_total",
+        "aether_cache_evicted_bytes_total",
     ] {
         assert!(text.contains(name), "{name} missing:\n{text}");
     }

@@ -1259,3 +1259,45 @@ async fn a_deleted_file_stays_readable_until_its_last_handle_closes() {
         Err(aether_ports::local_cache::CacheError::Missing(_))
     ));
 }
+
+/// When the cache's disk runs short, the next write makes room by dropping clean content (what
+/// the server holds), instead of being held back until it fails with `ENOSPC`. Content the
+/// server does not hold yet stays, and dropped content is fetched again when read.
+#[tokio::test]
+async fn a_short_cache_disk_drops_clean_content_instead_of_refusing_writes() {
+    let w = World::new().await;
+    let old: Vec<u8> = (0..1_000_000u32).map(|i| (i % 241) as u8).collect();
+    w.server_write("/old", &old).await;
+    let mut config = w.config();
+    config.backpressure = aether_domain::backpressure::Thresholds {
+        disk_low_free_bytes: 1 << 20,
+        disk_high_free_bytes: 3 << 19,
+        disk_low_free_percent: 0.0,
+        ..Default::default()
+    };
+    config.backpressure_wait = std::time::Duration::ZERO;
+    let e = w.mount_with(config).await;
+    let f = e.lookup(ROOT_INO, b"old").await.unwrap().attr.ino;
+    assert!(read_all(&e, f).await == old);
+    let old_hash = w.server_entry("/old").await.unwrap().content_hash.unwrap();
+    assert!(w.cache.has_blob(&old_hash), "the read kept it");
+    // Written here, not yet on the server: the journal needs its content.
+    let fresh = vec![5u8; 700_000];
+    let mine = write_new(&e, ROOT_INO, "mine", &fresh).await;
+
+    w.cache.set_disk_space(Some((900 << 10, 1 << 30)));
+    // Past the gate's 50 ms between assessments.
+    w.clock.advance(std::time::Duration::from_secs(1));
+    write_new(&e, ROOT_INO, "more", b"a write while the disk is short").await;
+    assert!(!w.cache.has_blob(&old_hash), "clean content was dropped");
+    let (free, _) = w.cache.disk_space().unwrap();
+    assert!(free >= 3 << 19, "back at the high-free mark: {free}");
+    assert!(read_all(&e, mine).await == fresh, "pending content stayed");
+    assert!(
+        read_all(&e, f).await == old,
+        "dropped content is fetched again"
+    );
+    write_back(&e).await;
+    assert!(w.server_read("/mine").await.as_deref() == Some(&fresh[..]));
+    assert_eq!(e.status().evicted_bytes, old.len() as u64);
+}
