@@ -1021,3 +1021,47 @@ fn a_large_directory_listed_then_stated_costs_no_lookup_per_entry() {
         "`ls -l` of 3,000 listed files made {asked} lookups"
     );
 }
+
+/// Files deleted or replaced while open for writing (`tmpfile()`, an editor's rename over a
+/// file another program is writing) leave nothing in the cache's staging directory once
+/// closed: before, each one's content stayed there for the life of the mount.
+#[test]
+fn files_deleted_while_written_leave_no_staging_files_behind() {
+    let server = Server::start();
+    let session = server.new_session();
+    let m = Mount::new(&server, &session, &[]);
+    let chunk = vec![b'x'; 200_000];
+    for i in 0..10 {
+        let path = m.path(&format!("scratch{i}"));
+        let mut f = fs::File::create(&path).unwrap();
+        fs::remove_file(&path).unwrap();
+        f.write_all(&chunk).unwrap();
+        f.write_all(&chunk).unwrap();
+    }
+    let mut victim = fs::File::create(m.path("victim")).unwrap();
+    victim.write_all(&chunk).unwrap();
+    fs::write(m.path("replacement"), b"new").unwrap();
+    fs::rename(m.path("replacement"), m.path("victim")).unwrap();
+    victim.write_all(&chunk).unwrap();
+    drop(victim);
+    assert_eq!(fs::read(m.path("victim")).unwrap(), b"new");
+
+    let staging = m.cache.join(&session).join("content/staging");
+    // The kernel sends `release` in the background after `close`.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let left: Vec<_> = fs::read_dir(&staging)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "staging files left behind: {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
