@@ -628,11 +628,14 @@ impl<V: Vfs> Filesystem for Bridge<V> {
         offset: u64,
         reply: ReplyDirectoryPlus,
     ) {
+        let vfs = self.vfs.clone();
         self.run(
             "readdirplus",
             reply,
             |v| async move { v.readdir(ino.0, fh.0, offset).await },
-            |mut r, entries| {
+            move |mut r, entries| {
+                // The kernel takes a reference to every entry it is sent but `.` and `..`.
+                let mut sent = Vec::new();
                 for e in entries.iter() {
                     let attr = file_attr(&e.entry.attr);
                     let full = r.add(
@@ -646,7 +649,11 @@ impl<V: Vfs> Filesystem for Bridge<V> {
                     if full {
                         break;
                     }
+                    if e.name != "." && e.name != ".." {
+                        sent.push(e.entry.attr.ino);
+                    }
                 }
+                vfs.remember(&sent);
                 r.ok();
             },
         );

@@ -18,6 +18,7 @@ mod namespace;
 mod naming;
 mod nodes;
 mod prefetch;
+mod reclaim;
 mod writeback;
 
 use std::collections::{BTreeMap, HashMap};

@@ -314,15 +314,19 @@ where
             .and_then(|n| n.listing.as_ref())
             .map(|l| l.children.iter().map(|(k, v)| (k.clone(), *v)).collect())
             .unwrap_or_default();
+        let mut gone = Vec::new();
         for (name, ino) in old {
             if children.get(&*name) != Some(&ino) {
                 st.nodes.detach(dir, &name);
+                gone.push(ino);
             }
         }
         for (name, ino) in &children {
             st.nodes.attach(dir, name, *ino);
             st.negative.remove(&(dir, name.clone()));
         }
+        // After the attaching: a node renamed within this listing keeps its name.
+        self.reclaim_all_unreachable(st, &gone);
         if let Some(l) = st.nodes.get_mut(dir).and_then(|n| n.listing.as_mut()) {
             l.loaded = true;
             l.fresh_until = now + self.config.dir_ttl;

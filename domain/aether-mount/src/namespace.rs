@@ -146,6 +146,7 @@ where
             self.journal(st, op, inos)?;
         }
         st.nodes.detach(parent, name);
+        self.reclaim_if_unreachable(st, ino);
         Ok(())
     }
 
@@ -355,11 +356,19 @@ where
         self.op();
         let name = check_name(name)?;
         let attr = self.lookup_inner(parent, name).await?;
+        let mut st = self.lock();
+        if let Some(n) = st.nodes.get_mut(attr.ino) {
+            n.lookups += 1;
+        }
         Ok(self.entry_out(attr))
     }
 
-    fn forget(&self, _ino: u64, _n: u64) {
-        // Inode numbers stay stable for the life of the mount, so nodes are kept.
+    fn forget(&self, ino: u64, n: u64) {
+        self.forget_some(ino, n);
+    }
+
+    fn remember(&self, inos: &[u64]) {
+        self.remember_all(inos);
     }
 
     async fn getattr(&self, ino: u64) -> FsResult<(Attr, Duration)> {
@@ -510,7 +519,7 @@ where
             )?;
             self.journal_owner(&mut st, ino)?;
         }
-        Ok(self.entry_out(self.attr_now(&st, ino)?))
+        self.kernel_entry(&mut st, ino)
     }
 
     async fn mkdir(
@@ -527,7 +536,7 @@ where
         let mode = st.nodes.get(ino).expect("just made").attr.perm;
         self.journal_about(&mut st, ino, JournalOp::Mkdir { path, mode })?;
         self.journal_owner(&mut st, ino)?;
-        Ok(self.entry_out(self.attr_now(&st, ino)?))
+        self.kernel_entry(&mut st, ino)
     }
 
     async fn unlink(&self, parent: u64, name: &[u8]) -> FsResult<()> {
@@ -659,7 +668,7 @@ where
             },
         )?;
         self.journal_owner(&mut st, ino)?;
-        Ok(self.entry_out(self.attr_now(&st, ino)?))
+        self.kernel_entry(&mut st, ino)
     }
 
     async fn rename(
@@ -826,7 +835,7 @@ where
             p.attr.mtime = now;
             p.attr.ctime = now;
         }
-        Ok(self.entry_out(self.attr_now(&st, ino)?))
+        self.kernel_entry(&mut st, ino)
     }
 
     async fn open(&self, ino: u64, how: OpenIn) -> FsResult<OpenOut> {
@@ -869,7 +878,7 @@ where
                 window: 0,
             },
         );
-        let entry = self.entry_out(self.attr_now(&st, ino)?);
+        let entry = self.kernel_entry(&mut st, ino)?;
         Ok((
             entry,
             OpenOut {
@@ -936,6 +945,8 @@ where
         self.commit_stage(&mut st, ino, false)?;
         let store = self.store_in_kernel(&mut st, ino);
         self.release_stage_if_idle(&mut st, ino);
+        // The kernel may have forgotten a deleted file before this last release came.
+        self.reclaim_if_unreachable(&mut st, ino);
         drop(st);
         if let Some(store) = store {
             self.send_to_kernel(store);

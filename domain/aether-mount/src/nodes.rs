@@ -140,6 +140,9 @@ pub(crate) struct Node {
     pub(crate) xattrs: Option<Box<BTreeMap<String, Vec<u8>>>>,
     /// Content hash the kernel's page cache was filled from (for `keep_cache`).
     pub(crate) kernel_hash: Option<ContentId>,
+    /// References the kernel holds: entries handed to it, less those it forgot. A node with
+    /// no name that the kernel has forgotten can be dropped ([`Nodes::remove`]).
+    pub(crate) lookups: u64,
 }
 
 impl Node {
@@ -161,6 +164,7 @@ impl Node {
             last_seq: 0,
             xattrs: None,
             kernel_hash: None,
+            lookups: 0,
         }
     }
 
@@ -255,6 +259,15 @@ impl Nodes {
         }
         self.nodes.insert(ino, Box::new(node));
         ino
+    }
+
+    /// Drops node `ino` from the table (its number is never given out again).
+    pub(crate) fn remove(&mut self, ino: u64) {
+        if let Some(n) = self.nodes.remove(&ino)
+            && self.by_server_inode.get(&n.server_inode) == Some(&ino)
+        {
+            self.by_server_inode.remove(&n.server_inode);
+        }
     }
 
     /// Records that server inode `server_inode` (a link group) is local inode `ino`.

@@ -631,6 +631,8 @@ where
         }
         if let Some(inos) = st.pending_by_seq.remove(&entry.seq) {
             st.nodes.add_pending(&inos, -1);
+            // A deleted file the kernel has forgotten waited only for this entry.
+            self.reclaim_all_unreachable(&mut st, &inos);
             if refused.is_some() {
                 // Our view of these objects is now wrong; re-read them from the server.
                 for ino in inos {

@@ -226,6 +226,11 @@ pub trait Vfs: Send + Sync + 'static {
     fn lookup(&self, parent: u64, name: &[u8]) -> impl Future<Output = FsResult<EntryOut>> + Send;
     /// The kernel dropped `n` references to `ino`.
     fn forget(&self, ino: u64, n: u64);
+    /// The kernel took one more reference to each of `inos`: the entries of a `readdirplus`
+    /// reply it was sent (all but `.` and `..`). The replies of `lookup`, `mknod`, `mkdir`,
+    /// `symlink`, `link` and `create` count their entry themselves. Told before the reply is
+    /// sent, so that the matching `forget` cannot come first.
+    fn remember(&self, inos: &[u64]);
     fn getattr(&self, ino: u64) -> impl Future<Output = FsResult<(Attr, Duration)>> + Send;
     fn setattr(
         &self,

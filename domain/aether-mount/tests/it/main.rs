@@ -5,6 +5,7 @@ mod early;
 mod kernel_store;
 mod linger;
 mod model;
+mod reclaim;
 mod scenarios;
 
 use std::sync::Arc;
