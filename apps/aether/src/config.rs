@@ -149,6 +149,9 @@ pub(crate) struct AetherConfig {
     pub journal_sync_policy: String,
     pub journal_sync_interval_ms: u64,
     pub journal_sync_backlog_bytes: u64,
+    /// [ours] The most the cache's clean content may take before the oldest is dropped
+    /// (0: no bound but the disk's low-free mark).
+    pub cache_max_bytes: u64,
     pub logging: Logging,
     pub transport: Transport,
     pub backpressure: Backpressure,
@@ -171,6 +174,7 @@ impl Default for AetherConfig {
             journal_sync_policy: "interval".into(),
             journal_sync_interval_ms: 5,
             journal_sync_backlog_bytes: 2_097_152,
+            cache_max_bytes: 10 << 30,
             logging: Logging::default(),
             transport: Transport::default(),
             backpressure: Backpressure::default(),
@@ -183,6 +187,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("AFS_AETHER_SERVER_ENDPOINT", "bridge.server_endpoint"),
     ("AFS_AETHER_WORKER_ID", "bridge.worker_id"),
     ("AFS_AETHER_CACHE_DIR", "cache_dir"),
+    ("AFS_AETHER_CACHE_MAX_BYTES", "cache_max_bytes"),
     ("AFS_AETHER_CACHE_SHARED_ROOT", "shared_cache_root"),
     ("AFS_AETHER_CONTROL_SOCKET", "control_socket"),
     ("AFS_AETHER_MOUNT_OPTIONS", "mount_options"),
@@ -698,6 +703,7 @@ mod tests {
             &env(&[
                 ("AFS_AETHER_DIR_CACHE_TTL_SECS", "12"),
                 ("AFS_AETHER_MOUNT_OPTIONS", "b, c"),
+                ("AFS_AETHER_CACHE_MAX_BYTES", "0"),
             ]),
             vec![(
                 "--negative-lookup-ttl",
@@ -710,6 +716,7 @@ mod tests {
         assert_eq!(c.lookup_ttl_secs, 10);
         assert_eq!(c.dir_cache_ttl_secs, 12);
         assert_eq!(c.negative_lookup_ttl_secs, 7);
+        assert_eq!(c.cache_max_bytes, 0, "0 turns the bound off");
         assert_eq!(
             c.mount_options,
             ["b", "c"],
@@ -777,6 +784,11 @@ mod tests {
                 None,
                 &[("AFS_AETHER_CLIENT_METRICS_ADDR", "nowhere")],
                 "socket address",
+            ),
+            (
+                None,
+                &[("AFS_AETHER_CACHE_MAX_BYTES", "10G")],
+                "AFS_AETHER_CACHE_MAX_BYTES",
             ),
         ];
         for (file, e, expected) in cases {

@@ -24,6 +24,9 @@ use crate::control;
 const EARLY_UPLOAD_ABOVE: u64 = 8 << 20;
 /// How long an idle write-back waits for a burst of changes to gather into one batch.
 const WRITEBACK_LINGER: std::time::Duration = std::time::Duration::from_millis(50);
+/// How often the cache's size is checked against `cache_max_bytes`, in tenths of a second
+/// (a check walks the cache only after enough traffic).
+const CACHE_TRIM_EVERY_TICKS: u32 = 100;
 
 /// The wall and monotonic clock of this process.
 pub(crate) struct SystemClock {
@@ -280,6 +283,7 @@ pub(crate) async fn start(plan: MountPlan) -> Result<Running> {
             backpressure_wait: Duration::from_secs(60),
             early_upload_above: Some(EARLY_UPLOAD_ABOVE),
             writeback_linger: Some(WRITEBACK_LINGER),
+            cache_max_bytes: (cfg.cache_max_bytes > 0).then_some(cfg.cache_max_bytes),
         },
     ));
     engine
@@ -313,6 +317,28 @@ pub(crate) async fn start(plan: MountPlan) -> Result<Running> {
         tasks.push(tokio::spawn(
             async move { e.run_transfers(stopped(rx)).await },
         ));
+    }
+    // Keeping the cache under `cache_max_bytes`: measuring it walks its files, so this too runs
+    // on a thread of its own.
+    {
+        let e = engine.clone();
+        let rx = stop_rx.clone();
+        let trimmer = std::thread::Builder::new()
+            .name("aether-cache-trim".to_owned())
+            .spawn(move || {
+                while !*rx.borrow() {
+                    e.trim_cache();
+                    for _ in 0..CACHE_TRIM_EVERY_TICKS {
+                        if *rx.borrow() {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+            });
+        if let Err(err) = trimmer {
+            tracing::warn!(error = %err, "could not start the cache trimmer; the cache is bounded only by its disk");
+        }
     }
     // The `interval` policy's timer; the policy and interval may change live (SIGHUP). It runs
     // on a thread of its own: an fdatasync on a runtime worker would stall every task queued

@@ -60,6 +60,9 @@ pub struct MountConfig {
     /// When a change arrives while the write-back is idle, it waits this long (once) for more
     /// to join the same batch, unless someone waits for it (`fsync`, stop); `None` sends at once.
     pub writeback_linger: Option<Duration>,
+    /// The most the cache's clean content may take: past it, [`Engine::run_cache_trim`] drops
+    /// the oldest; `None` leaves it to the disk's low-free mark.
+    pub cache_max_bytes: Option<u64>,
 }
 
 /// Counters for `status` and metrics.
@@ -214,6 +217,9 @@ pub struct Engine<R, C, K> {
     max_file_bytes: AtomicU64,
     /// An eviction of clean content is under way (one at a time: it walks the whole cache).
     evicting: std::sync::atomic::AtomicBool,
+    /// Bytes read and written through the mount when [`Engine::trim_cache`] last measured the
+    /// cache (`u64::MAX`: not yet).
+    trimmed_at: AtomicU64,
     transfers: early::Transfers,
 }
 
@@ -271,6 +277,7 @@ where
             seen_generation: AtomicU64::new(0),
             max_file_bytes: AtomicU64::new(u64::MAX),
             evicting: std::sync::atomic::AtomicBool::new(false),
+            trimmed_at: AtomicU64::new(u64::MAX),
             transfers: early::Transfers::default(),
         }
     }
@@ -546,6 +553,44 @@ where
         }
         self.evicting.store(false, Ordering::Release);
         self.cache.disk_space()
+    }
+
+    /// Keeps the cache's content under [`MountConfig::cache_max_bytes`]: when it has grown past
+    /// it, drops clean content, the oldest first, down to nine tenths of it (so that the next
+    /// trim is not due at once). Measuring walks the cache, so it is done only once enough has
+    /// been read or written since the last time (and once at the start). Returns the bytes
+    /// dropped. Called every little while by the runtime, off the async workers.
+    pub fn trim_cache(&self) -> u64 {
+        let Some(max) = self.config.cache_max_bytes else {
+            return 0;
+        };
+        let moved = self.counters.bytes_read.load(Ordering::Relaxed)
+            + self.counters.bytes_written.load(Ordering::Relaxed);
+        let last = self.trimmed_at.load(Ordering::Relaxed);
+        if last != u64::MAX && moved.saturating_sub(last) < (max / 16).clamp(1 << 20, 256 << 20) {
+            return 0;
+        }
+        self.trimmed_at.store(moved, Ordering::Relaxed);
+        let held = self.cache.stats().blob_bytes;
+        if held <= max || self.evicting.swap(true, Ordering::AcqRel) {
+            return 0;
+        }
+        let want = held - max / 10 * 9;
+        let freed = match self.cache.evict_clean(want) {
+            Ok(freed) => {
+                tracing::info!(target: "aether_mount", held, max, freed, "cache over its size: dropped clean content the server holds");
+                freed
+            }
+            Err(e) => {
+                tracing::warn!(target: "aether_mount", error = %e, "cache over its size, and dropping clean content failed");
+                0
+            }
+        };
+        self.evicting.store(false, Ordering::Release);
+        self.counters
+            .evicted_bytes
+            .fetch_add(freed, Ordering::Relaxed);
+        freed
     }
 
     /// Waits while the backpressure gate holds writers back; fails with `ENOSPC` when the

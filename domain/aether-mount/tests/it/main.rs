@@ -79,6 +79,7 @@ impl World {
             backpressure_wait: Duration::from_secs(30),
             early_upload_above: None,
             writeback_linger: None,
+            cache_max_bytes: None,
         }
     }
 

@@ -1301,3 +1301,42 @@ async fn a_short_cache_disk_drops_clean_content_instead_of_refusing_writes() {
     assert!(w.server_read("/mine").await.as_deref() == Some(&fresh[..]));
     assert_eq!(e.status().evicted_bytes, old.len() as u64);
 }
+
+/// A cache over its size drops clean content, the oldest first, down to nine tenths of it;
+/// content the server does not hold yet stays whatever the size.
+#[tokio::test]
+async fn a_cache_over_its_size_drops_clean_content_down_to_nine_tenths() {
+    let w = World::new().await;
+    for i in 0..4u8 {
+        w.server_write(&format!("/f{i}"), &vec![i; 400_000]).await;
+    }
+    let mut config = w.config();
+    config.cache_max_bytes = Some(1_000_000);
+    let e = w.mount_with(config).await;
+    for i in 0..4u8 {
+        let f = e
+            .lookup(ROOT_INO, format!("f{i}").as_bytes())
+            .await
+            .unwrap()
+            .attr
+            .ino;
+        assert!(read_all(&e, f).await == vec![i; 400_000]);
+    }
+    let pending = vec![9u8; 700_000];
+    let mine = write_new(&e, ROOT_INO, "pending", &pending).await;
+    let held = w.cache.stats().blob_bytes;
+    assert_eq!(held, 4 * 400_000 + 700_000);
+    let freed = e.trim_cache();
+    let left = w.cache.stats().blob_bytes;
+    assert!(
+        left <= 900_000,
+        "down to nine tenths of the bound: {left} left"
+    );
+    assert_eq!(freed, held - left);
+    // Not on the server yet: only the cache can answer this read.
+    assert!(read_all(&e, mine).await == pending, "pending content stays");
+    assert_eq!(e.status().evicted_bytes, freed);
+    assert_eq!(e.trim_cache(), 0, "nothing moved since: not measured again");
+    write_back(&e).await;
+    assert!(w.server_read("/pending").await.as_deref() == Some(&pending[..]));
+}
