@@ -65,6 +65,20 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             }
             Ok(())
         }
+        Some("churn") => {
+            // A mount of this build under file churn: memory, inodes, staging and cache size.
+            cargo(&["build", "--release", "-p", "aether", "-p", "afs-server"])?;
+            let root = crate::tidy::workspace_root();
+            let status = Command::new("bash")
+                .arg(root.join("bench/churn.sh"))
+                .arg(root.join("target/release"))
+                .status()
+                .context("run bench/churn.sh")?;
+            if !status.success() {
+                bail!("bench/churn.sh failed");
+            }
+            Ok(())
+        }
         Some("workflow") => {
             if Command::new("sh")
                 .args(["-c", "command -v redis-benchmark"])
@@ -84,7 +98,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             cargo(&bench)
         }
         _ => bail!(
-            "usage: cargo xtask bench <server | mount | memory | telemetry | edits | workflow> [--quick] (mount also: [--fuse-wake-here] [--guest-halt-poll])"
+            "usage: cargo xtask bench <server | mount | memory | telemetry | edits | churn | workflow> [--quick] (mount also: [--fuse-wake-here] [--guest-halt-poll])"
         ),
     }
 }

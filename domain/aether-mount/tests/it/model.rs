@@ -42,6 +42,9 @@ enum Op {
     Remount,
     /// Time passes beyond every TTL: the engine must re-read listings from the server.
     Expire,
+    /// The kernel forgets every inode it holds (as under memory pressure): nodes without a
+    /// name may be dropped, and nothing visible may change.
+    Forget,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -59,6 +62,7 @@ fn op() -> impl Strategy<Value = Op> {
         p.prop_map(Op::Rmdir),
         Just(Op::Fsync),
         Just(Op::Remount),
+        Just(Op::Forget),
         Just(Op::Expire),
     ]
 }
@@ -275,7 +279,7 @@ impl Model {
                 }
                 Ok(())
             }
-            Op::Fsync | Op::Remount | Op::Expire => Ok(()),
+            Op::Fsync | Op::Remount | Op::Expire | Op::Forget => Ok(()),
         }
     }
 
@@ -472,7 +476,7 @@ async fn run_op<V: Vfs>(e: &V, op: &Op, ps: &[String]) -> Result<(), FsError> {
             e.rename(from, n1.as_bytes(), to, n2.as_bytes(), RenameMode::Replace)
                 .await
         }
-        Op::Fsync | Op::Remount | Op::Expire => Ok(()),
+        Op::Fsync | Op::Remount | Op::Expire | Op::Forget => Ok(()),
     }
 }
 
@@ -524,6 +528,13 @@ fn model_snapshot(m: &Model) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Every reference the kernel could hold, dropped (inode numbers are given out in order).
+fn forget_all(e: &impl Vfs) {
+    for ino in 2..2000 {
+        e.forget(ino, u64::MAX);
+    }
+}
+
 /// The server's whole tree in the same form.
 async fn server_snapshot(w: &World) -> BTreeMap<String, String> {
     let all = w
@@ -561,6 +572,7 @@ proptest! {
                 let want = model.apply(op, &ps);
                 match op {
                     Op::Fsync => write_back(&e).await,
+                    Op::Forget => forget_all(&*e),
                     Op::Expire => w.clock.advance(std::time::Duration::from_secs(3600)),
                     Op::Remount => {
                         // A crash: staging areas go, the journal and blobs stay.
@@ -609,6 +621,7 @@ proptest! {
                 arm(&plan, fault);
                 match op {
                     Op::Fsync => write_back(&e).await,
+                    Op::Forget => forget_all(&e),
                     Op::Expire => w.clock.advance(std::time::Duration::from_secs(3600)),
                     Op::Remount => {
                         plan.clear();
