@@ -51,31 +51,18 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             }
             Ok(())
         }
-        Some("edits") => {
-            // Small edits of a large file, each with fsync, through a mount of this build.
+        Some(which @ ("edits" | "churn")) => {
+            // `edits`: small edits of a large file, each with fsync; `churn`: memory, inodes,
+            // staging and cache size under file churn. Both through a mount of this build.
             cargo(&["build", "--release", "-p", "aether", "-p", "afs-server"])?;
             let root = crate::tidy::workspace_root();
             let status = Command::new("bash")
-                .arg(root.join("bench/edits.sh"))
+                .arg(root.join(format!("bench/{which}.sh")))
                 .arg(root.join("target/release"))
                 .status()
-                .context("run bench/edits.sh")?;
+                .with_context(|| format!("run bench/{which}.sh"))?;
             if !status.success() {
-                bail!("bench/edits.sh failed");
-            }
-            Ok(())
-        }
-        Some("churn") => {
-            // A mount of this build under file churn: memory, inodes, staging and cache size.
-            cargo(&["build", "--release", "-p", "aether", "-p", "afs-server"])?;
-            let root = crate::tidy::workspace_root();
-            let status = Command::new("bash")
-                .arg(root.join("bench/churn.sh"))
-                .arg(root.join("target/release"))
-                .status()
-                .context("run bench/churn.sh")?;
-            if !status.success() {
-                bail!("bench/churn.sh failed");
+                bail!("bench/{which}.sh failed");
             }
             Ok(())
         }

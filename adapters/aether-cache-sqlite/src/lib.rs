@@ -872,35 +872,6 @@ impl LocalCache for DiskCache {
     }
 
     fn clear_clean(&self) -> CacheResult<u64> {
-        let needed = self.journal.referenced_hashes()?;
-        self.open_blobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
-        let mut freed = self.journal.inline_sweep(&needed)?;
-        // A blob under a local name and the server's is one file: its bytes count once.
-        let mut seen = std::collections::HashSet::new();
-        for shard in fs::read_dir(&self.layout.blobs)
-            .map_err(|e| io_err("list", &self.layout.blobs, e))?
-            .flatten()
-        {
-            for blob in fs::read_dir(shard.path()).into_iter().flatten().flatten() {
-                let name = blob.file_name().to_string_lossy().into_owned();
-                if needed.contains(&name) {
-                    continue;
-                }
-                let (len, inode) = blob
-                    .metadata()
-                    .map(|m| (m.len(), (m.dev(), m.ino())))
-                    .unwrap_or_default();
-                if fs::remove_file(blob.path()).is_ok() {
-                    freed += if seen.insert(inode) { len } else { 0 };
-                    if let Some(shared) = self.shared.as_ref().filter(|_| is_digest(&name)) {
-                        shared.release(&name);
-                    }
-                }
-            }
-        }
-        Ok(freed)
+        self.evict_clean(u64::MAX)
     }
 }

@@ -12,7 +12,7 @@ mod sources;
 pub use aether_service::Limits;
 pub use env::{FakeEnvironment, FakeSealer, FakeTime};
 pub use faulty::{Fault, FaultPlan, Faulty};
-pub use local::{ManualClock, MemoryCache, StageReadPause};
+pub use local::{ManualClock, MemoryCache};
 pub use memory::{MemoryBlobStore, MemoryMetadataStore};
 
 /// The in-memory session API: the service's rules over in-memory stores.

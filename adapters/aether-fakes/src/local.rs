@@ -32,30 +32,12 @@ pub struct MemoryCache {
     inner: Arc<Mutex<Inner>>,
     /// What `disk_space` reports (tests set it to simulate a full disk).
     disk: Arc<Mutex<Option<(u64, u64)>>>,
-    /// A pause set up for the next `stage_read` (see [`MemoryCache::pause_next_stage_read`]).
-    stage_read_pause: Arc<Mutex<Option<PauseSide>>>,
+    /// Run by the next `stage_read` before it looks (see [`MemoryCache::before_next_stage_read`]).
+    before_stage_read: Arc<Mutex<Option<Interleave>>>,
 }
 
-/// The cache's end of a paused `stage_read`: it reports its arrival, then waits to go on.
-type PauseSide = (std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>);
-
-/// The test's end of a paused `stage_read`.
-pub struct StageReadPause {
-    arrived: std::sync::mpsc::Receiver<()>,
-    go_on: std::sync::mpsc::Sender<()>,
-}
-
-impl StageReadPause {
-    /// Blocks until the paused read has been called and is waiting.
-    pub fn wait_until_reached(&self) {
-        self.arrived.recv().expect("the paused read is gone");
-    }
-
-    /// Lets the paused read go on and look for its staging area.
-    pub fn go_on(self) {
-        let _ = self.go_on.send(());
-    }
-}
+/// Something a test runs in the middle of a cache operation.
+type Interleave = Box<dyn FnOnce() + Send>;
 
 impl MemoryCache {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -72,14 +54,11 @@ impl MemoryCache {
         self.lock().vanishing.push(hash.to_owned());
     }
 
-    /// Makes the next `stage_read` stop before it looks for its staging area, until the test
-    /// lets it go on: a reader preempted between the engine's lookup and its read, so that
-    /// the test can run something else in between. The read blocks its thread meanwhile.
-    pub fn pause_next_stage_read(&self) -> StageReadPause {
-        let (arrived_tx, arrived) = std::sync::mpsc::channel();
-        let (go_on, go_on_rx) = std::sync::mpsc::channel();
-        *self.stage_read_pause.lock().expect("pause lock") = Some((arrived_tx, go_on_rx));
-        StageReadPause { arrived, go_on }
+    /// Runs `interleave` inside the next `stage_read`, before it looks for its staging area:
+    /// whatever another thread could do while a reader sits between the engine's lookup and
+    /// its read.
+    pub fn before_next_stage_read(&self, interleave: impl FnOnce() + Send + 'static) {
+        *self.before_stage_read.lock().expect("hook lock") = Some(Box::new(interleave));
     }
 
     /// Forgets staging areas, as a crash of the runtime would (journal and blobs survive).
@@ -195,10 +174,9 @@ impl LocalCache for MemoryCache {
     }
 
     fn stage_read(&self, stage: u64, offset: u64, len: usize) -> CacheResult<Vec<u8>> {
-        let pause = self.stage_read_pause.lock().expect("pause lock").take();
-        if let Some((arrived, go_on)) = pause {
-            let _ = arrived.send(());
-            let _ = go_on.recv();
+        let hook = self.before_stage_read.lock().expect("hook lock").take();
+        if let Some(interleave) = hook {
+            interleave();
         }
         let g = self.lock();
         let s = g
@@ -409,19 +387,7 @@ impl LocalCache for MemoryCache {
     }
 
     fn clear_clean(&self) -> CacheResult<u64> {
-        let mut g = self.lock();
-        let needed: std::collections::HashSet<String> = g
-            .journal
-            .values()
-            .filter_map(|e| match &e.op {
-                JournalOp::Write { hash, .. } => Some(hash.clone()),
-                _ => None,
-            })
-            .collect();
-        let before: u64 = g.blobs.values().map(|b| b.len() as u64).sum();
-        g.blobs.retain(|h, _| needed.contains(h));
-        let after: u64 = g.blobs.values().map(|b| b.len() as u64).sum();
-        Ok(before - after)
+        self.evict_clean(u64::MAX)
     }
 }
 

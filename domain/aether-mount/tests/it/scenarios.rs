@@ -1172,7 +1172,7 @@ async fn a_blob_gone_between_lookup_and_read_is_fetched_again() {
 /// sends `release` in the background after `close` returns, so a program run right after
 /// being written (`cp`, then exec) reads while that release is on its way. An error here is a
 /// failed page fault in the program, which then dies at once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn a_reader_overtaken_by_the_writers_release_reads_the_committed_content() {
     let w = World::new().await;
     let e = w.mount().await;
@@ -1183,21 +1183,12 @@ async fn a_reader_overtaken_by_the_writers_release_reads_the_committed_content()
         .unwrap();
     e.flush(ino, writer.fh).await.unwrap();
     let reader = e.open(ino, RO).await.unwrap();
-    let pause = w.cache.pause_next_stage_read();
-    let read = tokio::spawn({
-        let e = e.clone();
-        async move { e.read(ino, reader.fh, 0, 4096).await }
+    let racer = e.clone();
+    w.cache.before_next_stage_read(move || {
+        futures::executor::block_on(racer.release(ino, writer.fh)).unwrap();
     });
-    let pause = tokio::task::spawn_blocking(move || {
-        pause.wait_until_reached();
-        pause
-    })
-    .await
-    .unwrap();
-    e.release(ino, writer.fh).await.unwrap();
-    pause.go_on();
     assert_eq!(
-        read.await.unwrap().unwrap(),
+        e.read(ino, reader.fh, 0, 4096).await.unwrap(),
         b"#!/bin/sh\necho written\n",
         "the reader gets the content, not an error"
     );
