@@ -212,7 +212,7 @@ impl MountMetrics {
             ),
             (
                 "aether_cache_evicted_bytes_total",
-                "Bytes of clean content dropped from the cache because its disk ran short",
+                "Bytes of clean content dropped from the cache (its disk ran short, or it outgrew cache_max_bytes)",
                 |e| e.status().evicted_bytes,
             ),
             (

@@ -60,8 +60,8 @@ pub struct MountConfig {
     /// When a change arrives while the write-back is idle, it waits this long (once) for more
     /// to join the same batch, unless someone waits for it (`fsync`, stop); `None` sends at once.
     pub writeback_linger: Option<Duration>,
-    /// The most the cache's clean content may take: past it, [`Engine::run_cache_trim`] drops
-    /// the oldest; `None` leaves it to the disk's low-free mark.
+    /// The most the cache's clean content may take: past it, [`Engine::trim_cache`] drops the
+    /// oldest; `None` leaves it to the disk's low-free mark.
     pub cache_max_bytes: Option<u64>,
 }
 
@@ -80,7 +80,8 @@ pub struct EngineCounters {
     /// Bytes handed to readers and taken from writers through the mount.
     pub bytes_read: AtomicU64,
     pub bytes_written: AtomicU64,
-    /// Bytes of clean content dropped from the cache because its disk ran short.
+    /// Bytes of clean content dropped from the cache: its disk ran short, or it outgrew
+    /// [`MountConfig::cache_max_bytes`].
     pub evicted_bytes: AtomicU64,
 }
 
