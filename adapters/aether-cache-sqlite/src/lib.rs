@@ -29,6 +29,11 @@ pub use shared::SharedStore;
 /// Open blob files kept for repeated reads (sequential reads come in 128 KiB–1 MiB pieces).
 const OPEN_BLOB_LIMIT: usize = 256;
 
+/// A blob opened for reading whose time is older than this gets the current time, so that
+/// eviction (oldest first) spares what is being read; younger ones are left alone, which keeps
+/// a write off every open.
+const TOUCH_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Blob aliases remembered ([`DiskCache::aliases`]); past this many they are forgotten.
 const ALIAS_LIMIT: usize = 8192;
 
@@ -207,6 +212,7 @@ impl DiskCache {
             }
             Err(e) => return Err(io_err("open blob", &path, e)),
         };
+        touch_if_stale(&f);
         if open.len() >= OPEN_BLOB_LIMIT {
             open.clear();
         }
@@ -474,6 +480,18 @@ fn read_at(f: &File, offset: u64, len: usize, path: &Path) -> Result<Vec<u8>, Ca
     }
     buf.truncate(len);
     Ok(buf)
+}
+
+/// Gives a blob being read the current time if its time is older than [`TOUCH_AFTER`]. A
+/// failure only makes the blob look older to eviction.
+fn touch_if_stale(f: &File) {
+    let stale = f
+        .metadata()
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > TOUCH_AFTER));
+    if stale {
+        let _ = f.set_modified(std::time::SystemTime::now());
+    }
 }
 
 /// A blob file that [`LocalCache::evict_clean`] may drop.
@@ -819,8 +837,8 @@ impl LocalCache for DiskCache {
 
     fn evict_clean(&self, bytes: u64) -> CacheResult<u64> {
         let needed = self.journal.referenced_hashes()?;
-        // The files of blobs not needed, oldest first (a blob's time is when it was stored:
-        // reads do not touch it, so this is first in, first out rather than least used).
+        // The files of blobs not needed, oldest first (a blob's time is when it was stored or,
+        // give or take ten minutes, last opened for reading: least recently used first).
         let mut candidates: Vec<Evictable> = Vec::new();
         for shard in fs::read_dir(&self.layout.blobs)
             .map_err(|e| io_err("list", &self.layout.blobs, e))?

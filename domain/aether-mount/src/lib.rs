@@ -530,9 +530,9 @@ where
     }
 
     /// The free and total bytes of the cache's disk, after making room when it is short: clean
-    /// content (what the server holds) is dropped from the cache, the longest held first, until
-    /// the disk is back at its high-free mark. Without this, a cache that kept every version it
-    /// ever saw would fill the disk and then hold writers back for good.
+    /// content (what the server holds) is dropped from the cache, the least recently used
+    /// first, until the disk is back at its high-free mark. Without this, a cache that kept
+    /// every version it ever saw would fill the disk and then hold writers back for good.
     fn disk_space_after_eviction(&self) -> Option<(u64, u64)> {
         let disk = self.cache.disk_space();
         let Some(short) = self.config.backpressure.disk_shortfall(disk) else {
@@ -557,10 +557,11 @@ where
     }
 
     /// Keeps the cache's content under [`MountConfig::cache_max_bytes`]: when it has grown past
-    /// it, drops clean content, the oldest first, down to nine tenths of it (so that the next
-    /// trim is not due at once). Measuring walks the cache, so it is done only once enough has
-    /// been read or written since the last time (and once at the start). Returns the bytes
-    /// dropped. Called every little while by the runtime, off the async workers.
+    /// it, drops clean content, the least recently used first, down to nine tenths of it (so
+    /// that the next trim is not due at once). Measuring walks the cache, so it is done only
+    /// once enough has been read or written since the last time (and once at the start).
+    /// Returns the bytes dropped. Called every little while by the runtime, off the async
+    /// workers.
     pub fn trim_cache(&self) -> u64 {
         let Some(max) = self.config.cache_max_bytes else {
             return 0;

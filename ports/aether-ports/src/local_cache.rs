@@ -261,9 +261,9 @@ pub trait LocalCache: Send + Sync + 'static {
     fn disk_space(&self) -> Option<(u64, u64)>;
     /// Drops every blob no pending journal entry or open stage needs; returns bytes freed.
     fn clear_clean(&self) -> CacheResult<u64>;
-    /// Drops blobs no pending journal entry needs, the longest held first, until at least
-    /// `bytes` are freed or none is left to drop; returns the bytes freed. What a later read
-    /// needs again is fetched from the server.
+    /// Drops blobs no pending journal entry needs, the least recently used first, until at
+    /// least `bytes` are freed or none is left to drop; returns the bytes freed. What a later
+    /// read needs again is fetched from the server.
     fn evict_clean(&self, bytes: u64) -> CacheResult<u64>;
 }
 

@@ -518,10 +518,10 @@ fn downloaded_small_content_is_kept_in_the_index() {
     assert_eq!(cache.stats().blob_count, 2);
 }
 
-/// Making room on a short disk drops clean blobs the longest held first, only as many as
-/// asked for, and never one a pending journal entry needs.
+/// Making room on a short disk drops clean blobs the least recently stored or read first, only
+/// as many as asked for, and never one a pending journal entry needs.
 #[test]
-fn eviction_drops_the_oldest_clean_blobs_first_and_keeps_pending_content() {
+fn eviction_drops_the_least_recently_used_clean_blobs_first_and_keeps_pending_content() {
     use sha2::Digest;
     let dir = tempfile::tempdir().unwrap();
     let cache = open(dir.path(), "sess_a");
@@ -556,10 +556,18 @@ fn eviction_drops_the_oldest_clean_blobs_first_and_keeps_pending_content() {
             Timestamp::from_nanos(1),
         )
         .unwrap();
+    // Read long ago and read again now: it counts as recently used.
+    let (reread, _) = put("reread", 3600);
+    assert_eq!(cache.read_blob(&reread, 0, 6).unwrap(), b"reread");
     assert_eq!(cache.evict_clean(1).unwrap(), size, "one blob is enough");
     assert!(!cache.has_blob(&oldest), "the oldest clean blob went first");
     assert!(cache.has_blob(&newer));
-    assert_eq!(cache.evict_clean(u64::MAX).unwrap(), size);
+    assert!(
+        cache.has_blob(&reread),
+        "a blob just read is not the oldest"
+    );
+    assert_eq!(cache.evict_clean(u64::MAX).unwrap(), 2 * size);
     assert!(!cache.has_blob(&newer));
+    assert!(!cache.has_blob(&reread));
     assert!(cache.has_blob(&pending), "pending content is never dropped");
 }
