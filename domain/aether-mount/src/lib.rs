@@ -538,21 +538,9 @@ where
         let Some(short) = self.config.backpressure.disk_shortfall(disk) else {
             return disk;
         };
-        if self.evicting.swap(true, Ordering::AcqRel) {
+        if self.evict(short, "cache disk low").is_none() {
             return disk;
         }
-        match self.cache.evict_clean(short) {
-            Ok(freed) => {
-                tracing::info!(target: "aether_mount", wanted = short, freed, "cache disk low: dropped clean content the server holds");
-                self.counters
-                    .evicted_bytes
-                    .fetch_add(freed, Ordering::Relaxed);
-            }
-            Err(e) => {
-                tracing::warn!(target: "aether_mount", error = %e, "cache disk low, and dropping clean content failed");
-            }
-        }
-        self.evicting.store(false, Ordering::Release);
         self.cache.disk_space()
     }
 
@@ -574,17 +562,26 @@ where
         }
         self.trimmed_at.store(moved, Ordering::Relaxed);
         let held = self.cache.stats().blob_bytes;
-        if held <= max || self.evicting.swap(true, Ordering::AcqRel) {
+        if held <= max {
             return 0;
         }
-        let want = held - max / 10 * 9;
+        self.evict(held - max / 10 * 9, "cache over its size")
+            .unwrap_or(0)
+    }
+
+    /// Drops at least `want` bytes of clean content if it can, and counts what it dropped;
+    /// `None` if another eviction is under way (one at a time: each walks the whole cache).
+    fn evict(&self, want: u64, why: &str) -> Option<u64> {
+        if self.evicting.swap(true, Ordering::AcqRel) {
+            return None;
+        }
         let freed = match self.cache.evict_clean(want) {
             Ok(freed) => {
-                tracing::info!(target: "aether_mount", held, max, freed, "cache over its size: dropped clean content the server holds");
+                tracing::info!(target: "aether_mount", want, freed, "{why}: dropped clean content the server holds");
                 freed
             }
             Err(e) => {
-                tracing::warn!(target: "aether_mount", error = %e, "cache over its size, and dropping clean content failed");
+                tracing::warn!(target: "aether_mount", error = %e, "{why}, and dropping clean content failed");
                 0
             }
         };
@@ -592,7 +589,7 @@ where
         self.counters
             .evicted_bytes
             .fetch_add(freed, Ordering::Relaxed);
-        freed
+        Some(freed)
     }
 
     /// Waits while the backpressure gate holds writers back; fails with `ENOSPC` when the

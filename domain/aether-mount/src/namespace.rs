@@ -356,10 +356,7 @@ where
         self.op();
         let name = check_name(name)?;
         let attr = self.lookup_inner(parent, name).await?;
-        let mut st = self.lock();
-        if let Some(n) = st.nodes.get_mut(attr.ino) {
-            n.lookups += 1;
-        }
+        self.remember_all(&[attr.ino]);
         Ok(self.entry_out(attr))
     }
 

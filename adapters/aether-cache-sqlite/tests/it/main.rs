@@ -543,18 +543,7 @@ fn eviction_drops_the_least_recently_used_clean_blobs_first_and_keeps_pending_co
     let (pending, _) = put("pending", 400);
     let (newer, _) = put("newer", 100);
     cache
-        .journal_append(
-            &JournalOp::Write {
-                path: "/p".into(),
-                hash: pending.clone(),
-                size,
-                mode: 0o644,
-                base_hash: None,
-                patch: None,
-                created: true,
-            },
-            Timestamp::from_nanos(1),
-        )
+        .journal_append(&write_of(&pending, size), Timestamp::from_nanos(1))
         .unwrap();
     // Read long ago and read again now: it counts as recently used.
     let (reread, _) = put("reread", 3600);

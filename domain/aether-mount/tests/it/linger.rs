@@ -13,7 +13,7 @@ use aether_ports::local_cache::{LocalCache, MountClock};
 use aether_ports::vfs::*;
 use futures::FutureExt;
 
-use crate::{World, write_new};
+use crate::{World, with_writeback, write_new};
 
 const LINGER: Duration = Duration::from_millis(50);
 
@@ -116,7 +116,6 @@ async fn a_large_file_changed_right_after_its_close_waits_for_that_write_back_br
     let w = World::new().await;
     let plan = FaultPlan::default();
     let e = lingering(&w, &plan).await;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let append = |ino: u64, line: &'static [u8]| {
         let e = e.clone();
         async move {
@@ -166,14 +165,8 @@ async fn a_large_file_changed_right_after_its_close_waits_for_that_write_back_br
         let mut want = big.clone();
         want.extend_from_slice(b"tail\n");
         assert_eq!(w.server_read("/stalled").await.as_deref(), Some(&want[..]));
-        let _ = stop.send(());
     };
-    futures::join!(
-        e.run_writeback(async {
-            let _ = stopped.await;
-        }),
-        work
-    );
+    with_writeback(&*e, work).await;
 }
 
 /// A large file cut short right after its `close` waits for that close's write-back too, so
@@ -183,7 +176,6 @@ async fn a_large_file_cut_short_right_after_its_close_waits_for_that_write_back(
     let w = World::new().await;
     let plan = FaultPlan::default();
     let e = lingering(&w, &plan).await;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let work = async {
         let big: Vec<u8> = (0..(4u32 << 20)).map(|i| (i % 251) as u8).collect();
         let ino = write_new(&e, ROOT_INO, "data", &big).await;
@@ -203,12 +195,6 @@ async fn a_large_file_cut_short_right_after_its_close_waits_for_that_write_back(
             w.server_read("/data").await.as_deref(),
             Some(&big[..1 << 20])
         );
-        let _ = stop.send(());
     };
-    futures::join!(
-        e.run_writeback(async {
-            let _ = stopped.await;
-        }),
-        work
-    );
+    with_writeback(&*e, work).await;
 }

@@ -212,10 +212,15 @@ pub(crate) async fn write_back<R: SessionApi + 'static>(e: &Engine<R, MemoryCach
 }
 
 /// Runs `op` while the write-back loop runs beside it.
-pub(crate) async fn with_writeback<T>(
-    e: &TestEngine,
+pub(crate) async fn with_writeback<R, C, K, T>(
+    e: &Engine<R, C, K>,
     op: impl std::future::Future<Output = T>,
-) -> T {
+) -> T
+where
+    R: SessionApi + 'static,
+    C: LocalCache,
+    K: aether_ports::local_cache::MountClock,
+{
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let run = async {
         let out = op.await;

@@ -5,7 +5,7 @@ use aether_ports::vfs::*;
 
 use crate::{ME, RO, RW, World, write_back, write_new};
 
-async fn inodes(e: &crate::TestEngine) -> u64 {
+fn inodes(e: &crate::TestEngine) -> u64 {
     e.status().inodes
 }
 
@@ -13,19 +13,19 @@ async fn inodes(e: &crate::TestEngine) -> u64 {
 async fn a_deleted_file_is_dropped_once_forgotten_and_written_back() {
     let w = World::new().await;
     let e = w.mount().await;
-    let before = inodes(&e).await;
+    let before = inodes(&e);
     // `create` hands the kernel one reference.
     let f = write_new(&e, ROOT_INO, "tmp_obj", b"scratch").await;
     e.unlink(ROOT_INO, b"tmp_obj").await.unwrap();
-    assert_eq!(inodes(&e).await, before + 1, "the kernel still holds it");
+    assert_eq!(inodes(&e), before + 1, "the kernel still holds it");
     e.forget(f, 1);
     assert_eq!(
-        inodes(&e).await,
+        inodes(&e),
         before + 1,
         "the journal still names it: kept until the server has the delete"
     );
     write_back(&e).await;
-    assert_eq!(inodes(&e).await, before, "dropped");
+    assert_eq!(inodes(&e), before, "dropped");
     assert!(matches!(e.getattr(f).await, Err(FsError::NotFound(_))));
     assert_eq!(w.server_read("/tmp_obj").await, None);
 
@@ -33,9 +33,9 @@ async fn a_deleted_file_is_dropped_once_forgotten_and_written_back() {
     let g = write_new(&e, ROOT_INO, "other", b"x").await;
     e.unlink(ROOT_INO, b"other").await.unwrap();
     write_back(&e).await;
-    assert_eq!(inodes(&e).await, before + 1);
+    assert_eq!(inodes(&e), before + 1);
     e.forget(g, 1);
-    assert_eq!(inodes(&e).await, before);
+    assert_eq!(inodes(&e), before);
 }
 
 #[tokio::test]
@@ -55,7 +55,7 @@ async fn a_file_with_a_name_is_kept_whatever_the_kernel_forgets() {
 async fn a_deleted_file_still_open_is_kept_until_its_last_release() {
     let w = World::new().await;
     let e = w.mount().await;
-    let before = inodes(&e).await;
+    let before = inodes(&e);
     let f = write_new(&e, ROOT_INO, "held", b"still readable").await;
     let reader = e.open(f, RO).await.unwrap();
     e.unlink(ROOT_INO, b"held").await.unwrap();
@@ -65,16 +65,16 @@ async fn a_deleted_file_still_open_is_kept_until_its_last_release() {
         e.read(f, reader.fh, 0, 100).await.unwrap(),
         b"still readable"
     );
-    assert_eq!(inodes(&e).await, before + 1);
+    assert_eq!(inodes(&e), before + 1);
     e.release(f, reader.fh).await.unwrap();
-    assert_eq!(inodes(&e).await, before, "dropped at the last release");
+    assert_eq!(inodes(&e), before, "dropped at the last release");
 }
 
 #[tokio::test]
 async fn entries_sent_in_a_listing_count_as_references_too() {
     let w = World::new().await;
     let e = w.mount().await;
-    let before = inodes(&e).await;
+    let before = inodes(&e);
     let f = write_new(&e, ROOT_INO, "listed", b"x").await;
     let dir = e.opendir(ROOT_INO).await.unwrap();
     let entries = e.readdir(ROOT_INO, dir.fh, 0).await.unwrap();
@@ -89,16 +89,16 @@ async fn entries_sent_in_a_listing_count_as_references_too() {
     e.unlink(ROOT_INO, b"listed").await.unwrap();
     write_back(&e).await;
     e.forget(f, 1);
-    assert_eq!(inodes(&e).await, before + 1, "one reference left");
+    assert_eq!(inodes(&e), before + 1, "one reference left");
     e.forget(f, 1);
-    assert_eq!(inodes(&e).await, before);
+    assert_eq!(inodes(&e), before);
 }
 
 #[tokio::test]
 async fn a_file_replaced_by_a_rename_is_dropped_and_the_replacement_keeps_its_number() {
     let w = World::new().await;
     let e = w.mount().await;
-    let before = inodes(&e).await;
+    let before = inodes(&e);
     let old = write_new(&e, ROOT_INO, "config", b"old").await;
     let new = write_new(&e, ROOT_INO, "config.tmp", b"new").await;
     e.rename(
@@ -112,7 +112,7 @@ async fn a_file_replaced_by_a_rename_is_dropped_and_the_replacement_keeps_its_nu
     .unwrap();
     write_back(&e).await;
     e.forget(old, 1);
-    assert_eq!(inodes(&e).await, before + 1);
+    assert_eq!(inodes(&e), before + 1);
     assert_eq!(e.lookup(ROOT_INO, b"config").await.unwrap().attr.ino, new);
     assert_eq!(w.server_read("/config").await.as_deref(), Some(&b"new"[..]));
 }
@@ -121,7 +121,7 @@ async fn a_file_replaced_by_a_rename_is_dropped_and_the_replacement_keeps_its_nu
 async fn a_removed_directory_is_dropped_once_forgotten() {
     let w = World::new().await;
     let e = w.mount().await;
-    let before = inodes(&e).await;
+    let before = inodes(&e);
     let d = e
         .mkdir(ME, ROOT_INO, b"build", 0o755)
         .await
@@ -135,5 +135,5 @@ async fn a_removed_directory_is_dropped_once_forgotten() {
     write_back(&e).await;
     e.forget(entry.attr.ino, 1);
     e.forget(d, 1);
-    assert_eq!(inodes(&e).await, before);
+    assert_eq!(inodes(&e), before);
 }
