@@ -51,9 +51,10 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             }
             Ok(())
         }
-        Some(which @ ("edits" | "churn")) => {
+        Some(which @ ("edits" | "churn" | "sqlite")) => {
             // `edits`: small edits of a large file, each with fsync; `churn`: memory, inodes,
-            // staging and cache size under file churn. Both through a mount of this build.
+            // staging and cache size under file churn; `sqlite`: a database's commits. All
+            // through a mount of this build.
             cargo(&["build", "--release", "-p", "aether", "-p", "afs-server"])?;
             let root = crate::tidy::workspace_root();
             let status = Command::new("bash")
@@ -85,7 +86,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             cargo(&bench)
         }
         _ => bail!(
-            "usage: cargo xtask bench <server | mount | memory | telemetry | edits | churn | workflow> [--quick] (mount also: [--fuse-wake-here] [--guest-halt-poll])"
+            "usage: cargo xtask bench <server | mount | memory | telemetry | edits | churn | sqlite | workflow> [--quick] (mount also: [--fuse-wake-here] [--guest-halt-poll])"
         ),
     }
 }

@@ -1,8 +1,10 @@
 //! Content-addressed blob directory: `<root>/<aa>/<sha256>`, written via a temp file and an
-//! atomic rename so a reader never sees a partial blob. Small blobs are read and written on the
-//! calling thread (a few microseconds) and kept in a bounded memory cache, which can never be
-//! stale because a blob's name is its content's hash. A large blob made by a patch is a
-//! directory of chunks instead (`chunked.rs`); every reader here takes either form.
+//! atomic rename so a reader never sees a partial blob. Blobs of at most 64 KiB are rows of one
+//! SQLite table instead (`small.rs`), read and written on the calling thread (a few
+//! microseconds) and kept in a bounded memory cache, which can never be stale because a blob's
+//! name is its content's hash. A larger blob made by a patch is a directory of chunks
+//! (`chunked.rs`). Every reader here takes each form; blob files of 64 KiB or less that
+//! earlier versions wrote are still read, touched and collected.
 
 use std::collections::HashMap;
 use std::fs;
@@ -14,14 +16,15 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use tracing::Instrument;
 
-use aether_domain::splice::Splice;
+use aether_domain::splice::{Piece as Spliced, Splice};
 use aether_domain::tree::content_hash;
 use aether_domain::{Error, Result};
 use aether_ports::ByteStream;
-use aether_ports::store::{BlobStore, put_spliced_as_stream};
+use aether_ports::store::BlobStore;
 use futures::StreamExt;
 
 use crate::chunked::{self, Chunked};
+use crate::small::{self, SmallBlobs};
 
 #[derive(Clone)]
 pub struct FileBlobStore {
@@ -33,9 +36,11 @@ struct Inner {
     /// fsync blobs and their directory before acknowledging (power-loss durability).
     fsync: bool,
     hot: Mutex<HotBlobs>,
+    small: SmallBlobs,
 }
 
-/// Blobs up to this size skip the blocking pool and may be cached in memory.
+/// Blobs up to this size are rows of the small-blob table, skip the blocking pool, and may be
+/// cached in memory.
 const SMALL_BLOB: usize = 64 * 1024;
 const HOT_BYTES: usize = 64 << 20;
 
@@ -74,11 +79,13 @@ impl FileBlobStore {
             fs::create_dir_all(root.join(format!("{shard:02x}")))
                 .map_err(|e| io("create a shard directory", e))?;
         }
+        let small = SmallBlobs::open(&root.join(small::FILE), fsync)?;
         Ok(FileBlobStore {
             inner: Arc::new(Inner {
                 root: root.to_owned(),
                 fsync,
                 hot: Mutex::new(HotBlobs::default()),
+                small,
             }),
         })
     }
@@ -92,10 +99,40 @@ impl FileBlobStore {
         Ok(root.join(&hash[..2]).join(hash))
     }
 
+    /// [`BlobStore::put_spliced`] of a result small enough to be a row: assembled in memory.
+    async fn put_spliced_small(
+        &self,
+        base: Option<&str>,
+        layout: &Splice,
+        written: &[Bytes],
+    ) -> Result<(String, u64)> {
+        let mut data = Vec::with_capacity(layout.len as usize);
+        for piece in &layout.pieces {
+            match *piece {
+                Spliced::Base { start, end } => {
+                    let hash = base.ok_or_else(|| {
+                        Error::internal("a patch kept content of a file that had none")
+                    })?;
+                    data.extend_from_slice(&self.get(hash, Some((start, end))).await?);
+                }
+                Spliced::Segment { index, start, end } => {
+                    data.extend_from_slice(&written[index][start..end]);
+                }
+                Spliced::Zeros(n) => data.resize(data.len() + n as usize, 0),
+            }
+        }
+        let len = data.len() as u64;
+        Ok((self.put(data.into()).await?, len))
+    }
+
+    /// Whether the blob `hash` is stored, in any form (for inspection and tests).
+    pub fn contains(&self, hash: &str) -> Result<bool> {
+        Ok(self.inner.small.has(hash)? || Self::path_of(&self.inner.root, hash)?.exists())
+    }
+
     /// Total bytes on disk and count of blobs (for storage measurements).
     pub fn disk_usage(&self) -> Result<(u64, u64)> {
-        let mut bytes = 0;
-        let mut count = 0;
+        let (mut bytes, mut count) = self.inner.small.usage()?;
         let mut shared = std::collections::HashSet::new();
         for shard in fs::read_dir(&self.inner.root).map_err(|e| io("list blobs", e))? {
             let shard = shard.map_err(|e| io("list blobs", e))?;
@@ -121,6 +158,19 @@ impl FileBlobStore {
             }
         }
         Ok((bytes, count))
+    }
+}
+
+/// Stores a blob of at most [`SMALL_BLOB`] bytes as a row, unless a blob file of it exists.
+fn put_small(inner: &Inner, data: &[u8]) -> Result<String> {
+    let hash = content_hash(data);
+    match touch(&FileBlobStore::path_of(&inner.root, &hash)?) {
+        Ok(()) => Ok(hash),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            inner.small.put(&hash, data)?;
+            Ok(hash)
+        }
+        Err(e) => Err(io("refresh a blob", e)),
     }
 }
 
@@ -272,15 +322,20 @@ fn get_blocking(inner: &Inner, hash: &str, range: Option<(u64, u64)>) -> Result<
 const READ_CHUNK: u64 = 512 * 1024;
 const READ_AHEAD: usize = 8;
 
-/// A stored blob, open for reading: one file, or a chunked blob held against the collector.
+/// A stored blob, open for reading: a row's content, one file, or a chunked blob held against
+/// the collector.
 enum Source {
+    Memory(Bytes),
     Flat(fs::File),
     Chunked(Chunked),
 }
 
 impl Source {
-    fn open(root: &Path, hash: &str) -> Result<Source> {
-        let path = FileBlobStore::path_of(root, hash)?;
+    fn open(inner: &Inner, hash: &str) -> Result<Source> {
+        if let Some(data) = inner.small.get(hash)? {
+            return Ok(Source::Memory(data));
+        }
+        let path = FileBlobStore::path_of(&inner.root, hash)?;
         let opened = |e| io(&format!("open blob {hash}"), e);
         // Opening read-only succeeds on a directory too; its type says which form it is.
         let f = fs::File::open(&path).map_err(opened)?;
@@ -294,6 +349,7 @@ impl Source {
 
     fn len(&self) -> Result<u64> {
         match self {
+            Source::Memory(data) => Ok(data.len() as u64),
             Source::Flat(f) => Ok(f.metadata().map_err(|e| io("stat a blob", e))?.len()),
             Source::Chunked(c) => Ok(c.len()),
         }
@@ -302,6 +358,7 @@ impl Source {
     fn read_exact_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt;
         match self {
+            Source::Memory(data) => chunked::read_from_memory(data, buf, at),
             Source::Flat(f) => f.read_exact_at(buf, at),
             Source::Chunked(c) => c.read_exact_at(buf, at),
         }
@@ -315,7 +372,7 @@ fn open_for_chunks(
     hash: &str,
     range: Option<(u64, u64)>,
 ) -> Result<(Source, u64, u64)> {
-    let source = Source::open(&inner.root, hash)?;
+    let source = Source::open(inner, hash)?;
     let len = source.len()?;
     let (start, end) = range.unwrap_or((0, len));
     if end > len || start > end {
@@ -347,7 +404,8 @@ fn put_chunked(
 ) -> Result<(String, u64)> {
     let base = match base {
         None => chunked::Base::Empty,
-        Some(hash) => match Source::open(&inner.root, hash)? {
+        Some(hash) => match Source::open(inner, hash)? {
+            Source::Memory(data) => chunked::Base::Memory(data),
             Source::Flat(f) => chunked::Base::Flat(f),
             Source::Chunked(c) => chunked::Base::Chunked(c),
         },
@@ -454,17 +512,27 @@ fn remove_if_idle(root: &Path, hash: &str, grace: Duration) -> Result<bool> {
 
 impl BlobStore for FileBlobStore {
     async fn idle(&self, grace: Duration) -> Result<Vec<String>> {
-        let root = self.inner.root.clone();
-        tokio::task::spawn_blocking(move || idle_blobs(&root, grace))
-            .await
-            .map_err(|e| Error::internal(format!("blob scan task failed: {e}")))?
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut idle = idle_blobs(&inner.root, grace)?;
+            idle.extend(inner.small.idle(grace)?);
+            // A blob file an earlier version wrote may have a row too since.
+            idle.sort_unstable();
+            idle.dedup();
+            Ok(idle)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("blob scan task failed: {e}")))?
     }
 
     async fn remove_if_idle(&self, hash: &str, grace: Duration) -> Result<bool> {
-        let (root, key) = (self.inner.root.clone(), hash.to_owned());
-        let removed = tokio::task::spawn_blocking(move || remove_if_idle(&root, &key, grace))
-            .await
-            .map_err(|e| Error::internal(format!("blob removal task failed: {e}")))??;
+        let (inner, key) = (self.inner.clone(), hash.to_owned());
+        let removed = tokio::task::spawn_blocking(move || {
+            let row = inner.small.remove_if_idle(&key, grace)?;
+            Ok::<_, Error>(remove_if_idle(&inner.root, &key, grace)? || row)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("blob removal task failed: {e}")))??;
         if removed {
             let mut hot = self.inner.hot();
             if let Some(b) = hot.blobs.remove(hash) {
@@ -477,7 +545,7 @@ impl BlobStore for FileBlobStore {
     async fn put(&self, data: Bytes) -> Result<String> {
         let inner = self.inner.clone();
         let hash = if data.len() <= SMALL_BLOB {
-            put_blocking(&inner, &data)?
+            put_small(&inner, &data)?
         } else {
             let data = data.clone();
             tokio::task::spawn_blocking(move || put_blocking(&inner, &data))
@@ -527,8 +595,9 @@ impl BlobStore for FileBlobStore {
         layout: &Splice,
         written: &[Bytes],
     ) -> Result<(String, u64)> {
-        if layout.len <= chunked::CHUNK {
-            return put_spliced_as_stream(self, base, layout, written).await;
+        // A result that fits a row is one; any larger one is cut into chunks.
+        if layout.len <= SMALL_BLOB as u64 {
+            return self.put_spliced_small(base, layout, written).await;
         }
         let inner = self.inner.clone();
         let (base, layout, written) = (base.map(str::to_owned), layout.clone(), written.to_vec());
@@ -546,11 +615,16 @@ impl BlobStore for FileBlobStore {
 
     async fn get(&self, hash: &str, range: Option<(u64, u64)>) -> Result<Bytes> {
         let span = tracing::info_span!("blob.get");
+        let cut = |b: Bytes| match range {
+            Some((s, e)) => b.slice((s as usize).min(b.len())..(e as usize).min(b.len())),
+            None => b,
+        };
         if let Some(b) = span.in_scope(|| self.inner.hot().blobs.get(hash).cloned()) {
-            return Ok(match range {
-                Some((s, e)) => b.slice(s as usize..(e as usize).min(b.len())),
-                None => b,
-            });
+            return Ok(cut(b));
+        }
+        if let Some(b) = span.in_scope(|| self.inner.small.get(hash))? {
+            self.inner.hot().insert(hash, &b);
+            return Ok(cut(b));
         }
         let (inner, key) = (self.inner.clone(), hash.to_owned());
         let read = tokio::task::spawn_blocking(move || get_blocking(&inner, &key, range))
@@ -565,7 +639,7 @@ impl BlobStore for FileBlobStore {
 
     async fn get_chunks(&self, hash: &str, range: Option<(u64, u64)>) -> Result<ByteStream> {
         let short = range.is_some_and(|(s, e)| e.saturating_sub(s) <= READ_CHUNK);
-        if short || self.inner.hot().blobs.contains_key(hash) {
+        if short || self.inner.hot().blobs.contains_key(hash) || self.inner.small.has(hash)? {
             return Ok(aether_ports::body::one_chunk(self.get(hash, range).await?));
         }
         let (inner, key) = (self.inner.clone(), hash.to_owned());

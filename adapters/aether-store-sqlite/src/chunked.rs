@@ -1,8 +1,8 @@
-//! Chunked blobs. A large blob made by patching another is stored as a directory
-//! `<aa>/<sha256>/` of 1 MiB chunk files, which are hard links to the old blob's chunks wherever
-//! the patch left a whole chunk alone, plus an `index` holding the SHA-256 state before each
-//! chunk. A patch of a large file then writes only the chunks it changed and hashes only from
-//! the first of them on, and each version costs the disk only what it changed.
+//! Chunked blobs. A blob made by patching another is stored as a directory `<aa>/<sha256>/` of
+//! chunk files, which are hard links to the old blob's chunks wherever the patch left a whole
+//! chunk alone, plus an `index` holding the chunk size and the SHA-256 state before each chunk.
+//! A patch then writes only the chunks it changed and hashes only from the first of them on,
+//! and each version costs the disk only what it changed.
 //!
 //! A reader holds a shared `flock` on the directory for as long as it reads; the collector
 //! takes it exclusively (without waiting) before deleting, so a blob being read is never
@@ -21,8 +21,26 @@ use aether_domain::splice::{Piece, Splice};
 
 use crate::midstate::{self, State};
 
-/// The size of every chunk but the last (a multiple of SHA-256's block).
-pub(crate) const CHUNK: u64 = 1 << 20;
+/// Chunk sizes (multiples of SHA-256's block). A patch writes, and syncs, each chunk it
+/// touches whole, and a version links every chunk it keeps: small chunks make an edit of a
+/// database page cheap, large ones keep a large file's versions to a few links each.
+const SMALL_CHUNK: u64 = 64 << 10;
+const LARGE_CHUNK: u64 = 1 << 20;
+/// Content up to this size is cut into small chunks (at most 64 of them, 128 past the boundary),
+/// larger content into large ones.
+const SMALL_CHUNKS_UP_TO: u64 = 4 << 20;
+
+/// The chunk size of a patch's result of `len` bytes over a base cut into `base` chunks (if
+/// it is chunked). The base's size is kept while it stays within twice the boundary either
+/// way, so a file whose size moves about the boundary is not rewritten whole on each crossing.
+pub(crate) fn chunk_size(len: u64, base: Option<u64>) -> u64 {
+    match base {
+        Some(SMALL_CHUNK) if len <= 2 * SMALL_CHUNKS_UP_TO => SMALL_CHUNK,
+        Some(LARGE_CHUNK) if len > SMALL_CHUNKS_UP_TO / 2 => LARGE_CHUNK,
+        _ if len <= SMALL_CHUNKS_UP_TO => SMALL_CHUNK,
+        _ => LARGE_CHUNK,
+    }
+}
 const INDEX: &str = "index";
 const MAGIC: &[u8; 8] = b"AFSCHNK1";
 
@@ -170,8 +188,24 @@ fn read_all(f: &fs::File) -> io::Result<Vec<u8>> {
 /// What a patch starts from.
 pub(crate) enum Base {
     Empty,
+    Memory(Bytes),
     Flat(fs::File),
     Chunked(Chunked),
+}
+
+/// Fills `buf` from offset `at` of `data`, or fails as a file read past its end would.
+pub(crate) fn read_from_memory(data: &[u8], buf: &mut [u8], at: u64) -> io::Result<()> {
+    let start = usize::try_from(at).unwrap_or(usize::MAX);
+    match data.get(start..start.saturating_add(buf.len())) {
+        Some(part) => {
+            buf.copy_from_slice(part);
+            Ok(())
+        }
+        None => Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "read past the end of a blob",
+        )),
+    }
 }
 
 impl Base {
@@ -181,16 +215,31 @@ impl Base {
                 io::ErrorKind::UnexpectedEof,
                 "a patch kept content of a file that had none",
             )),
+            Base::Memory(data) => read_from_memory(data, buf, at),
             Base::Flat(f) => f.read_exact_at(buf, at),
             Base::Chunked(c) => c.read_exact_at(buf, at),
         }
     }
 
-    /// The base's chunk `i`, when the new content has it unchanged: same span, and one piece
-    /// of the layout keeps all of it from the base.
-    fn unchanged_chunk(&self, layout: &Placed, i: u64, span: (u64, u64)) -> Option<&Chunked> {
+    /// The chunk size of the base, if it is chunked.
+    fn chunk(&self) -> Option<u64> {
+        match self {
+            Base::Chunked(c) => Some(c.index.chunk),
+            _ => None,
+        }
+    }
+
+    /// The base's chunk `i`, when the new content (cut into `chunk`s) has it unchanged: same
+    /// size and span, and one piece of the layout keeps all of it from the base.
+    fn unchanged_chunk(
+        &self,
+        layout: &Placed,
+        i: u64,
+        span: (u64, u64),
+        chunk: u64,
+    ) -> Option<&Chunked> {
         let Base::Chunked(c) = self else { return None };
-        if c.index.chunk != CHUNK || i >= c.index.count() || c.index.span(i) != span {
+        if c.index.chunk != chunk || i >= c.index.count() || c.index.span(i) != span {
             return None;
         }
         layout.kept_from_base(span).then_some(c)
@@ -293,12 +342,13 @@ pub(crate) fn build(
 
     let placed = Placed::new(layout);
     let len = layout.len;
-    let count = len.div_ceil(CHUNK);
+    let chunk_len = chunk_size(len, base.chunk());
+    let count = len.div_ceil(chunk_len);
     let spans: Vec<(u64, u64)> = (0..count)
-        .map(|i| (i * CHUNK, ((i + 1) * CHUNK).min(len)))
+        .map(|i| (i * chunk_len, ((i + 1) * chunk_len).min(len)))
         .collect();
     let kept: Vec<Option<&Chunked>> = (0..count)
-        .map(|i| base.unchanged_chunk(&placed, i, spans[i as usize]))
+        .map(|i| base.unchanged_chunk(&placed, i, spans[i as usize], chunk_len))
         .collect();
     // The hash resumes from the base's state before the first changed chunk: every chunk
     // before it is the same bytes at the same place.
@@ -316,7 +366,7 @@ pub(crate) fn build(
     let mut states = Vec::with_capacity(count as usize);
     let mut fresh = Vec::new();
     let mut digest = midstate::finish(midstate::INITIAL, &[], 0);
-    let mut buf = vec![0u8; CHUNK as usize];
+    let mut buf = vec![0u8; chunk_len as usize];
     for i in 0..count {
         let (start, end) = spans[i as usize];
         let chunk = &mut buf[..(end - start) as usize];
@@ -367,7 +417,7 @@ pub(crate) fn build(
     }
 
     let index = Index {
-        chunk: CHUNK,
+        chunk: chunk_len,
         len,
         states,
     };

@@ -193,11 +193,8 @@ impl Db {
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..readers.max(1) {
             let conn = open(path)?;
-            conn.execute_batch(&format!(
-                "PRAGMA query_only=ON; PRAGMA cache_size={};",
-                std::env::var("XX_RC").unwrap_or("-32768".into())
-            ))
-            .map_err(|e| backend("configure a reader", e))?;
+            conn.execute_batch("PRAGMA query_only=ON;")
+                .map_err(|e| backend("configure a reader", e))?;
             spawn_reader(&format!("aether-sqlite-reader-{i}"), conn, rx.clone())?;
         }
         Ok(Db {

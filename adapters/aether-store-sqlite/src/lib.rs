@@ -14,6 +14,7 @@ mod review;
 mod rows;
 mod schema;
 mod secrets;
+mod small;
 mod sources;
 
 pub use blobs::FileBlobStore;

@@ -87,30 +87,30 @@ pub(crate) fn load_session(
 
 fn chain_of(conn: &Connection, tree: &TreeRef) -> Result<Vec<i64>> {
     match tree {
-        TreeRef::Session { tenant, session } => conn
-            .query_row(
-                "SELECT chain FROM sessions WHERE id = ?1 AND tenant = ?2",
-                params![session.as_str(), tenant.as_str()],
-                |r| r.get::<_, String>(0),
-            )
-            .optional()
-            .map_err(sql_err("read a session's layers"))?
-            .ok_or_else(|| session_not_found(session))
-            .and_then(|c| parse_chain(&c)),
+        TreeRef::Session { tenant, session } => query_row(
+            conn,
+            "SELECT chain FROM sessions WHERE id = ?1 AND tenant = ?2",
+            params![session.as_str(), tenant.as_str()],
+            |r| r.get::<_, String>(0),
+        )
+        .optional()
+        .map_err(sql_err("read a session's layers"))?
+        .ok_or_else(|| session_not_found(session))
+        .and_then(|c| parse_chain(&c)),
         TreeRef::Checkpoint {
             tenant,
             session,
             checkpoint,
-        } => conn
-            .query_row(
-                "SELECT chain FROM checkpoints WHERE id = ?1 AND session = ?2 AND tenant = ?3",
-                params![checkpoint.as_str(), session.as_str(), tenant.as_str()],
-                |r| r.get::<_, String>(0),
-            )
-            .optional()
-            .map_err(sql_err("read a checkpoint's layers"))?
-            .ok_or_else(|| Error::not_found(format!("checkpoint {checkpoint} not found")))
-            .and_then(|c| parse_chain(&c)),
+        } => query_row(
+            conn,
+            "SELECT chain FROM checkpoints WHERE id = ?1 AND session = ?2 AND tenant = ?3",
+            params![checkpoint.as_str(), session.as_str(), tenant.as_str()],
+            |r| r.get::<_, String>(0),
+        )
+        .optional()
+        .map_err(sql_err("read a checkpoint's layers"))?
+        .ok_or_else(|| Error::not_found(format!("checkpoint {checkpoint} not found")))
+        .and_then(|c| parse_chain(&c)),
     }
 }
 
@@ -778,7 +778,8 @@ impl MetadataStore for SqliteMetadataStore {
         let (tenant, session, id) = (tenant.clone(), session.clone(), id.clone());
         self.db
             .read(move |conn| {
-                conn.query_row(
+                query_row(
+                    conn,
                     "SELECT id, session, name, generation, created_at FROM checkpoints WHERE id = ?1 AND session = ?2 AND tenant = ?3",
                     params![id.as_str(), session.as_str(), tenant.as_str()],
                     checkpoint_from_row,
@@ -1042,15 +1043,18 @@ impl MetadataStore for SqliteMetadataStore {
         let (tenant, scope, key) = (tenant.clone(), session.to_owned(), key.to_owned());
         self.db
             .read(move |conn| {
-                let raw: Option<String> = conn
-                    .query_row(
-                        "SELECT outcome FROM idempotency WHERE tenant = ?1 AND scope = ?2 AND key = ?3",
-                        params![tenant.as_str(), scope, key],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(sql_err("read an idempotency key"))?;
-                raw.map(|r| serde_json::from_str(&r).map_err(|e| backend("decode an idempotent outcome", e))).transpose()
+                let raw: Option<String> = query_row(
+                    conn,
+                    "SELECT outcome FROM idempotency WHERE tenant = ?1 AND scope = ?2 AND key = ?3",
+                    params![tenant.as_str(), scope, key],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql_err("read an idempotency key"))?;
+                raw.map(|r| {
+                    serde_json::from_str(&r).map_err(|e| backend("decode an idempotent outcome", e))
+                })
+                .transpose()
             })
             .await
     }

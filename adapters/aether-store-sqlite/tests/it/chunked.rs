@@ -199,6 +199,71 @@ async fn an_edit_of_a_large_blob_costs_the_disk_about_one_chunk() {
 }
 
 #[tokio::test]
+async fn an_edit_of_a_database_sized_blob_costs_the_disk_one_small_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = FileBlobStore::open(dir.path(), false).unwrap();
+    let mut rng = Rng(17);
+    let mut model = rng.bytes((3 * MIB) as usize);
+    let flat = blobs.put(model.clone().into()).await.unwrap();
+    let page = |at: u64, rng: &mut Rng| Segment {
+        offset: at,
+        data: rng.bytes(4096),
+    };
+    let mut hash = patch(
+        &blobs,
+        Some(&flat),
+        &mut model,
+        vec![page(0, &mut rng)],
+        None,
+    )
+    .await;
+    // Each later edit of one page adds one 64 KiB chunk and the index (32 bytes a chunk)...
+    let edits_cost = |before: u64, after: u64, chunks: u64| {
+        assert!(
+            after - before <= 3 * (64 * 1024 + 64 + 32 * chunks),
+            "three one-page edits took {} bytes",
+            after - before
+        );
+    };
+    let (before, _) = blobs.disk_usage().unwrap();
+    for at in [MIB + 5, 2 * MIB, 12_288] {
+        hash = patch(
+            &blobs,
+            Some(&hash),
+            &mut model,
+            vec![page(at, &mut rng)],
+            None,
+        )
+        .await;
+    }
+    edits_cost(before, blobs.disk_usage().unwrap().0, 48);
+    // ...also once the file grew past the size that starts with small chunks, as a database
+    // does: it keeps them rather than being rewritten in large ones.
+    let grown = patch(
+        &blobs,
+        Some(&hash),
+        &mut model,
+        vec![page(6 * MIB - 4096, &mut rng)],
+        None,
+    )
+    .await;
+    let (before, _) = blobs.disk_usage().unwrap();
+    hash = grown;
+    for at in [5 * MIB, 4096, 3 * MIB + 1] {
+        hash = patch(
+            &blobs,
+            Some(&hash),
+            &mut model,
+            vec![page(at, &mut rng)],
+            None,
+        )
+        .await;
+    }
+    edits_cost(before, blobs.disk_usage().unwrap().0, 96);
+    assert_eq!(read_all(&blobs, &hash).await, model);
+}
+
+#[tokio::test]
 async fn the_collector_leaves_a_chunked_blob_being_read_and_takes_it_after() {
     let dir = tempfile::tempdir().unwrap();
     let blobs = FileBlobStore::open(dir.path(), false).unwrap();

@@ -2,6 +2,7 @@
 //! atomic key checks, one store per database.
 
 mod chunked;
+mod small;
 
 use aether_domain::{Action, Entry, SessionId, SessionStatus, TenantId, Timestamp};
 use aether_ports::Outcome;

@@ -6,19 +6,18 @@ use aether_ports::*;
 
 use crate::support::*;
 
-fn blob_exists(dir: &std::path::Path, data: &[u8]) -> bool {
-    let hash = sha256_hex(std::str::from_utf8(data).expect("utf8 test data"));
-    dir.join("blobs").join(&hash[..2]).join(&hash).exists()
+/// A second handle on the server's blob store, to look into it.
+fn blob_store(dir: &std::path::Path) -> aether_store_sqlite::FileBlobStore {
+    aether_store_sqlite::FileBlobStore::open(&dir.join("blobs"), false).expect("blob store")
 }
 
-fn count_blobs(dir: &std::path::Path) -> usize {
-    (0..=255u8)
-        .map(|s| {
-            std::fs::read_dir(dir.join("blobs").join(format!("{s:02x}")))
-                .map(|d| d.count())
-                .unwrap_or(0)
-        })
-        .sum()
+fn blob_exists(dir: &std::path::Path, data: &[u8]) -> bool {
+    let hash = sha256_hex(std::str::from_utf8(data).expect("utf8 test data"));
+    blob_store(dir).contains(&hash).expect("look up a blob")
+}
+
+fn count_blobs(dir: &std::path::Path) -> u64 {
+    blob_store(dir).disk_usage().expect("measure the blobs").1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
