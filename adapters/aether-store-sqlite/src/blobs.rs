@@ -161,14 +161,18 @@ impl FileBlobStore {
     }
 }
 
-/// Stores a blob of at most [`SMALL_BLOB`] bytes as a row, unless a blob file of it exists.
+/// Stores a blob of at most [`SMALL_BLOB`] bytes: touched if it is stored already, else a row
+/// when the table's writing connection is free, else a file.
 fn put_small(inner: &Inner, data: &[u8]) -> Result<String> {
     let hash = content_hash(data);
     match touch(&FileBlobStore::path_of(&inner.root, &hash)?) {
         Ok(()) => Ok(hash),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            inner.small.put(&hash, data)?;
-            Ok(hash)
+            if inner.small.try_put(&hash, data)? {
+                Ok(hash)
+            } else {
+                put_blocking(inner, data)
+            }
         }
         Err(e) => Err(io("refresh a blob", e)),
     }
