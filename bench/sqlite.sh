@@ -6,7 +6,8 @@
 # transaction; `wal`: a write-ahead log synced per transaction), 100 transactions of 5 updates
 # of random rows, each committed with SQLite's default `synchronous` (every commit `fsync`s,
 # which through a mount returns only once the server holds the data). Prints the median and
-# 90th percentile commit time per size and mode, and per build the server's CPU time over all.
+# 90th percentile commit time per size and mode, and per build the server's CPU time and the
+# growth of its data directory over all (the blob collector does not run within a run).
 # Builds to compare: `cargo build --release -p aether -p afs-server` in two checkouts. Needs
 # root, /dev/fuse and python3 with its sqlite3 module.
 set -euo pipefail
@@ -60,10 +61,11 @@ one() {
   local run="$W/run"
   stack_up "$bin" "$run" $((64 << 20))
   mkdir -p "$W/native"; rm -f "$W"/native/*
-  local s0 ours native; s0=$(cpu "$SP")
+  local s0 d0 ours native; s0=$(cpu "$SP"); d0=$(du -sk "$run/data" | cut -f1)
   ours=$(transactions "$run/mnt")
+  local s1 d1; s1=$(cpu "$SP"); d1=$(du -sk "$run/data" | cut -f1)
   native=$(transactions "$W/native")
-  echo "$1: server CPU $(awk -v a="$(cpu "$SP")" -v b="$s0" 'BEGIN{printf "%.2f", a-b}') s over 800 commits"
+  echo "$1: server CPU $(awk -v a="$s1" -v b="$s0" 'BEGIN{printf "%.2f", a-b}') s, data directory grew $(((d1 - d0) / 1024)) MiB over 800 commits"
   paste <(echo "$ours") <(echo "$native") | awk '{printf "  %6d KiB %-6s commit median %6.2f ms  p90 %6.2f ms   native %5.2f / %5.2f ms   (%.0f x native)\n", $1, $2, $3, $4, $7, $8, ($7 > 0 ? $3 / $7 : 0)}'
   stack_down "$bin" "$run"
 }
