@@ -31,12 +31,12 @@ impl Rng {
     }
 }
 
-fn sha(data: &[u8]) -> String {
+pub(crate) fn sha(data: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(data))
 }
 
 /// Applies a patch through the store and to `model`; returns the new blob's hash.
-async fn patch(
+pub(crate) async fn patch(
     blobs: &FileBlobStore,
     base: Option<&str>,
     model: &mut Vec<u8>,

@@ -6,17 +6,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use aether_domain::splice::splice;
 use aether_domain::tree::Segment;
 use aether_ports::store::BlobStore;
 use aether_store_sqlite::FileBlobStore;
-use bytes::Bytes;
 use futures::StreamExt;
-use sha2::Digest;
 
-fn sha(data: &[u8]) -> String {
-    hex::encode(sha2::Sha256::digest(data))
-}
+use crate::chunked::{patch, sha};
 
 fn content(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
@@ -151,46 +146,31 @@ async fn a_small_blob_file_from_an_earlier_version_is_read_touched_and_collected
     assert!(!path.exists());
 }
 
-/// Applies a patch through the store; returns the new blob's hash and content.
-async fn patched(
-    blobs: &FileBlobStore,
-    base: Option<&str>,
-    model: &[u8],
-    segments: Vec<Segment>,
-    truncate_to: Option<u64>,
-) -> (String, Vec<u8>) {
-    let layout = splice(model.len() as u64, &segments, truncate_to, 1 << 40).unwrap();
-    let written: Vec<Bytes> = segments
-        .iter()
-        .map(|s| Bytes::from(s.data.clone()))
-        .collect();
-    let (hash, len) = blobs.put_spliced(base, &layout, &written).await.unwrap();
-    let model = layout.assemble(model, &segments);
-    assert_eq!(
-        (hash.as_str(), len),
-        (sha(&model).as_str(), model.len() as u64)
-    );
-    (hash, model)
-}
-
 #[tokio::test]
 async fn patches_of_small_blobs_stay_rows_until_they_grow_past_64_kib() {
     let dir = tempfile::tempdir().unwrap();
     let blobs = FileBlobStore::open(dir.path(), false).unwrap();
-    let first = content(10_000, 5);
-    let base = blobs.put(first.clone().into()).await.unwrap();
+    let mut model = content(10_000, 5);
+    let base = blobs.put(model.clone().into()).await.unwrap();
     let edit = |offset: u64, len: usize| Segment {
         offset,
         data: content(len, offset as u8),
     };
-    let (small, model) = patched(&blobs, Some(&base), &first, vec![edit(9_000, 3_000)], None).await;
+    let small = patch(
+        &blobs,
+        Some(&base),
+        &mut model,
+        vec![edit(9_000, 3_000)],
+        None,
+    )
+    .await;
     assert!(blob_files(dir.path()).is_empty(), "a small result is a row");
     assert_eq!(blobs.get(&small, None).await.unwrap()[..], model[..]);
     // Grown past the row limit over a row's content: a chunked blob that reads back whole.
-    let (grown, model) = patched(
+    let grown = patch(
         &blobs,
         Some(&small),
-        &model,
+        &mut model,
         vec![edit(2, 10), edit(70_000, 100)],
         Some(200_000),
     )
@@ -198,7 +178,7 @@ async fn patches_of_small_blobs_stay_rows_until_they_grow_past_64_kib() {
     assert_eq!(blob_files(dir.path()), vec![grown.clone()]);
     assert_eq!(read_chunks(&blobs, &grown, None).await, model);
     // Cut short again: a row once more, read from the chunked base.
-    let (cut, model) = patched(&blobs, Some(&grown), &model, vec![], Some(60_000)).await;
+    let cut = patch(&blobs, Some(&grown), &mut model, vec![], Some(60_000)).await;
     assert_eq!(blobs.get(&cut, None).await.unwrap()[..], model[..]);
     assert_eq!(blob_files(dir.path()).len(), 1, "the cut version is a row");
 }
