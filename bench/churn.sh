@@ -18,15 +18,9 @@ if [[ ${1:-} =~ ^[0-9]+$ ]]; then ROUNDS=$1; shift; fi
 [ $# -ge 1 ] || { echo "usage: $0 [ROUNDS] BINDIR [BINDIR ...]" >&2; exit 2; }
 SECS=20
 HERE=$(cd "$(dirname "$0")" && pwd)
-W=$(mktemp -d /tmp/aether-churn.XXXXXX)
-cleanup() {
-  mountpoint -q "$W/run/mnt" && fusermount3 -u "$W/run/mnt" 2>/dev/null || true
-  [ -n "${SP:-}" ] && kill "$SP" 2>/dev/null || true
-  rm -rf "$W"
-}
-trap cleanup EXIT
 # shellcheck source=bench/stack.sh
 . "$HERE/stack.sh"
+stack_scratch aether-churn
 export AFS_AETHER_CACHE_MAX_BYTES=${CACHE_MAX_BYTES:-1073741824}
 
 mkdir -p "$W/native"

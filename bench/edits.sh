@@ -18,15 +18,9 @@ RUNS=1
 if [[ ${1:-} =~ ^[0-9]+$ ]]; then RUNS=$1; shift; fi
 [ $# -ge 1 ] || { echo "usage: $0 [RUNS] BINDIR [BINDIR ...]" >&2; exit 2; }
 SIZE_MB=256
-W=$(mktemp -d /tmp/aether-patch-fsync.XXXXXX)
-cleanup() {
-  mountpoint -q "$W/run/mnt" && fusermount3 -u "$W/run/mnt" 2>/dev/null || true
-  [ -n "${SP:-}" ] && kill "$SP" 2>/dev/null || true
-  rm -rf "$W"
-}
-trap cleanup EXIT
 # shellcheck source=bench/stack.sh
 . "$(dirname "$0")/stack.sh"
+stack_scratch aether-patch-fsync
 
 # edits FILE: makes the edits, prints one line per kind (median and p90 of fsync, in ms).
 edits() {

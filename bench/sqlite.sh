@@ -15,15 +15,9 @@ set -euo pipefail
 RUNS=1
 if [[ ${1:-} =~ ^[0-9]+$ ]]; then RUNS=$1; shift; fi
 [ $# -ge 1 ] || { echo "usage: $0 [RUNS] BINDIR [BINDIR ...]" >&2; exit 2; }
-W=$(mktemp -d /tmp/aether-sqlite.XXXXXX)
-cleanup() {
-  mountpoint -q "$W/run/mnt" && fusermount3 -u "$W/run/mnt" 2>/dev/null || true
-  [ -n "${SP:-}" ] && kill "$SP" 2>/dev/null || true
-  rm -rf "$W"
-}
-trap cleanup EXIT
 # shellcheck source=bench/stack.sh
 . "$(dirname "$0")/stack.sh"
+stack_scratch aether-sqlite
 
 # transactions DIR: one line per size and mode: "KiB mode median p90" (ms per commit).
 transactions() {

@@ -2,7 +2,8 @@
 # directory. `stack_up BINDIR RUN MAX_FILE_BYTES` starts afs-server (data in RUN/data), creates
 # a session and mounts it at RUN/mnt (cache in RUN/cache); it sets SP (the server's pid), SID
 # (the session) and RP (the mount runtime's pid). `stack_down BINDIR RUN` stops both.
-# `cpu PID` prints the CPU seconds PID has used.
+# `cpu PID` prints the CPU seconds PID has used. `stack_scratch NAME` makes the scratch
+# directory W (/tmp/NAME.XXXXXX) and, at exit, unmounts RUN=$W/run, stops its server and removes W.
 
 TICK=$(getconf CLK_TCK)
 cpu() { awk -v t="$TICK" '{printf "%.2f", ($14 + $15) / t}' "/proc/$1/stat"; }
@@ -25,4 +26,15 @@ stack_down() {
   local bin=$1 run=$2
   "$bin/aether" stop --session-id "$SID" --cache-dir "$run/cache" > /dev/null 2>&1 || true
   kill "$SP"; wait "$SP" 2>/dev/null || true; SP=""
+}
+
+stack_scratch() {
+  W=$(mktemp -d "/tmp/$1.XXXXXX")
+  trap stack_scratch_cleanup EXIT
+}
+
+stack_scratch_cleanup() {
+  mountpoint -q "$W/run/mnt" && fusermount3 -u "$W/run/mnt" 2>/dev/null || true
+  [ -n "${SP:-}" ] && kill "$SP" 2>/dev/null || true
+  rm -rf "$W"
 }

@@ -326,20 +326,16 @@ fn get_blocking(inner: &Inner, hash: &str, range: Option<(u64, u64)>) -> Result<
 const READ_CHUNK: u64 = 512 * 1024;
 const READ_AHEAD: usize = 8;
 
-/// A stored blob, open for reading: a row's content, one file, or a chunked blob held against
-/// the collector.
+/// A stored blob file, open for reading: one file, or a chunked blob held against the
+/// collector. (Rows of the small-blob table are read before one is opened.)
 enum Source {
-    Memory(Bytes),
     Flat(fs::File),
     Chunked(Chunked),
 }
 
 impl Source {
-    fn open(inner: &Inner, hash: &str) -> Result<Source> {
-        if let Some(data) = inner.small.get(hash)? {
-            return Ok(Source::Memory(data));
-        }
-        let path = FileBlobStore::path_of(&inner.root, hash)?;
+    fn open(root: &Path, hash: &str) -> Result<Source> {
+        let path = FileBlobStore::path_of(root, hash)?;
         let opened = |e| io(&format!("open blob {hash}"), e);
         // Opening read-only succeeds on a directory too; its type says which form it is.
         let f = fs::File::open(&path).map_err(opened)?;
@@ -353,7 +349,6 @@ impl Source {
 
     fn len(&self) -> Result<u64> {
         match self {
-            Source::Memory(data) => Ok(data.len() as u64),
             Source::Flat(f) => Ok(f.metadata().map_err(|e| io("stat a blob", e))?.len()),
             Source::Chunked(c) => Ok(c.len()),
         }
@@ -362,7 +357,6 @@ impl Source {
     fn read_exact_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt;
         match self {
-            Source::Memory(data) => chunked::read_from_memory(data, buf, at),
             Source::Flat(f) => f.read_exact_at(buf, at),
             Source::Chunked(c) => c.read_exact_at(buf, at),
         }
@@ -376,7 +370,7 @@ fn open_for_chunks(
     hash: &str,
     range: Option<(u64, u64)>,
 ) -> Result<(Source, u64, u64)> {
-    let source = Source::open(inner, hash)?;
+    let source = Source::open(&inner.root, hash)?;
     let len = source.len()?;
     let (start, end) = range.unwrap_or((0, len));
     if end > len || start > end {
@@ -385,6 +379,14 @@ fn open_for_chunks(
         )));
     }
     Ok((source, start, end))
+}
+
+/// `[start, end)` of a blob held in memory (all of it when `None`), cut at its end.
+fn slice_range(b: Bytes, range: Option<(u64, u64)>) -> Bytes {
+    match range {
+        Some((s, e)) => b.slice((s as usize).min(b.len())..(e as usize).min(b.len())),
+        None => b,
+    }
 }
 
 /// Reads `[at, at + len)` of a blob (on a blocking thread: one chunk, then the thread is free).
@@ -408,10 +410,12 @@ fn put_chunked(
 ) -> Result<(String, u64)> {
     let base = match base {
         None => chunked::Base::Empty,
-        Some(hash) => match Source::open(inner, hash)? {
-            Source::Memory(data) => chunked::Base::Memory(data),
-            Source::Flat(f) => chunked::Base::Flat(f),
-            Source::Chunked(c) => chunked::Base::Chunked(c),
+        Some(hash) => match inner.small.get(hash)? {
+            Some(data) => chunked::Base::Memory(data),
+            None => match Source::open(&inner.root, hash)? {
+                Source::Flat(f) => chunked::Base::Flat(f),
+                Source::Chunked(c) => chunked::Base::Chunked(c),
+            },
         },
     };
     let tmp = inner.root.join("tmp");
@@ -619,16 +623,12 @@ impl BlobStore for FileBlobStore {
 
     async fn get(&self, hash: &str, range: Option<(u64, u64)>) -> Result<Bytes> {
         let span = tracing::info_span!("blob.get");
-        let cut = |b: Bytes| match range {
-            Some((s, e)) => b.slice((s as usize).min(b.len())..(e as usize).min(b.len())),
-            None => b,
-        };
         if let Some(b) = span.in_scope(|| self.inner.hot().blobs.get(hash).cloned()) {
-            return Ok(cut(b));
+            return Ok(slice_range(b, range));
         }
         if let Some(b) = span.in_scope(|| self.inner.small.get(hash))? {
             self.inner.hot().insert(hash, &b);
-            return Ok(cut(b));
+            return Ok(slice_range(b, range));
         }
         let (inner, key) = (self.inner.clone(), hash.to_owned());
         let read = tokio::task::spawn_blocking(move || get_blocking(&inner, &key, range))
@@ -643,8 +643,12 @@ impl BlobStore for FileBlobStore {
 
     async fn get_chunks(&self, hash: &str, range: Option<(u64, u64)>) -> Result<ByteStream> {
         let short = range.is_some_and(|(s, e)| e.saturating_sub(s) <= READ_CHUNK);
-        if short || self.inner.hot().blobs.contains_key(hash) || self.inner.small.has(hash)? {
+        if short || self.inner.hot().blobs.contains_key(hash) {
             return Ok(aether_ports::body::one_chunk(self.get(hash, range).await?));
+        }
+        if let Some(b) = self.inner.small.get(hash)? {
+            self.inner.hot().insert(hash, &b);
+            return Ok(aether_ports::body::one_chunk(slice_range(b, range)));
         }
         let (inner, key) = (self.inner.clone(), hash.to_owned());
         let (f, start, end) =

@@ -194,7 +194,7 @@ pub(crate) enum Base {
 }
 
 /// Fills `buf` from offset `at` of `data`, or fails as a file read past its end would.
-pub(crate) fn read_from_memory(data: &[u8], buf: &mut [u8], at: u64) -> io::Result<()> {
+fn read_from_memory(data: &[u8], buf: &mut [u8], at: u64) -> io::Result<()> {
     let start = usize::try_from(at).unwrap_or(usize::MAX);
     match data.get(start..start.saturating_add(buf.len())) {
         Some(part) => {
